@@ -1,0 +1,455 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/qemu"
+	ctrd "github.com/socbox/socbox/harness/runtime"
+	"github.com/socbox/socbox/harness/sshx"
+	"github.com/socbox/socbox/images"
+	"github.com/socbox/socbox/images/debarchive"
+)
+
+// StageTiming is how long one stage took.
+type StageTiming struct {
+	Stage    Stage         `json:"stage"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration_ns"`
+	Seconds  float64       `json:"seconds"`
+}
+
+// Board is one emulated board on its way off → booted → ssh →
+// containerd-ready. It refuses to go on after a failure: every later call
+// returns the first error.
+type Board struct {
+	Profile boards.Profile
+	Image   *images.Image
+	RunDir  string
+	Machine *qemu.Machine
+	SSH     *sshx.Client
+	Runtime *ctrd.Runtime
+	// Endpoint is where the guest's sshd is reached (127.0.0.1:<port>).
+	Endpoint sshx.Endpoint
+	// KeyPath is the harness's private key, for `ssh -i`.
+	KeyPath string
+	// BusyboxImage is the name of the busybox image imported at start.
+	BusyboxImage string
+
+	boot    images.BootFiles
+	opts    options
+	logf    func(format string, args ...any)
+	archive *debarchive.Client
+	signer  ssh.Signer
+
+	mu      sync.Mutex
+	stage   Stage
+	err     error
+	timings []StageTiming
+	closed  bool
+}
+
+// Stage is where the board is now.
+func (b *Board) Stage() Stage {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stage
+}
+
+// Timings are the stages done so far and how long each took.
+func (b *Board) Timings() []StageTiming {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]StageTiming(nil), b.timings...)
+}
+
+// Err is the error that stopped the board, if any.
+func (b *Board) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// SSHCommand is the command a person runs to log in to the board.
+func (b *Board) SSHCommand() string {
+	return fmt.Sprintf("ssh -i %s -p %d -o UserKnownHostsFile=%s %s@127.0.0.1",
+		b.KeyPath, b.Endpoint.Port, filepath.Join(b.RunDir, "known_hosts"), b.Endpoint.User)
+}
+
+// Start builds or finds the image, boots the board and brings it to
+// containerd-ready (or SSH, WithoutContainerd). On error the board is
+// cleaned up unless WithKeepOnFailure; the returned *Board is then still
+// non-nil when anything was started, so its logs can be read.
+func Start(ctx context.Context, opts ...Option) (*Board, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("socbox options: %w", err)
+		}
+	}
+	prof, err := boards.Lookup(o.board)
+	if err != nil {
+		return nil, err
+	}
+	logf := o.logf
+	if logf == nil {
+		logf = log.New(os.Stderr, "", log.Ltime).Printf
+	}
+	b := &Board{Profile: prof, opts: o, stage: StageOff}
+	b.logf = func(format string, args ...any) { logf(prof.Slug+": "+format, args...) }
+	if err := b.start(ctx); err != nil {
+		if !o.keepOnFailure {
+			_ = b.Close()
+		} else {
+			b.logf("keeping the failed board: %s (run dir %s)", b.SSHCommand(), b.RunDir)
+		}
+		return b, err
+	}
+	return b, nil
+}
+
+func (b *Board) fail(stage Stage, err error, hint string) error {
+	se := &StageError{Stage: stage, Board: b.Profile.Slug, Err: err, Hint: hint}
+	if b.RunDir != "" {
+		se.ConsoleLog = qemu.SerialLog(b.RunDir, b.consolePort())
+		se.ConsoleTail = qemu.TailFile(se.ConsoleLog, 25)
+		if b.opts.artifactsDir != "" {
+			se.ConsoleLog = filepath.Join(b.opts.artifactsDir, filepath.Base(se.ConsoleLog))
+		}
+		if b.opts.keepOnFailure || b.opts.keepRunDir {
+			se.Hint = strings.TrimSpace(se.Hint + " (run dir kept: " + b.RunDir + ")")
+		}
+	}
+	b.mu.Lock()
+	b.stage, b.err = StageFailed, se
+	b.mu.Unlock()
+	return se
+}
+
+// consolePort is the serial port the kernel console is on.
+func (b *Board) consolePort() int {
+	c := b.Profile.Kernel.Console
+	if strings.HasSuffix(c, "1") && b.Profile.SerialPorts > 1 {
+		return 1
+	}
+	return 0
+}
+
+// step runs one stage with its timeout and records its timing.
+func (b *Board) step(ctx context.Context, stage Stage, fn func(ctx context.Context) error) error {
+	if err := b.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBoardFailed, err)
+	}
+	timeout := b.opts.timeouts[stage]
+	if timeout == 0 {
+		timeout = 10 * time.Minute
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	err := fn(sctx)
+	d := time.Since(start)
+	if err != nil {
+		if errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("timed out after %s: %w (raise it with harness.WithTimeout(harness.Stage%s, ...))",
+				timeout, err, strings.Title(string(stage))) //nolint:staticcheck // ASCII stage names
+		}
+		var se *StageError
+		if errors.As(err, &se) {
+			return err
+		}
+		return b.fail(stage, err, b.hint(stage))
+	}
+	b.mu.Lock()
+	b.stage = stage
+	b.timings = append(b.timings, StageTiming{Stage: stage, Start: start, Duration: d, Seconds: d.Seconds()})
+	b.mu.Unlock()
+	b.logf("%s ready after %.1fs", stage, d.Seconds())
+	return nil
+}
+
+func (b *Board) hint(stage Stage) string {
+	switch stage {
+	case StageImage:
+		return "run scripts/host-setup.sh, or `socbox doctor`, to check the host; delete the image cache to rebuild"
+	case StageQEMU:
+		return "QEMU did not start: see its output above; `socbox doctor` checks the host"
+	case StageKernel:
+		return "the kernel printed nothing: check the kernel, dtb and console= against the board"
+	case StageSSH:
+		return "the guest booted but sshd did not answer: read the console log for network or sshd errors"
+	case StageContainerd:
+		return "containerd did not come up: try the other strategy (apt or bundle) and read the console log"
+	}
+	return ""
+}
+
+func (b *Board) start(ctx context.Context) error {
+	cache, err := images.CacheDir()
+	if err != nil {
+		return err
+	}
+	b.archive = &debarchive.Client{CacheDir: filepath.Join(cache, "debs"), Logf: b.logf}
+	b.KeyPath = filepath.Join(cache, "ssh", "id_ed25519")
+	b.signer, err = sshx.LoadOrCreateKey(b.KeyPath)
+	if err != nil {
+		return b.fail(StageImage, err, "socbox keeps its SSH key in its cache dir; check it is writable")
+	}
+	if err := b.step(ctx, StageImage, b.prepareImage); err != nil {
+		return err
+	}
+	if err := b.step(ctx, StageQEMU, b.startQEMU); err != nil {
+		return err
+	}
+	if err := b.step(ctx, StageKernel, b.waitKernel); err != nil {
+		return err
+	}
+	if err := b.step(ctx, StageSSH, b.waitSSH); err != nil {
+		return err
+	}
+	if b.opts.noContainerd {
+		return nil
+	}
+	if err := b.step(ctx, StageContainerd, b.readyContainerd); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.stage = StageReady
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *Board) prepareImage(ctx context.Context) error {
+	im := b.opts.image
+	if im == nil {
+		var err error
+		im, err = images.BuildDefault(ctx, images.DefaultSpec{
+			Board: b.Profile, Suite: b.opts.suite, AuthorizedKey: sshx.AuthorizedKey(b.signer),
+			Archive: b.archive, Logf: b.logf,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	b.Image = im
+	bf, err := images.EnsureBootFiles(ctx, im, b.Profile, b.archive, b.logf)
+	if err != nil {
+		return err
+	}
+	b.boot = bf
+	dir := b.opts.runDir
+	if dir == "" {
+		var err error
+		dir, err = os.MkdirTemp("", "socbox-"+b.Profile.Slug+"-")
+		if err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b.RunDir = dir
+	return images.CreateOverlay(ctx, im, filepath.Join(dir, "disk.qcow2"), 0)
+}
+
+// freePort asks the kernel for a free port on 127.0.0.1. Another process may
+// take it before QEMU binds it; startQEMU retries then.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (b *Board) startQEMU(ctx context.Context) error {
+	smp := b.opts.smp
+	if smp == 0 && b.Profile.Machine == "virt" && runtime.NumCPU() < b.Profile.SMP {
+		smp = runtime.NumCPU()
+	}
+	console := b.Profile.Kernel.Console
+	appendLine := strings.TrimSpace(b.Image.Append + " console=" + console + " " + b.Profile.Kernel.ExtraCmdline)
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		cfg := qemu.Config{
+			Board: b.Profile, RunDir: b.RunDir,
+			Kernel: b.boot.Kernel, Initrd: b.boot.Initrd, DTB: b.boot.DTB,
+			Append: appendLine, Disk: filepath.Join(b.RunDir, "disk.qcow2"), SMP: smp,
+			Forwards: []qemu.Forward{{HostPort: port, GuestPort: 22}},
+		}
+		m, err := qemu.Start(ctx, cfg, b.logf)
+		if err != nil {
+			lastErr = err
+			if strings.Contains(err.Error(), "host forwarding rule") {
+				continue // the port was taken meanwhile
+			}
+			return err
+		}
+		b.Machine = m
+		b.Endpoint = sshx.Endpoint{Host: "127.0.0.1", Port: port, User: b.Image.User}
+		return os.WriteFile(filepath.Join(b.RunDir, "qemu.cmdline"), []byte(m.CommandLine()+"\n"), 0o644)
+	}
+	return lastErr
+}
+
+// consoleProblem looks for the console lines that mean the boot is lost.
+func (b *Board) consoleProblem() error {
+	for _, l := range b.Machine.ConsoleTail(b.consolePort(), 60) {
+		switch {
+		case strings.Contains(l, "Kernel panic"):
+			return fmt.Errorf("%w: %s", ErrKernelPanic, strings.TrimSpace(l))
+		case strings.Contains(l, "socbox-initrd: error"):
+			return fmt.Errorf("%w: %s", ErrInitrd, strings.TrimSpace(l))
+		}
+	}
+	return nil
+}
+
+// alive is checked before every poll: a dead QEMU or a panicked kernel ends
+// the wait at once instead of at the timeout.
+func (b *Board) alive() error {
+	if err := b.Machine.Alive(); err != nil {
+		return err
+	}
+	return b.consoleProblem()
+}
+
+func (b *Board) waitKernel(ctx context.Context) error {
+	return poll(ctx, requirement{
+		desc: "kernel output on the console", interval: 200 * time.Millisecond, alive: b.alive,
+		check: func(context.Context) error {
+			for _, l := range b.Machine.ConsoleTail(b.consolePort(), 200) {
+				if strings.Contains(l, "Booting Linux") || strings.Contains(l, "Linux version") {
+					return nil
+				}
+			}
+			return errors.New("no kernel banner yet")
+		},
+	})
+}
+
+func (b *Board) waitSSH(ctx context.Context) error {
+	var pinned []ssh.PublicKey
+	for _, k := range b.Image.HostKeys {
+		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
+		if err != nil {
+			return fmt.Errorf("image %s: bad host key %q: %w", b.Image.Name, k, err)
+		}
+		pinned = append(pinned, pk)
+	}
+	hk := sshx.NewHostKeys(pinned...)
+	c, err := sshx.DialRetry(ctx, sshx.Config{Endpoint: b.Endpoint, Signer: b.signer, HostKeys: hk, Timeout: 20 * time.Second},
+		500*time.Millisecond, b.alive)
+	if err != nil {
+		return err
+	}
+	b.SSH = c
+	_ = hk.Save(filepath.Join(b.RunDir, "known_hosts"))
+	return b.SyncClock(ctx)
+}
+
+// SyncClock sets the guest's clock from the host's. Boards without an RTC
+// boot in the past, and apt then rejects Debian's Release files as "not
+// valid yet".
+func (b *Board) SyncClock(ctx context.Context) error {
+	now := time.Now().UTC()
+	cmd := fmt.Sprintf("date -u -s @%d.%09d >/dev/null", now.Unix(), now.Nanosecond())
+	if _, err := b.SSH.Output(ctx, cmd); err != nil {
+		return fmt.Errorf("set guest clock: %w", err)
+	}
+	return nil
+}
+
+// Close stops QEMU, closes connections and removes the run directory
+// (unless kept). It is safe to call more than once and on a nil board.
+func (b *Board) Close() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	var errs []error
+	if b.Runtime != nil {
+		_ = b.Runtime.Close()
+	}
+	if b.SSH != nil {
+		_ = b.SSH.Close()
+	}
+	if b.Machine != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs = append(errs, b.Machine.Stop(ctx, false, 0))
+		cancel()
+	}
+	if err := b.saveArtifacts(); err != nil {
+		errs = append(errs, err)
+	}
+	keep := b.opts.keepRunDir || (b.opts.keepOnFailure && b.Err() != nil)
+	if b.RunDir != "" && !keep && b.opts.runDir == "" {
+		errs = append(errs, os.RemoveAll(b.RunDir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close %s: %w", b.Profile.Slug, err)
+	}
+	return nil
+}
+
+// ConsoleLogs are the paths of the board's serial logs: in the artifacts
+// directory when one is set (they are copied there on Close), else in the
+// run directory.
+func (b *Board) ConsoleLogs() []string {
+	var out []string
+	for i := 0; i < max(b.Profile.SerialPorts, 1); i++ {
+		p := qemu.SerialLog(b.RunDir, i)
+		if b.opts.artifactsDir != "" {
+			p = filepath.Join(b.opts.artifactsDir, filepath.Base(p))
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (b *Board) saveArtifacts() error {
+	if b.opts.artifactsDir == "" || b.RunDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(b.opts.artifactsDir, 0o755); err != nil {
+		return err
+	}
+	var errs []error
+	for i := 0; i < max(b.Profile.SerialPorts, 1); i++ {
+		src := qemu.SerialLog(b.RunDir, i)
+		data, err := os.ReadFile(src)
+		if err != nil {
+			if !os.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		errs = append(errs, os.WriteFile(filepath.Join(b.opts.artifactsDir, filepath.Base(src)), data, 0o644))
+	}
+	if data, err := os.ReadFile(filepath.Join(b.RunDir, "qemu.cmdline")); err == nil {
+		errs = append(errs, os.WriteFile(filepath.Join(b.opts.artifactsDir, "qemu.cmdline"), data, 0o644))
+	}
+	return errors.Join(errs...)
+}

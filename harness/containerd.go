@@ -1,0 +1,212 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	ctrd "github.com/socbox/socbox/harness/runtime"
+	"github.com/socbox/socbox/harness/sshx"
+	"github.com/socbox/socbox/images"
+	"github.com/socbox/socbox/images/debarchive"
+)
+
+// GuestInfo is what an installer needs to know about the guest's OS.
+type GuestInfo struct {
+	Suite     string          // Debian codename from /etc/os-release
+	Arch      string          // dpkg architecture
+	Installed map[string]bool // packages dpkg has installed
+}
+
+// ContainerdInstaller puts containerd and runc into a guest.
+type ContainerdInstaller interface {
+	Name() string
+	Install(ctx context.Context, sh *sshx.Client, g GuestInfo, logf func(string, ...any)) error
+}
+
+// AptInstaller installs containerd with apt-get in the guest, which reaches
+// Debian's archive through QEMU's user network.
+type AptInstaller struct{}
+
+func (AptInstaller) Name() string { return "apt" }
+
+func (AptInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestInfo, logf func(string, ...any)) error {
+	logf("containerd: apt-get install in the guest (Debian %s %s)", g.Suite, g.Arch)
+	cmd := "export DEBIAN_FRONTEND=noninteractive; " +
+		"apt-get -q -o Acquire::Retries=3 update && " +
+		"apt-get -q -y -o Acquire::Retries=3 install --no-install-recommends containerd runc"
+	res, err := sh.Run(ctx, cmd)
+	if err != nil {
+		return fmt.Errorf("apt-get install containerd: %w", err)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("apt-get install containerd exited %d: %s (does the guest reach Debian's archive? is its clock right?)",
+			res.ExitCode, tailString(res.Stderr, 800))
+	}
+	return nil
+}
+
+// BundleInstaller fetches containerd, runc and whatever they need that the
+// guest lacks, for the guest's own suite and architecture, verified against
+// the archive's signed indexes and cached on the host; pushes them over SSH
+// and installs them with dpkg. The guest needs no network.
+type BundleInstaller struct {
+	Archive *debarchive.Client
+}
+
+func (BundleInstaller) Name() string { return "bundle" }
+
+func (bi BundleInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestInfo, logf func(string, ...any)) error {
+	debs, err := bi.Archive.FetchDebs(ctx, g.Suite, g.Arch, []string{"containerd", "runc"}, g.Installed)
+	if err != nil {
+		return fmt.Errorf("fetch containerd for Debian %s %s: %w", g.Suite, g.Arch, err)
+	}
+	var names []string
+	remote := make([]string, 0, len(debs))
+	for _, d := range debs {
+		names = append(names, filepath.Base(d))
+		dst := "/var/cache/socbox/debs/" + filepath.Base(d)
+		if err := uploadFile(ctx, sh, d, dst); err != nil {
+			return fmt.Errorf("push %s: %w", filepath.Base(d), err)
+		}
+		remote = append(remote, sshx.Quote(dst))
+	}
+	logf("containerd: installing %s with dpkg", strings.Join(names, ", "))
+	res, err := sh.Run(ctx, "DEBIAN_FRONTEND=noninteractive dpkg -i "+strings.Join(remote, " ")+
+		" && rm -rf /var/cache/socbox/debs")
+	if err != nil {
+		return fmt.Errorf("dpkg -i: %w", err)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("dpkg -i exited %d: %s", res.ExitCode, tailString(append(res.Stdout, res.Stderr...), 1200))
+	}
+	return nil
+}
+
+func uploadFile(ctx context.Context, sh *sshx.Client, local, remote string) error {
+	f, err := os.Open(local)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return sh.Upload(ctx, f, remote, 0o644)
+}
+
+func tailString(b []byte, n int) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// guestInfo reads the guest's Debian suite, architecture and installed
+// packages.
+func guestInfo(ctx context.Context, sh *sshx.Client) (GuestInfo, error) {
+	out, err := sh.Output(ctx, `. /etc/os-release; echo "${VERSION_CODENAME}"; dpkg --print-architecture; `+
+		`dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n'`)
+	if err != nil {
+		return GuestInfo{}, fmt.Errorf("read guest OS: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 || lines[0] == "" {
+		return GuestInfo{}, fmt.Errorf("read guest OS: no VERSION_CODENAME in /etc/os-release (is this a Debian-based image?)")
+	}
+	g := GuestInfo{Suite: strings.TrimSpace(lines[0]), Arch: strings.TrimSpace(lines[1]), Installed: map[string]bool{}}
+	for _, l := range lines[2:] {
+		f := strings.Fields(l)
+		if len(f) == 2 && strings.HasPrefix(f[0], "ii") {
+			g.Installed[strings.SplitN(f[1], ":", 2)[0]] = true
+		}
+	}
+	return g, nil
+}
+
+func (b *Board) installer() ContainerdInstaller {
+	switch b.opts.containerd {
+	case ContainerdApt:
+		return AptInstaller{}
+	default:
+		return BundleInstaller{Archive: b.archive}
+	}
+}
+
+// connectContainerd dials the guest's containerd through SSH and checks it
+// answers.
+func (b *Board) connectContainerd(ctx context.Context) (*ctrd.Runtime, string, error) {
+	rt, err := ctrd.Connect(ctx, b.SSH)
+	if err != nil {
+		return nil, "", err
+	}
+	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := rt.Version(vctx)
+	if err != nil {
+		_ = rt.Close()
+		return nil, "", err
+	}
+	return rt, v, nil
+}
+
+func (b *Board) readyContainerd(ctx context.Context) error {
+	// Skip the install when containerd already answers (a provisioned or
+	// real board).
+	if res, err := b.SSH.Run(ctx, "test -S /run/containerd/containerd.sock"); err == nil && res.ExitCode == 0 {
+		if rt, v, err := b.connectContainerd(ctx); err == nil {
+			b.logf("containerd %s already running", v)
+			b.Runtime = rt
+			return b.importBusybox(ctx)
+		}
+	}
+	g, err := guestInfo(ctx, b.SSH)
+	if err != nil {
+		return err
+	}
+	inst := b.installer()
+	start := time.Now()
+	if err := inst.Install(ctx, b.SSH, g, b.logf); err != nil {
+		return fmt.Errorf("install containerd (%s): %w", inst.Name(), err)
+	}
+	b.logf("containerd: installed with %s in %.1fs", inst.Name(), time.Since(start).Seconds())
+	var rt *ctrd.Runtime
+	var version string
+	err = poll(ctx, requirement{
+		desc: "containerd to answer", interval: 500 * time.Millisecond, alive: b.alive,
+		check: func(ctx context.Context) error {
+			if _, err := b.SSH.Output(ctx, "test -S /run/containerd/containerd.sock || systemctl start containerd"); err != nil {
+				return err
+			}
+			var err error
+			rt, version, err = b.connectContainerd(ctx)
+			return err
+		},
+	})
+	if err != nil {
+		return err
+	}
+	b.logf("containerd %s answers", version)
+	b.Runtime = rt
+	return b.importBusybox(ctx)
+}
+
+// importBusybox builds the busybox image for the guest's platform from
+// Debian's busybox-static (of the guest's suite) and imports it.
+func (b *Board) importBusybox(ctx context.Context) error {
+	g, err := guestInfo(ctx, b.SSH)
+	if err != nil {
+		return err
+	}
+	bb, err := images.BusyboxBinary(ctx, b.archive, g.Suite, g.Arch)
+	if err != nil {
+		return err
+	}
+	name, err := importBusyboxImage(ctx, b.Runtime, bb, b.Profile.Platform)
+	if err != nil {
+		return err
+	}
+	b.BusyboxImage = name
+	return nil
+}

@@ -1,0 +1,144 @@
+package harness
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/socbox/socbox/images"
+)
+
+// ContainerdStrategy says how containerd gets into the guest.
+type ContainerdStrategy string
+
+const (
+	// ContainerdAuto uses the bundle: no guest network needed, and the
+	// packages are cached on the host.
+	ContainerdAuto ContainerdStrategy = "auto"
+	// ContainerdApt runs apt-get in the guest, through QEMU's user network.
+	ContainerdApt ContainerdStrategy = "apt"
+	// ContainerdBundle fetches containerd and runc for the guest's suite and
+	// architecture on the host, verifies them and installs them with dpkg.
+	ContainerdBundle ContainerdStrategy = "bundle"
+)
+
+// Option configures Start and Boot.
+type Option func(*options) error
+
+type options struct {
+	board         string
+	suite         string
+	image         *images.Image
+	containerd    ContainerdStrategy
+	noContainerd  bool
+	timeouts      map[Stage]time.Duration
+	keepOnFailure bool
+	keepRunDir    bool
+	runDir        string
+	artifactsDir  string
+	smp           int
+	logf          func(format string, args ...any)
+}
+
+func defaultOptions() options {
+	return options{
+		board:      "raspi4b",
+		suite:      images.DefaultSuite,
+		containerd: ContainerdAuto,
+		timeouts: map[Stage]time.Duration{
+			StageQEMU:       30 * time.Second,
+			StageKernel:     60 * time.Second,
+			StageSSH:        4 * time.Minute,
+			StageContainerd: 10 * time.Minute,
+		},
+	}
+}
+
+// WithBoard picks the board by slug (see `socbox boards`).
+func WithBoard(slug string) Option {
+	return func(o *options) error { o.board = slug; return nil }
+}
+
+// WithSuite picks the Debian release of the default image: "trixie"
+// (default) or "bookworm".
+func WithSuite(suite string) Option {
+	return func(o *options) error {
+		for _, s := range images.Suites {
+			if s == suite {
+				o.suite = suite
+				return nil
+			}
+		}
+		return fmt.Errorf("unknown Debian suite %q: socbox builds %v", suite, images.Suites)
+	}
+}
+
+// WithImage boots a prepared image instead of the default one.
+func WithImage(im *images.Image) Option {
+	return func(o *options) error { o.image = im; return nil }
+}
+
+// WithContainerd picks how containerd is installed in the guest.
+func WithContainerd(s ContainerdStrategy) Option {
+	return func(o *options) error {
+		switch s {
+		case ContainerdAuto, ContainerdApt, ContainerdBundle:
+			o.containerd = s
+			return nil
+		}
+		return fmt.Errorf("unknown containerd strategy %q: use auto, apt or bundle", s)
+	}
+}
+
+// WithoutContainerd stops at SSH: the board is booted and logged in to.
+func WithoutContainerd() Option {
+	return func(o *options) error { o.noContainerd = true; return nil }
+}
+
+// WithTimeout sets how long a stage may take.
+func WithTimeout(s Stage, d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("timeout for stage %s must be positive, got %s", s, d)
+		}
+		o.timeouts[s] = d
+		return nil
+	}
+}
+
+// WithKeepOnFailure leaves a failed board running (and its run directory in
+// place) so it can be inspected; the error says how to reach it.
+func WithKeepOnFailure() Option {
+	return func(o *options) error { o.keepOnFailure = true; return nil }
+}
+
+// WithKeepRunDir keeps the run directory (overlay, console logs) after Close.
+func WithKeepRunDir() Option {
+	return func(o *options) error { o.keepRunDir = true; return nil }
+}
+
+// WithRunDir puts the run directory at dir instead of a new temp dir.
+func WithRunDir(dir string) Option {
+	return func(o *options) error { o.runDir = dir; return nil }
+}
+
+// WithSMP overrides the number of vCPUs.
+func WithSMP(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("smp must be at least 1, got %d", n)
+		}
+		o.smp = n
+		return nil
+	}
+}
+
+// WithLogf sends the harness's progress lines to logf (Boot uses t.Logf).
+func WithLogf(logf func(format string, args ...any)) Option {
+	return func(o *options) error { o.logf = logf; return nil }
+}
+
+// WithArtifactsDir copies the board's console logs and QEMU command line
+// into dir when it is closed, so they outlive the run directory.
+func WithArtifactsDir(dir string) Option {
+	return func(o *options) error { o.artifactsDir = dir; return nil }
+}

@@ -1,0 +1,159 @@
+// Package qemu runs one QEMU machine: it builds the command line from a board
+// profile (a pure function), starts the process tidily, talks QMP and stops
+// it in steps.
+package qemu
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/socbox/socbox/boards"
+)
+
+// Forward is a TCP port forward from the host's loopback to the guest.
+type Forward struct {
+	HostPort  int
+	GuestPort int
+}
+
+// Config is everything QEMU needs for one run.
+type Config struct {
+	Board boards.Profile
+	// RunDir holds the QMP socket, pidfile and serial logs of this run.
+	RunDir string
+	Kernel string
+	Initrd string
+	DTB    string
+	// Append is the kernel command line.
+	Append string
+	// Disk is the qcow2 overlay the guest writes to.
+	Disk string
+	// SMP overrides the board's vCPU count (0 = the board's).
+	SMP int
+	// Forwards are host 127.0.0.1 ports forwarded into the guest; the first
+	// one is usually SSH.
+	Forwards []Forward
+	// ExtraArgs are appended verbatim (for experiments; not used by socbox).
+	ExtraArgs []string
+}
+
+// QMPSocket is the path of the QMP socket in a run directory.
+func QMPSocket(runDir string) string { return filepath.Join(runDir, "qmp.sock") }
+
+// PIDFile is the path of QEMU's pidfile in a run directory.
+func PIDFile(runDir string) string { return filepath.Join(runDir, "qemu.pid") }
+
+// SerialLog is the path of serial port i's log in a run directory.
+func SerialLog(runDir string, i int) string {
+	return filepath.Join(runDir, fmt.Sprintf("serial%d.log", i))
+}
+
+// Cmdline builds the QEMU executable and arguments for cfg. It has no side
+// effects, so every board's command line is checked by table tests.
+func Cmdline(cfg Config) (string, []string, error) {
+	b := cfg.Board
+	var errs []error
+	if b.QEMUBinary == "" || b.Machine == "" {
+		errs = append(errs, fmt.Errorf("board %q has no QEMU binary or machine", b.Slug))
+	}
+	if cfg.RunDir == "" {
+		errs = append(errs, errors.New("no run directory"))
+	}
+	if cfg.Kernel == "" {
+		errs = append(errs, errors.New("no kernel"))
+	}
+	if cfg.Disk == "" {
+		errs = append(errs, errors.New("no disk"))
+	}
+	for _, f := range cfg.Forwards {
+		if f.HostPort <= 0 || f.HostPort > 65535 || f.GuestPort <= 0 || f.GuestPort > 65535 {
+			errs = append(errs, fmt.Errorf("bad port forward %d->%d", f.HostPort, f.GuestPort))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return "", nil, fmt.Errorf("qemu command line for %s: %w", b.Slug, err)
+	}
+
+	smp := b.SMP
+	if cfg.SMP > 0 {
+		smp = cfg.SMP
+	}
+	args := []string{
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-machine", b.Machine,
+		"-accel", "tcg,thread=multi",
+		"-m", strconv.Itoa(b.MemoryMiB),
+		"-smp", strconv.Itoa(smp),
+	}
+	if b.CPU != "" {
+		args = append(args, "-cpu", b.CPU)
+	}
+	args = append(args,
+		"-qmp", "unix:"+QMPSocket(cfg.RunDir)+",server=on,wait=off",
+		"-pidfile", PIDFile(cfg.RunDir),
+	)
+	for i := 0; i < max(b.SerialPorts, 1); i++ {
+		id := fmt.Sprintf("serial%d", i)
+		args = append(args,
+			"-chardev", "file,id="+id+",path="+SerialLog(cfg.RunDir, i),
+			"-serial", "chardev:"+id)
+	}
+	args = append(args, "-kernel", cfg.Kernel)
+	if cfg.Initrd != "" {
+		args = append(args, "-initrd", cfg.Initrd)
+	}
+	if cfg.DTB != "" {
+		args = append(args, "-dtb", cfg.DTB)
+	}
+	if cfg.Append != "" {
+		args = append(args, "-append", cfg.Append)
+	}
+
+	switch b.DiskBus {
+	case boards.DiskVirtio:
+		args = append(args,
+			"-drive", "file="+cfg.Disk+",format=qcow2,if=none,id=disk0,discard=unmap",
+			"-device", "virtio-blk-pci,drive=disk0")
+	case boards.DiskSD:
+		args = append(args, "-drive", "file="+cfg.Disk+",format=qcow2,if=sd,index=0")
+	default:
+		return "", nil, fmt.Errorf("qemu command line for %s: unknown disk bus %q", b.Slug, b.DiskBus)
+	}
+
+	var fwd strings.Builder
+	for _, f := range cfg.Forwards {
+		// 127.0.0.1 only: a board is never reachable from the network.
+		fmt.Fprintf(&fwd, ",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+	}
+	args = append(args, "-netdev", "user,id=net0"+fwd.String())
+	if b.NIC != "" {
+		args = append(args, "-device", b.NIC+",netdev=net0")
+	}
+	if b.Machine == "virt" {
+		// Entropy for the guest: without it sshd can wait seconds for the
+		// kernel's pool on an emulated CPU.
+		args = append(args, "-device", "virtio-rng-pci")
+	}
+	args = append(args, cfg.ExtraArgs...)
+	return b.QEMUBinary, args, nil
+}
+
+// ShellQuote renders exe and args as one copy-pasteable shell command, for
+// reproducers in reports and error messages.
+func ShellQuote(exe string, args []string) string {
+	parts := make([]string, 0, len(args)+1)
+	for _, a := range append([]string{exe}, args...) {
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+		}) < 0 {
+			parts = append(parts, a)
+			continue
+		}
+		parts = append(parts, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+	}
+	return strings.Join(parts, " ")
+}

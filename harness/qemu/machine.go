@@ -1,0 +1,324 @@
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+)
+
+// Logf receives the machine's progress and QEMU's own output, line by line.
+type Logf func(format string, args ...any)
+
+// Machine is one running QEMU process. It owns power (start, stop) and the
+// console (serial logs); it knows nothing about SSH or containers.
+type Machine struct {
+	cfg  Config
+	exe  string
+	args []string
+	cmd  *exec.Cmd
+	logf Logf
+
+	mon   *qmp.SocketMonitor
+	monMu sync.Mutex
+
+	done     chan struct{} // closed when the process has exited
+	waitErr  error
+	started  time.Time
+	exitedAt time.Time
+
+	outMu   sync.Mutex
+	outTail []string // QEMU's last stdout/stderr lines
+}
+
+// ErrExited is wrapped by errors about a QEMU process that is gone.
+var ErrExited = errors.New("qemu exited")
+
+// Start launches QEMU for cfg in its own process group, with a parent-death
+// signal so that a killed test process does not leave it running, and
+// connects to its QMP socket.
+func Start(ctx context.Context, cfg Config, logf Logf) (*Machine, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	exe, args, err := Cmdline(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exec.LookPath(exe); err != nil {
+		return nil, fmt.Errorf("start %s: %s not found: install QEMU (Debian/Ubuntu: apt-get install qemu-system-arm qemu-utils) or run `socbox doctor`: %w",
+			cfg.Board.Slug, exe, err)
+	}
+	m := &Machine{cfg: cfg, exe: exe, args: args, logf: logf, done: make(chan struct{})}
+	cmd := exec.Command(exe, args...)
+	cmd.Dir = cfg.RunDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", exe, err)
+	}
+	m.cmd = cmd
+	m.started = time.Now()
+	var pipes sync.WaitGroup
+	pipes.Add(2)
+	go m.pipe(&pipes, "qemu: ", stdout)
+	go m.pipe(&pipes, "qemu: ", stderr)
+	go func() {
+		pipes.Wait()
+		m.waitErr = cmd.Wait()
+		m.exitedAt = time.Now()
+		close(m.done)
+	}()
+	logf("qemu: started pid %d: %s", cmd.Process.Pid, m.CommandLine())
+
+	if err := m.connectQMP(ctx); err != nil {
+		m.kill()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Machine) pipe(wg *sync.WaitGroup, prefix string, r io.Reader) {
+	defer wg.Done()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		m.logf("%s%s", prefix, line)
+		m.outMu.Lock()
+		m.outTail = append(m.outTail, line)
+		if len(m.outTail) > 40 {
+			m.outTail = m.outTail[len(m.outTail)-40:]
+		}
+		m.outMu.Unlock()
+	}
+}
+
+func (m *Machine) connectQMP(ctx context.Context) error {
+	sock := QMPSocket(m.cfg.RunDir)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := m.Alive(); err != nil {
+			return fmt.Errorf("start %s: %w", m.cfg.Board.Slug, err)
+		}
+		mon, err := qmp.NewSocketMonitor("unix", sock, 2*time.Second)
+		if err == nil {
+			if err = mon.Connect(); err == nil {
+				m.mon = mon
+				return nil
+			}
+			_ = mon.Disconnect()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("start %s: connect to QMP socket %s: %w", m.cfg.Board.Slug, sock, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("start %s: connect to QMP: %w", m.cfg.Board.Slug, ctx.Err())
+		case <-m.done:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Alive returns nil while QEMU runs, and otherwise an error wrapping
+// ErrExited with its exit status and last output lines; when it died within
+// a second of starting it says so, since that is almost always a bad
+// command line or a missing file.
+func (m *Machine) Alive() error {
+	select {
+	case <-m.done:
+	default:
+		return nil
+	}
+	m.outMu.Lock()
+	tail := strings.Join(m.outTail, "\n")
+	m.outMu.Unlock()
+	status := "exited"
+	if m.waitErr != nil {
+		status = m.waitErr.Error()
+	}
+	when := ""
+	if m.exitedAt.Sub(m.started) < 2*time.Second {
+		when = " within a second of starting (check the command line and the files it names)"
+	}
+	if tail == "" {
+		tail = "(no output)"
+	}
+	return fmt.Errorf("%w%s: %s; its output:\n%s", ErrExited, when, status, tail)
+}
+
+// Done is closed when the QEMU process has exited.
+func (m *Machine) Done() <-chan struct{} { return m.done }
+
+// PID is QEMU's process id.
+func (m *Machine) PID() int { return m.cmd.Process.Pid }
+
+// Config is the configuration the machine was started with.
+func (m *Machine) Config() Config { return m.cfg }
+
+// CommandLine is the exact QEMU command, quoted for a shell.
+func (m *Machine) CommandLine() string { return ShellQuote(m.exe, m.args) }
+
+// QMP runs one QMP command and returns its "return" value.
+func (m *Machine) QMP(ctx context.Context, execute string, args any) (json.RawMessage, error) {
+	m.monMu.Lock()
+	mon := m.mon
+	m.monMu.Unlock()
+	if mon == nil {
+		return nil, fmt.Errorf("qmp %s: not connected", execute)
+	}
+	if err := m.Alive(); err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", execute, err)
+	}
+	raw, err := json.Marshal(qmp.Command{Execute: execute, Args: args})
+	if err != nil {
+		return nil, err
+	}
+	type reply struct {
+		out []byte
+		err error
+	}
+	ch := make(chan reply, 1)
+	go func() {
+		out, err := mon.Run(raw)
+		ch <- reply{out, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("qmp %s: %w", execute, r.err)
+		}
+		var resp struct {
+			Return json.RawMessage `json:"return"`
+		}
+		if err := json.Unmarshal(r.out, &resp); err != nil {
+			return nil, fmt.Errorf("qmp %s: decode reply: %w", execute, err)
+		}
+		return resp.Return, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("qmp %s: %w", execute, ctx.Err())
+	case <-m.done:
+		return nil, fmt.Errorf("qmp %s: %w", execute, m.Alive())
+	}
+}
+
+// Status is QEMU's run state, e.g. "running" or "paused".
+func (m *Machine) Status(ctx context.Context) (string, error) {
+	out, err := m.QMP(ctx, "query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return "", err
+	}
+	return st.Status, nil
+}
+
+// Stop ends the machine in steps: if graceful, ask the guest to power down
+// and wait up to powerdownWait; then QMP `quit`; then kill the process
+// group. Errors of every step that mattered are joined.
+func (m *Machine) Stop(ctx context.Context, graceful bool, powerdownWait time.Duration) error {
+	if m == nil {
+		return nil
+	}
+	var errs []error
+	if graceful && m.Alive() == nil {
+		if _, err := m.QMP(ctx, "system_powerdown", nil); err != nil {
+			errs = append(errs, err)
+		} else {
+			select {
+			case <-m.done:
+			case <-time.After(powerdownWait):
+			case <-ctx.Done():
+			}
+		}
+	}
+	if m.Alive() == nil {
+		qctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := m.QMP(qctx, "quit", nil)
+		cancel()
+		if err != nil && m.Alive() == nil {
+			errs = append(errs, err)
+		}
+		select {
+		case <-m.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	if m.Alive() == nil {
+		m.kill()
+		select {
+		case <-m.done:
+		case <-time.After(5 * time.Second):
+			errs = append(errs, fmt.Errorf("qemu pid %d did not exit after SIGKILL", m.PID()))
+		}
+	}
+	m.monMu.Lock()
+	if m.mon != nil {
+		_ = m.mon.Disconnect()
+		m.mon = nil
+	}
+	m.monMu.Unlock()
+	if len(errs) > 0 {
+		return fmt.Errorf("stop %s: %w", m.cfg.Board.Slug, errors.Join(errs...))
+	}
+	return nil
+}
+
+func (m *Machine) kill() {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	// The whole process group: QEMU may have helpers.
+	_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+	_ = m.cmd.Process.Kill()
+}
+
+// ConsoleTail returns the last n lines of serial port i's log.
+func (m *Machine) ConsoleTail(i, n int) []string {
+	return TailFile(SerialLog(m.cfg.RunDir, i), n)
+}
+
+// TailFile returns the last n lines of a file (at most the last 64 KiB).
+func TailFile(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const window = 64 * 1024
+	if st, err := f.Stat(); err == nil && st.Size() > window {
+		_, _ = f.Seek(st.Size()-window, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	s := strings.ReplaceAll(string(b), "\r", "")
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	if len(lines) == 1 && lines[0] == "" {
+		return nil
+	}
+	return lines
+}

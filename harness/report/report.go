@@ -1,0 +1,122 @@
+// Package report holds the results of a socbox run and writes them: JSON
+// with everything, for people and for tools that render it.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+// Run is one socbox run: one or more boards, each with its scenarios.
+type Run struct {
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Host       Host      `json:"host"`
+	Boards     []*Board  `json:"boards"`
+}
+
+// Host says which machine the figures came from.
+type Host struct {
+	OS       string `json:"os"`
+	Arch     string `json:"arch"`
+	CPUs     int    `json:"cpus"`
+	Hostname string `json:"hostname"`
+}
+
+// ThisHost describes the machine the run is on.
+func ThisHost() Host {
+	h, _ := os.Hostname()
+	return Host{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), Hostname: h}
+}
+
+// Stage is one boot stage's timing.
+type Stage struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Board is what happened on one board.
+type Board struct {
+	Board         string      `json:"board"`
+	Tier          string      `json:"tier"`
+	Platform      string      `json:"platform"`
+	Image         string      `json:"image,omitempty"`
+	Suite         string      `json:"suite,omitempty"`
+	KernelVersion string      `json:"kernel_version,omitempty"`
+	Containerd    string      `json:"containerd_strategy,omitempty"`
+	Stages        []Stage     `json:"stages"`
+	Scenarios     []*Scenario `json:"scenarios"`
+	// Error is set when the board did not get ready; FailedStage says where.
+	Error       string `json:"error,omitempty"`
+	FailedStage string `json:"failed_stage,omitempty"`
+	// Reproducer: how to look at the same board again.
+	QEMUCommand string   `json:"qemu_command,omitempty"`
+	SSHCommand  string   `json:"ssh_command,omitempty"`
+	Overlay     string   `json:"overlay,omitempty"`
+	ConsoleLogs []string `json:"console_logs,omitempty"`
+}
+
+// Scenario is one scenario's outcome on one board.
+type Scenario struct {
+	Name     string   `json:"name"`
+	Passed   bool     `json:"passed"`
+	Failures []string `json:"failures,omitempty"`
+	Image    string   `json:"image"`
+	Command  []string `json:"command"`
+	ExitCode int      `json:"exit_code"`
+	Stdout   string   `json:"stdout"`
+	Stderr   string   `json:"stderr"`
+	Seconds  float64  `json:"seconds"`
+	// Error is a harness error (the container could not run at all).
+	Error string `json:"error,omitempty"`
+}
+
+// Passed reports whether every board got ready and every scenario passed.
+func (r *Run) Passed() bool {
+	for _, b := range r.Boards {
+		if b.Error != "" {
+			return false
+		}
+		for _, s := range b.Scenarios {
+			if !s.Passed {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// WriteJSON writes the run to dir/results.json, atomically, and returns the
+// path.
+func (r *Run) WriteJSON(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "results.json")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return "", err
+	}
+	return p, os.Rename(tmp, p)
+}
+
+// ReadJSON reads a results.json written by WriteJSON.
+func ReadJSON(path string) (*Run, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Run
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return &r, nil
+}

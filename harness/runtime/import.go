@@ -1,0 +1,143 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/socbox/socbox/boards"
+)
+
+// Import reads an OCI image-layout (or docker save) tar stream, stores the
+// image for platform p in the guest's containerd and unpacks it into the
+// runtime's snapshotter, so that Run can start it at once. It returns the
+// name the image is stored under, taken from the archive's index
+// (io.containerd.image.name, else org.opencontainers.image.ref.name). An
+// archive with nothing for p is refused with ErrPlatformMismatch and leaves no
+// image behind.
+func (r *Runtime) Import(ctx context.Context, archive io.Reader, p boards.Platform) (string, error) {
+	ctx = r.withNamespace(ctx)
+	name, err := r.importImage(ctx, archive, p)
+	if err != nil {
+		return "", fmt.Errorf("import image for %s: %w", p, err)
+	}
+	return name, nil
+}
+
+func (r *Runtime) importImage(ctx context.Context, archive io.Reader, p boards.Platform) (string, error) {
+	// The client's own default platform is the host's; every step below
+	// names p instead.
+	match := matcher(p)
+	archive, sniffer := sniffIndex(archive)
+	imgs, err := r.client.Import(ctx, archive, client.WithImportPlatform(match))
+	listed := sniffer.platforms()
+	if errors.Is(err, images.ErrEmptyWalk) {
+		has := "nothing with a platform"
+		if len(listed) > 0 {
+			has = strings.Join(listed, ", ")
+		}
+		return "", fmt.Errorf("%w: the archive's index has %s, not %s", ErrPlatformMismatch, has, p)
+	}
+	if err != nil {
+		return "", err
+	}
+	if len(imgs) == 0 {
+		return "", errors.New("the archive names no image: its index.json needs an io.containerd.image.name or org.opencontainers.image.ref.name annotation")
+	}
+
+	// Import names every manifest in the index, whatever its platform, and
+	// an index entry without a platform is only checked here, against the
+	// image config.
+	cs := r.client.ContentStore()
+	var (
+		chosen  *images.Image
+		matched = map[string]bool{}
+		found   []string // platforms of the others
+	)
+	for i := range imgs {
+		ok, err := hasPlatform(ctx, cs, imgs[i].Target, match)
+		if err != nil {
+			return "", fmt.Errorf("image %s: %w", imgs[i].Name, err)
+		}
+		if ok {
+			matched[imgs[i].Name] = true
+			if chosen == nil {
+				chosen = &imgs[i]
+			}
+			continue
+		}
+		if ps, err := images.Platforms(ctx, cs, imgs[i].Target); err == nil {
+			for _, ip := range ps {
+				found = append(found, platforms.Format(ip))
+			}
+		}
+	}
+
+	// Names given only to other platforms' manifests would point at
+	// content that was not imported: drop them.
+	var errs []error
+	for _, img := range imgs {
+		if matched[img.Name] {
+			continue
+		}
+		if err := r.client.ImageService().Delete(ctx, img.Name); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove image %s for another platform: %w", img.Name, err))
+		}
+	}
+	if chosen == nil {
+		desc := "no platform"
+		if len(found) > 0 {
+			desc = strings.Join(found, ", ")
+		}
+		return "", errors.Join(append([]error{
+			fmt.Errorf("%w: %s is for %s, not %s", ErrPlatformMismatch, imgs[0].Name, desc, p)}, errs...)...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	// A name given to manifests of several platforms ends up on the last
+	// one stored: point it at the one for p.
+	if _, err := r.client.ImageService().Update(ctx, *chosen, "target"); err != nil {
+		return "", fmt.Errorf("image %s: %w", chosen.Name, err)
+	}
+
+	img := client.NewImageWithPlatform(r.client, *chosen, match)
+	if err := img.Unpack(ctx, r.snapshotter); err != nil {
+		return "", fmt.Errorf("unpack %s into %s: %w", chosen.Name, r.snapshotter, err)
+	}
+	return chosen.Name, nil
+}
+
+// hasPlatform reports whether the image target has a manifest match accepts.
+func hasPlatform(ctx context.Context, cs content.Provider, target ocispec.Descriptor, match platforms.MatchComparer) (bool, error) {
+	if images.IsIndexType(target.MediaType) {
+		_, err := images.Manifest(ctx, cs, target, match)
+		if errdefs.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	// A lone manifest: images.Manifest does not check its platform, so
+	// read it from the descriptor or, failing that, from the config.
+	if target.Platform != nil {
+		return match.Match(*target.Platform), nil
+	}
+	m, err := images.Manifest(ctx, cs, target, nil)
+	if err != nil {
+		return false, err
+	}
+	p, err := images.ConfigPlatform(ctx, cs, m.Config)
+	if err != nil {
+		return false, err
+	}
+	return match.Match(p), nil
+}

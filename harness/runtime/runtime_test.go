@@ -1,0 +1,395 @@
+package runtime
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"testing"
+	"time"
+
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/ociimage"
+	"github.com/socbox/socbox/harness/sshx"
+	"github.com/socbox/socbox/harness/sshx/sshtest"
+)
+
+const busyboxRef = "socbox.local/busybox:latest"
+
+// hostPlatform is the platform of this host, which the test daemon runs.
+func hostPlatform(t *testing.T) boards.Platform {
+	switch goruntime.GOARCH {
+	case "amd64":
+		return boards.Platform{OS: "linux", Architecture: "amd64"}
+	case "arm64":
+		return boards.LinuxARM64
+	}
+	t.Skipf("no test platform for GOARCH=%s", goruntime.GOARCH)
+	return boards.Platform{}
+}
+
+// busyboxArchive is the busybox image for p, built from the host's static
+// busybox, as an OCI archive. If claim is set, the image config claims that
+// platform instead, as an image for another board would, and sets
+// CLAIMED to it so that a container shows which config it got.
+func busyboxArchive(t *testing.T, p boards.Platform, ref string, claim *boards.Platform) []byte {
+	t.Helper()
+	const busybox = "/bin/busybox"
+	if err := ociimage.CheckStaticBinary(busybox, p); err != nil {
+		t.Skipf("needs a static busybox for %s at %s (apt-get install busybox-static): %v", p, busybox, err)
+	}
+	img, err := ociimage.Busybox(busybox, p)
+	require.NoError(t, err)
+	if claim != nil {
+		cfg, err := img.ConfigFile()
+		require.NoError(t, err)
+		cfg = cfg.DeepCopy()
+		cfg.OS, cfg.Architecture, cfg.Variant = claim.OS, claim.Architecture, claim.Variant
+		cfg.Config.Env = append(cfg.Config.Env, "CLAIMED="+claim.String())
+		img, err = mutate.ConfigFile(img, cfg)
+		require.NoError(t, err)
+	}
+	var buf bytes.Buffer
+	require.NoError(t, ociimage.WriteArchive(&buf, img, ref))
+	return buf.Bytes()
+}
+
+func TestRuntimeAgainstContainerd(t *testing.T) {
+	p := hostPlatform(t)
+	archive := busyboxArchive(t, p, busyboxRef, nil)
+	d := startContainerd(t)
+	stateDir := filepath.Join(d.dir, "guest")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	r, err := Connect(ctx, localShell{}, WithSocket(d.socket), WithStateDir(stateDir))
+	t.Cleanup(func() { r.Close() })
+	require.NoError(t, err)
+	version, err := r.Version(ctx)
+	require.NoError(t, err)
+	t.Logf("containerd %s, platform %s", version, r.Platform())
+	require.Equal(t, p.OS, r.Platform().OS, "platform from the daemon")
+	require.Equal(t, p.Architecture, r.Platform().Architecture, "platform from the daemon")
+
+	start := time.Now()
+	name, err := r.Import(ctx, bytes.NewReader(archive), p)
+	require.NoError(t, err)
+	require.Equal(t, busyboxRef, name)
+	t.Logf("import took %s", time.Since(start).Round(time.Millisecond))
+
+	runCases(t, ctx, r, d, stateDir, name, p)
+
+	t.Run("wrong platform is refused", func(t *testing.T) {
+		ref := "socbox.local/busybox:arm64"
+		arm64 := busyboxArchive(t, p, ref, &boards.LinuxARM64)
+		_, err := r.Import(ctx, bytes.NewReader(arm64), p)
+		require.ErrorIs(t, err, ErrPlatformMismatch)
+		require.ErrorContains(t, err, "the archive's index has linux/arm64, not "+p.String())
+		requireNoImage(t, ctx, r, ref)
+
+		// Without a platform in the index, the config is what tells.
+		_, err = r.Import(ctx, bytes.NewReader(stripIndexPlatforms(t, arm64)), p)
+		require.ErrorIs(t, err, ErrPlatformMismatch)
+		require.ErrorContains(t, err, ref+" is for linux/arm64, not "+p.String())
+		requireNoImage(t, ctx, r, ref)
+
+		// An image put there by other means is refused by Run.
+		_, err = r.client.Import(r.withNamespace(ctx), bytes.NewReader(arm64), client.WithAllPlatforms(true))
+		require.NoError(t, err)
+		_, err = r.Run(ctx, Container{Image: ref, Cmd: []string{"true"}})
+		require.ErrorIs(t, err, ErrPlatformMismatch)
+		require.ErrorContains(t, err, "image "+ref+" has nothing for "+r.Platform().String())
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("multi-platform archive", func(t *testing.T) {
+		// One name on two manifests: containerd's importer leaves it on
+		// the last, here the arm64 one, whose content it did not import.
+		ref := "socbox.local/busybox:multi"
+		archive := mergeArchives(t,
+			busyboxArchive(t, p, ref, nil),
+			busyboxArchive(t, p, ref, &boards.LinuxARM64))
+		name, err := r.Import(ctx, bytes.NewReader(archive), p)
+		require.NoError(t, err)
+		require.Equal(t, ref, name)
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "echo ${CLAIMED:-none}"}})
+		require.NoError(t, err)
+		require.Equal(t, "none\n", string(res.Stdout), "ran the other platform's config")
+
+		// A name only on the other platform's manifest is not kept.
+		other := "socbox.local/busybox:multi-arm64"
+		archive = mergeArchives(t,
+			busyboxArchive(t, p, "socbox.local/busybox:multi-host", nil),
+			busyboxArchive(t, p, other, &boards.LinuxARM64))
+		name, err = r.Import(ctx, bytes.NewReader(archive), p)
+		require.NoError(t, err)
+		require.Equal(t, "socbox.local/busybox:multi-host", name)
+		requireNoImage(t, ctx, r, other)
+	})
+
+	t.Run("missing image", func(t *testing.T) {
+		_, err := r.Run(ctx, Container{Image: "socbox.local/nothing:here", Cmd: []string{"true"}})
+		require.ErrorContains(t, err, "image socbox.local/nothing:here is not in the guest's containerd")
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("no daemon", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := Connect(ctx, localShell{}, WithSocket(filepath.Join(d.dir, "absent.sock")))
+		require.ErrorContains(t, err, "is containerd installed and running in the guest?")
+	})
+}
+
+// TestRuntimeThroughSSH takes the production path: the containerd client
+// dialled through a real SSH connection (sshx.Client to an sshtest server),
+// the output read back with SSH commands.
+func TestRuntimeThroughSSH(t *testing.T) {
+	p := hostPlatform(t)
+	archive := busyboxArchive(t, p, busyboxRef, nil)
+	d := startContainerd(t)
+	stateDir := filepath.Join(d.dir, "guest")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	signer, err := ssh.NewSignerFromKey(key)
+	require.NoError(t, err)
+	srv := sshtest.NewServer(t, sshtest.WithAuthorizedKey(signer.PublicKey()))
+	sh, err := sshx.Dial(ctx, sshx.Config{Endpoint: srv.Endpoint(), Signer: signer, HostKeys: sshx.NewHostKeys(srv.HostKey())})
+	t.Cleanup(func() { sh.Close() })
+	require.NoError(t, err)
+
+	r, err := Connect(ctx, sh, WithSocket(d.socket), WithStateDir(stateDir), WithPlatform(p))
+	t.Cleanup(func() { r.Close() })
+	require.NoError(t, err)
+	version, err := r.Version(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, version)
+
+	start := time.Now()
+	name, err := r.Import(ctx, bytes.NewReader(archive), p)
+	require.NoError(t, err)
+	require.Equal(t, busyboxRef, name)
+	t.Logf("import over ssh took %s", time.Since(start).Round(time.Millisecond))
+
+	runCases(t, ctx, r, d, stateDir, name, p)
+}
+
+// runCases runs the container cases against r, with image name imported.
+func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stateDir, name string, p boards.Platform) {
+	t.Run("uname", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Name: "uname", Image: name, Cmd: []string{"uname", "-m"}})
+		require.NoError(t, err)
+		require.Equal(t, 0, res.ExitCode)
+		require.Equal(t, p.UnameMachine()+"\n", string(res.Stdout))
+		require.Empty(t, res.Stderr)
+		require.True(t, strings.HasPrefix(res.ID, "uname-"), res.ID)
+		t.Logf("ran in %s", res.Duration.Round(time.Millisecond))
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("exit code and separate streams", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}})
+		require.NoError(t, err, "a non-zero exit is a result")
+		require.Equal(t, 3, res.ExitCode)
+		require.Equal(t, "out\n", string(res.Stdout))
+		require.Equal(t, "err\n", string(res.Stderr))
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("env and working dir", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", `echo "$GREETING"; pwd; echo "$PATH"`},
+			Env: []string{"GREETING=hello board"}, WorkingDir: "/tmp"})
+		require.NoError(t, err)
+		require.Equal(t, "hello board\n/tmp\n"+ociimage.DefaultPath+"\n", string(res.Stdout))
+	})
+
+	t.Run("1 MB of output arrives intact", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c",
+			"head -c 1048576 /dev/urandom > /tmp/blob && sha256sum /tmp/blob >&2 && cat /tmp/blob"}})
+		require.NoError(t, err)
+		require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
+		require.Len(t, res.Stdout, 1<<20)
+		sum := sha256.Sum256(res.Stdout)
+		require.Equal(t, hex.EncodeToString(sum[:])+"  /tmp/blob\n", string(res.Stderr))
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("both streams large at once", func(t *testing.T) {
+		var want strings.Builder
+		for i := 1; i <= 100000; i++ {
+			fmt.Fprintf(&want, "%d\n", i)
+		}
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "seq 1 100000 | tee /dev/stderr"}})
+		require.NoError(t, err)
+		require.Equal(t, 0, res.ExitCode)
+		require.Equal(t, want.String(), string(res.Stdout))
+		require.Equal(t, want.String(), string(res.Stderr))
+	})
+
+	t.Run("cancel kills and cleans up", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "echo started; sleep 60"}})
+		elapsed := time.Since(start)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.Less(t, elapsed, 10*time.Second)
+		require.Equal(t, 137, res.ExitCode, "128+SIGKILL")
+		require.Equal(t, "started\n", string(res.Stdout), "output so far")
+		t.Logf("returned %s after the deadline", (elapsed - 1500*time.Millisecond).Round(time.Millisecond))
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+}
+
+// requireNothingLeft checks that no container, task, active snapshot,
+// lease, mount or output file is left in the daemon.
+func requireNothingLeft(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stateDir string) {
+	t.Helper()
+	ctx = r.withNamespace(context.WithoutCancel(ctx))
+	containers, err := r.client.Containers(ctx)
+	require.NoError(t, err)
+	require.Empty(t, containers, "containers")
+
+	ts, err := r.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
+	require.NoError(t, err)
+	require.Empty(t, ts.Tasks, "tasks")
+
+	var active []string
+	err = r.client.SnapshotService(r.snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind != snapshots.KindCommitted {
+			active = append(active, info.Name)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Empty(t, active, "active snapshots")
+
+	leases, err := r.client.LeasesService().List(ctx)
+	require.NoError(t, err)
+	require.Empty(t, leases, "leases")
+
+	require.Empty(t, d.mounts(), "mounts under the daemon's directory")
+
+	entries, err := os.ReadDir(filepath.Join(stateDir, "containers"))
+	if !errors.Is(err, os.ErrNotExist) {
+		require.NoError(t, err)
+	}
+	require.Empty(t, entries, "output directories")
+}
+
+func requireNoImage(t *testing.T, ctx context.Context, r *Runtime, name string) {
+	t.Helper()
+	imgs, err := r.client.ImageService().List(r.withNamespace(ctx))
+	require.NoError(t, err)
+	for _, img := range imgs {
+		require.NotEqual(t, name, img.Name, "image left behind")
+	}
+}
+
+// stripIndexPlatforms removes the platform from the index entries of an OCI
+// archive, as some tools write them.
+func stripIndexPlatforms(t *testing.T, archive []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	tr := tar.NewReader(bytes.NewReader(archive))
+	tw := tar.NewWriter(&out)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		data, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		if h.Name == "index.json" {
+			var index map[string]any
+			require.NoError(t, json.Unmarshal(data, &index))
+			for _, m := range index["manifests"].([]any) {
+				delete(m.(map[string]any), "platform")
+			}
+			data, err = json.Marshal(index)
+			require.NoError(t, err)
+			h.Size = int64(len(data))
+		}
+		require.NoError(t, tw.WriteHeader(h))
+		_, err = tw.Write(data)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	return out.Bytes()
+}
+
+// mergeArchives joins OCI archives into one whose index lists the manifests
+// of all, in order.
+func mergeArchives(t *testing.T, archives ...[]byte) []byte {
+	t.Helper()
+	var (
+		index map[string]any
+		names []string
+		files = map[string][]byte{}
+	)
+	for _, a := range archives {
+		tr := tar.NewReader(bytes.NewReader(a))
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			require.NoError(t, err)
+			if h.Typeflag != tar.TypeReg {
+				continue
+			}
+			data, err := io.ReadAll(tr)
+			require.NoError(t, err)
+			if h.Name == "index.json" {
+				var idx map[string]any
+				require.NoError(t, json.Unmarshal(data, &idx))
+				if index == nil {
+					index = idx
+				} else {
+					index["manifests"] = append(index["manifests"].([]any), idx["manifests"].([]any)...)
+				}
+				continue
+			}
+			if _, ok := files[h.Name]; !ok {
+				names = append(names, h.Name)
+			}
+			files[h.Name] = data
+		}
+	}
+	data, err := json.Marshal(index)
+	require.NoError(t, err)
+	files["index.json"] = data
+	names = append(names, "index.json")
+
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	for _, name := range names {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o444, Size: int64(len(files[name]))}))
+		_, err := tw.Write(files[name])
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	return out.Bytes()
+}

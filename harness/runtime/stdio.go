@@ -1,0 +1,85 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+
+	"github.com/containerd/containerd/v2/pkg/cio"
+
+	"github.com/socbox/socbox/harness/sshx"
+)
+
+// guestOutput is where a container's standard output and error go: two
+// regular files in the guest, one per stream, read back over the Shell once
+// the task is gone.
+//
+// cio's FIFOs would be made on the client's (the host's) filesystem, where
+// the guest's shim cannot open them, and cio.LogFile merges both streams
+// into one file. A plain path without a URI scheme is what the runc shim
+// treats as a FIFO path; when the path is a regular file instead, its
+// copyPipes opens it O_WRONLY|O_APPEND and copies the stream into it. The
+// files must exist before the task is created: the shim does not create
+// them.
+type guestOutput struct {
+	dir, stdout, stderr string
+}
+
+func newGuestOutput(stateDir, id string) guestOutput {
+	dir := path.Join(stateDir, "containers", id)
+	return guestOutput{dir: dir, stdout: path.Join(dir, "stdout"), stderr: path.Join(dir, "stderr")}
+}
+
+// create makes the directory and two empty files.
+func (g guestOutput) create(ctx context.Context, sh Shell) error {
+	cmd := fmt.Sprintf("mkdir -p -m 0700 %s && : > %s && : > %s",
+		sshx.Quote(g.dir), sshx.Quote(g.stdout), sshx.Quote(g.stderr))
+	return runOK(ctx, sh, cmd)
+}
+
+// creator hands the two paths to the task. The shim does the copying, so
+// there is nothing to wait for or close on this side.
+func (g guestOutput) creator() cio.Creator {
+	return func(string) (cio.IO, error) {
+		return guestFiles{cio.Config{Stdout: g.stdout, Stderr: g.stderr}}, nil
+	}
+}
+
+// read returns what the container wrote. Only call it once the task has been
+// deleted: the runc shim answers Wait as soon as the process has exited,
+// possibly before it has copied the last of the pipes into the files; its
+// Delete waits for the copy (for up to two seconds, in case an orphan still
+// holds a pipe open).
+func (g guestOutput) read(ctx context.Context, sh Shell) (stdout, stderr []byte, err error) {
+	var out, errOut bytes.Buffer
+	err = errors.Join(
+		sh.Download(ctx, g.stdout, &out),
+		sh.Download(ctx, g.stderr, &errOut),
+	)
+	return out.Bytes(), errOut.Bytes(), err
+}
+
+func (g guestOutput) remove(ctx context.Context, sh Shell) error {
+	return runOK(ctx, sh, "rm -rf -- "+sshx.Quote(g.dir))
+}
+
+type guestFiles struct{ config cio.Config }
+
+func (f guestFiles) Config() cio.Config { return f.config }
+func (guestFiles) Cancel()              {}
+func (guestFiles) Wait()                {}
+func (guestFiles) Close() error         { return nil }
+
+// runOK runs cmd and treats a non-zero exit as an error.
+func runOK(ctx context.Context, sh Shell, cmd string) error {
+	res, err := sh.Run(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("%q exited with status %d: %s", cmd, res.ExitCode, bytes.TrimSpace(res.Stderr))
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package sshx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// DefaultTimeout bounds one connection attempt (TCP connect and SSH handshake)
+// when Config.Timeout is zero. A QEMU port forward accepts TCP connections
+// before the guest's sshd is up and may then sit silent, so an attempt must
+// give up on its own for DialRetry to try again.
+const DefaultTimeout = 30 * time.Second
+
+// DefaultRetryInterval is DialRetry's pause between attempts when none is
+// given.
+const DefaultRetryInterval = 500 * time.Millisecond
+
+// Config says how to reach and log in to a board.
+type Config struct {
+	Endpoint Endpoint
+	// Signer is the client key; password authentication is never offered.
+	Signer ssh.Signer
+	// HostKeys holds the board's pinned host keys. Required: use
+	// NewHostKeys() to trust the first key seen.
+	HostKeys *HostKeys
+	// Timeout bounds one connection attempt; zero means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Client is an authenticated SSH connection to a board.
+type Client struct {
+	ssh      *ssh.Client
+	endpoint Endpoint
+}
+
+// Dial connects to cfg.Endpoint and logs in with cfg.Signer. Cancelling ctx
+// aborts the TCP connect and the handshake; once Dial has returned, ctx no
+// longer affects the connection.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	c, err := dial(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
+	}
+	return c, nil
+}
+
+func (cfg Config) validate() error {
+	if cfg.Signer == nil {
+		return errors.New("no client key in config (see LoadOrCreateKey)")
+	}
+	if cfg.HostKeys == nil {
+		return errors.New("no host keys in config (NewHostKeys() trusts the first key seen)")
+	}
+	return nil
+}
+
+func dial(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout,
+		fmt.Errorf("no SSH handshake within %s (is sshd up yet?): %w", timeout, context.DeadlineExceeded))
+	defer cancel()
+
+	addr := cfg.Endpoint.Addr()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, err
+	}
+	// x/crypto's handshake knows nothing of contexts: close the connection
+	// under it when ctx ends (by cancellation or by the attempt's timeout).
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+
+	sshConn, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
+		User:              cfg.Endpoint.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
+		HostKeyCallback:   cfg.HostKeys.Callback(),
+		HostKeyAlgorithms: cfg.HostKeys.algorithms(),
+	})
+	if !stop() && err == nil {
+		// ctx ended just as the handshake finished; the connection is
+		// being closed under us.
+		sshConn.Close()
+		err = net.ErrClosed
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			// The connection was closed or timed out under the handshake:
+			// what the handshake says is noise, the reason is ctx.
+			return nil, context.Cause(ctx)
+		}
+		return nil, err
+	}
+	return &Client{ssh: ssh.NewClient(sshConn, chans, reqs), endpoint: cfg.Endpoint}, nil
+}
+
+// DialRetry calls Dial every interval until it succeeds or ctx ends, for
+// waiting on a board that is still booting. Before each attempt it calls
+// alive (if not nil) and returns its error at once: that is how a wait on a
+// QEMU guest stops as soon as QEMU has died. A host key mismatch is returned
+// at once too, since retrying cannot fix it. Failed logins are retried: a
+// board may install its authorized key late in its first boot. A
+// non-positive interval means DefaultRetryInterval.
+func DialRetry(ctx context.Context, cfg Config, interval time.Duration, alive func() error) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
+	}
+	if interval <= 0 {
+		interval = DefaultRetryInterval
+	}
+	start := time.Now()
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		if alive != nil {
+			if err := alive(); err != nil {
+				return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
+			}
+		}
+		c, err := dial(ctx, cfg)
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, ErrHostKeyMismatch) {
+			return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
+		}
+		if lastErr == nil || ctx.Err() == nil {
+			// An attempt cut short by ctx says less than the one before.
+			lastErr = err
+		}
+		if ctx.Err() == nil {
+			t := time.NewTimer(interval)
+			select {
+			case <-t.C:
+				continue
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		return nil, fmt.Errorf("ssh %s: gave up after %d attempts in %s: %w (last error: %w)",
+			cfg.Endpoint, attempt, time.Since(start).Round(time.Millisecond), context.Cause(ctx), lastErr)
+	}
+}
+
+// Endpoint returns the endpoint the client is connected to.
+func (c *Client) Endpoint() Endpoint { return c.endpoint }
+
+// Close closes the connection and every session and forwarded socket on it.
+func (c *Client) Close() error {
+	if c == nil || c.ssh == nil {
+		return nil
+	}
+	return c.ssh.Close()
+}
+
+// DialUnix connects to a unix socket in the guest through the SSH connection
+// (OpenSSH's direct-streamlocal), e.g. /run/containerd/containerd.sock for
+// the containerd client. ctx bounds only the dial, not the connection.
+func (c *Client) DialUnix(ctx context.Context, path string) (net.Conn, error) {
+	conn, err := c.ssh.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s: dial unix %s: %w", c.endpoint, path, err)
+	}
+	return conn, nil
+}

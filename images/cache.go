@@ -1,0 +1,142 @@
+// Package images makes the disks socbox boots: the default Debian image
+// built from Debian's packages, user-supplied board images, and the
+// copy-on-write overlays every run writes to instead of its base image.
+package images
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/socbox/socbox/boards"
+)
+
+// CacheDir is where socbox keeps images, packages and snapshots: $SOCBOX_CACHE
+// if set, else <user cache dir>/socbox. Everything in it can be deleted; it
+// is rebuilt on demand.
+func CacheDir() (string, error) {
+	if d := os.Getenv("SOCBOX_CACHE"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find cache dir: %w (set SOCBOX_CACHE)", err)
+	}
+	return filepath.Join(d, "socbox"), nil
+}
+
+// Image is a bootable base image in the cache. Its files are never written:
+// every run boots a qcow2 overlay on top of Disk.
+type Image struct {
+	Name       string          `json:"name"`
+	Suite      string          `json:"suite"`
+	Platform   boards.Platform `json:"platform"`
+	Dir        string          `json:"-"`
+	Disk       string          `json:"disk"`        // relative to Dir
+	DiskFormat string          `json:"disk_format"` // "raw" or "qcow2"
+	Kernel     string          `json:"kernel"`
+	// KernelDeb is Debian's kernel package the image's kernel and modules
+	// came from; each board's initrd and dtb are made from it.
+	KernelDeb string `json:"kernel_deb,omitempty"`
+	// Append is the kernel command line, without the console.
+	Append        string `json:"append"`
+	KernelVersion string `json:"kernel_version"`
+	// HostKeys are the guest sshd's public host keys, in authorized_keys
+	// form, known from the build so SSH is pinned before first contact.
+	HostKeys []string  `json:"host_keys"`
+	User     string    `json:"user"`
+	Key      string    `json:"key"`
+	Inputs   any       `json:"inputs"`
+	BuiltAt  time.Time `json:"built_at"`
+	BuildSec float64   `json:"build_seconds"`
+}
+
+// Path resolves a file of the image relative to its directory.
+func (im *Image) Path(rel string) string {
+	if rel == "" || filepath.IsAbs(rel) {
+		return rel
+	}
+	return filepath.Join(im.Dir, rel)
+}
+
+const manifestName = "image.json"
+
+// LoadImage reads an image's manifest from dir.
+func LoadImage(dir string) (*Image, error) {
+	b, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if err != nil {
+		return nil, err
+	}
+	var im Image
+	if err := json.Unmarshal(b, &im); err != nil {
+		return nil, fmt.Errorf("read image manifest in %s: %w", dir, err)
+	}
+	im.Dir = dir
+	return &im, nil
+}
+
+func (im *Image) save(dir string) error {
+	b, err := json.MarshalIndent(im, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, manifestName), append(b, '\n'), 0o644)
+}
+
+// cacheKey hashes the JSON form of inputs: anything that changes what an
+// image contains must be in them.
+func cacheKey(inputs any) string {
+	b, _ := json.Marshal(inputs)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// lockFile takes an exclusive flock on path, waiting for another process
+// that holds it (e.g. a second `go test` building the same image).
+func lockFile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// ListImages returns the images in the cache.
+func ListImages() ([]*Image, error) {
+	root, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(filepath.Join(root, "images"))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []*Image
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if im, err := LoadImage(filepath.Join(root, "images", e.Name())); err == nil {
+			out = append(out, im)
+		}
+	}
+	return out, nil
+}

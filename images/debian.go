@@ -1,0 +1,412 @@
+package images
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/images/debarchive"
+)
+
+// DefaultSuite is the Debian release the default image is built from:
+// current stable, which today's Raspberry Pi OS is based on.
+const DefaultSuite = "trixie"
+
+// Suites socbox's default image builder is tested with.
+var Suites = []string{"trixie", "bookworm"}
+
+// defaultBuilderVersion changes whenever the builder makes a different image
+// from the same inputs, so old cache entries are not reused.
+const defaultBuilderVersion = 4
+
+// guestPackages go into every default image on top of mmdebstrap's `apt`
+// variant (essential packages + apt). The kernel is not among them: it is
+// unpacked on the host, see buildKernel.
+var guestPackages = []string{
+	"systemd-sysv", "udev", "openssh-server", "kmod", "iproute2",
+	"ca-certificates", "procps", "iputils-ping",
+}
+
+// RootLabel is the filesystem label of the default image's root.
+const RootLabel = "socbox-root"
+
+// DefaultSpec asks for the default Debian image of a board.
+type DefaultSpec struct {
+	Board boards.Profile
+	// Suite is the Debian release ("trixie", "bookworm"); DefaultSuite if empty.
+	Suite string
+	// Mirror is Debian's archive; deb.debian.org if empty.
+	Mirror string
+	// AuthorizedKey is the harness's public key, authorized for root.
+	AuthorizedKey string
+	// SizeMiB is the root filesystem's size (sparse); 4096 if 0.
+	SizeMiB int
+	// Archive fetches the kernel and busybox for the guest; required.
+	Archive *debarchive.Client
+	Logf    func(format string, args ...any)
+	// Rebuild ignores a cached image.
+	Rebuild bool
+	// Offline fails instead of building on a cache miss.
+	Offline bool
+}
+
+type defaultInputs struct {
+	Builder       int      `json:"builder"`
+	Suite         string   `json:"suite"`
+	Arch          string   `json:"arch"`
+	Mirror        string   `json:"mirror"`
+	Packages      []string `json:"packages"`
+	KernelPackage string   `json:"kernel_package"`
+	AuthorizedKey string   `json:"authorized_key"`
+	SizeMiB       int      `json:"size_mib"`
+}
+
+// BuildDefault returns the default Debian image for spec.Board, building it
+// on a cache miss: mmdebstrap (through qemu-user) for the root filesystem,
+// Debian's kernel unpacked on the host, an initrd built on the host, and an
+// ext4 disk made with mke2fs -d, so no root loop mounts are needed.
+func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
+	logf := spec.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if spec.Suite == "" {
+		spec.Suite = DefaultSuite
+	}
+	if spec.Mirror == "" {
+		spec.Mirror = "http://deb.debian.org/debian"
+	}
+	if spec.SizeMiB == 0 {
+		spec.SizeMiB = 4096
+	}
+	if spec.Archive == nil {
+		return nil, errors.New("build image: no Debian archive client")
+	}
+	if spec.AuthorizedKey == "" {
+		return nil, errors.New("build image: no authorized key: the harness could not log in")
+	}
+	b := spec.Board
+	arch := b.Platform.DebianArch()
+	in := defaultInputs{
+		Builder: defaultBuilderVersion, Suite: spec.Suite, Arch: arch, Mirror: spec.Mirror,
+		Packages: guestPackages, KernelPackage: b.Kernel.DebianPackage,
+		AuthorizedKey: strings.TrimSpace(spec.AuthorizedKey),
+		SizeMiB:       spec.SizeMiB,
+	}
+	key := cacheKey(in)
+	name := fmt.Sprintf("debian-%s-%s-%s", spec.Suite, arch, key[:12])
+	root, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, "images", name)
+	stage := fmt.Sprintf("build image %s for %s", name, b.Slug)
+
+	if !spec.Rebuild {
+		if im, err := LoadImage(dir); err == nil {
+			return im, nil
+		}
+	}
+	if spec.Offline {
+		return nil, fmt.Errorf("%s: not in the cache and building is off", stage)
+	}
+	unlock, err := lockFile(dir + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	defer unlock()
+	if !spec.Rebuild {
+		// Another process may have built it while we waited for the lock.
+		if im, err := LoadImage(dir); err == nil {
+			return im, nil
+		}
+	}
+	if err := checkBuildHost(arch); err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+
+	start := time.Now()
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), name+".tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	defer os.RemoveAll(tmp)
+	rootfs := filepath.Join(tmp, "rootfs")
+
+	logf("image: building %s (Debian %s %s) — first time only, a few minutes", name, spec.Suite, arch)
+	if err := runMmdebstrap(ctx, spec, arch, rootfs, logf); err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	logf("image: root filesystem ready after %s", time.Since(start).Round(time.Second))
+
+	im := &Image{
+		Name: name, Suite: spec.Suite, Platform: b.Platform,
+		Disk: "rootfs.img", DiskFormat: "raw", Kernel: "vmlinuz", KernelDeb: "kernel.deb",
+		User: "root", Key: key, Inputs: in,
+		Append: "root=LABEL=" + RootLabel + " rootfstype=ext4 rw net.ifnames=0 fsck.mode=skip",
+	}
+	kver, err := installKernel(ctx, spec, arch, rootfs, tmp, logf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	im.KernelVersion = kver
+	if err := customizeRootfs(rootfs, spec.AuthorizedKey); err != nil {
+		return nil, fmt.Errorf("%s: customize: %w", stage, err)
+	}
+	im.HostKeys, err = readHostKeys(rootfs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	logf("image: writing %d MiB ext4 disk", spec.SizeMiB)
+	disk := filepath.Join(tmp, im.Disk)
+	if out, err := exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-L", RootLabel,
+		"-d", rootfs, disk, fmt.Sprintf("%dM", spec.SizeMiB)).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%s: mke2fs: %w: %s", stage, err, out)
+	}
+	if err := os.RemoveAll(rootfs); err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	// Base images are never written: make that a property of the file too.
+	for _, f := range []string{im.Disk, im.Kernel, im.KernelDeb} {
+		if f != "" {
+			_ = os.Chmod(filepath.Join(tmp, f), 0o444)
+		}
+	}
+	im.BuiltAt = time.Now().UTC()
+	im.BuildSec = time.Since(start).Seconds()
+	if err := im.save(tmp); err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	_ = os.RemoveAll(dir) // a stale or --rebuild entry
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	im.Dir = dir
+	logf("image: %s built in %s", name, time.Since(start).Round(time.Second))
+	return im, nil
+}
+
+// checkBuildHost checks the tools the build needs, with the fix for each.
+func checkBuildHost(arch string) error {
+	var errs []error
+	for _, tool := range []string{"mmdebstrap", "mke2fs", "depmod", "dpkg-deb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			errs = append(errs, fmt.Errorf("%s not found", tool))
+		}
+	}
+	handler := map[string]string{"arm64": "qemu-aarch64", "armhf": "qemu-arm"}[arch]
+	if handler != "" {
+		if _, err := os.Stat("/proc/sys/fs/binfmt_misc/" + handler); err != nil {
+			errs = append(errs, fmt.Errorf("binfmt_misc handler %s is not registered, so %s binaries cannot run on this host", handler, arch))
+		}
+	}
+	if os.Geteuid() != 0 {
+		errs = append(errs, errors.New("building the default image needs root (mmdebstrap --mode=root)"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("host not ready: %w; fix: run scripts/host-setup.sh (or `socbox doctor`)", err)
+	}
+	return nil
+}
+
+func runMmdebstrap(ctx context.Context, spec DefaultSpec, arch, rootfs string, logf func(string, ...any)) error {
+	args := []string{
+		"--mode=root", "--variant=apt", "--architectures=" + arch,
+		"--include=" + strings.Join(guestPackages, ","),
+		// Enabled from inside the chroot (under qemu-user): a few seconds.
+		"--customize-hook=chroot \"$1\" systemctl enable systemd-networkd",
+		spec.Suite, rootfs, spec.Mirror,
+	}
+	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stdout = cmd.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("mmdebstrap: %w", err)
+	}
+	var tail []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		tail = append(tail, line)
+		if len(tail) > 20 {
+			tail = tail[1:]
+		}
+		if strings.HasPrefix(line, "I: ") || strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
+			logf("mmdebstrap: %s", line)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("mmdebstrap %s %s: %w; last output:\n%s\n(a transient 'Mirror sync in progress?' error goes away on retry)",
+			spec.Suite, arch, err, strings.Join(tail, "\n"))
+	}
+	return nil
+}
+
+// installKernel unpacks Debian's kernel package for the guest into the root
+// filesystem on the host (no maintainer scripts, so no mkinitramfs under
+// emulation), runs depmod there, and copies the kernel image out.
+func installKernel(ctx context.Context, spec DefaultSpec, arch, rootfs, out string, logf func(string, ...any)) (string, error) {
+	idx, err := spec.Archive.Index(ctx, spec.Suite, arch)
+	if err != nil {
+		return "", fmt.Errorf("kernel: %w", err)
+	}
+	pkg, err := debarchive.KernelPackage(idx, spec.Board.Kernel.DebianPackage)
+	if err != nil {
+		return "", fmt.Errorf("kernel: %w", err)
+	}
+	logf("image: fetching %s %s", pkg.Name, pkg.Version)
+	deb, err := spec.Archive.Download(ctx, pkg)
+	if err != nil {
+		return "", fmt.Errorf("kernel: %w", err)
+	}
+	if err := debarchive.ExtractDeb(ctx, deb, rootfs); err != nil {
+		return "", fmt.Errorf("kernel: %w", err)
+	}
+	// Kept with the image: each board's initrd and device tree are made
+	// from it (see BootFiles), without rebuilding the root filesystem.
+	if err := copyFile(deb, filepath.Join(out, "kernel.deb")); err != nil {
+		return "", fmt.Errorf("kernel: %w", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(rootfs, "lib/modules"))
+	if err != nil {
+		return "", fmt.Errorf("kernel: %s has no modules: %w", pkg.Name, err)
+	}
+	var versions []string
+	for _, e := range entries {
+		versions = append(versions, e.Name())
+	}
+	sort.Strings(versions)
+	if len(versions) == 0 {
+		return "", fmt.Errorf("kernel: %s has no modules", pkg.Name)
+	}
+	kver := versions[len(versions)-1]
+	if out, err := exec.CommandContext(ctx, "depmod", "-b", rootfs, kver).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("kernel: depmod %s: %w: %s", kver, err, out)
+	}
+	if err := copyKernelImage(filepath.Join(rootfs, "boot", "vmlinuz-"+kver), filepath.Join(out, "vmlinuz")); err != nil {
+		return "", fmt.Errorf("kernel: %w", err)
+	}
+	return kver, nil
+}
+
+// copyKernelImage copies the kernel out of the root filesystem. arm64
+// kernels are shipped gzip-compressed, which QEMU loads as is.
+func copyKernelImage(src, dst string) error {
+	return copyFile(src, dst)
+}
+
+// ELFMachine is the ELF machine of binaries for a platform.
+func ELFMachine(p boards.Platform) elf.Machine {
+	switch p.Architecture {
+	case "arm64":
+		return elf.EM_AARCH64
+	case "arm":
+		return elf.EM_ARM
+	case "amd64":
+		return elf.EM_X86_64
+	}
+	return elf.EM_NONE
+}
+
+// customizeRootfs makes the image reachable the socbox way: key-only root
+// login with the harness's key, DHCP on any wired NIC, a resolver that
+// QEMU's user network answers, and no password anywhere.
+func customizeRootfs(rootfs, authorizedKey string) error {
+	files := []struct {
+		path string
+		mode os.FileMode
+		data string
+	}{
+		{"root/.ssh/authorized_keys", 0o600, strings.TrimSpace(authorizedKey) + "\n"},
+		{"etc/ssh/sshd_config.d/socbox.conf", 0o644, "# socbox: key-only login\n" +
+			"PermitRootLogin prohibit-password\nPasswordAuthentication no\n" +
+			"KbdInteractiveAuthentication no\nUseDNS no\n"},
+		{"etc/systemd/network/20-socbox-wired.network", 0o644,
+			"[Match]\nName=eth* en* usb*\n\n[Network]\nDHCP=yes\n\n[DHCPv4]\nUseDomains=yes\n"},
+		{"etc/hostname", 0o644, "socbox\n"},
+		{"etc/hosts", 0o644, "127.0.0.1 localhost\n127.0.1.1 socbox\n::1 localhost ip6-localhost ip6-loopback\n"},
+		{"etc/fstab", 0o644, "LABEL=" + RootLabel + " / ext4 rw,noatime 0 1\n"},
+		// QEMU user networking's DNS forwarder.
+		{"etc/resolv.conf", 0o644, "nameserver 10.0.2.3\n"},
+	}
+	for _, f := range files {
+		p := filepath.Join(rootfs, f.path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		_ = os.Remove(p) // resolv.conf may be a dangling symlink
+		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, f.mode); err != nil {
+			return err
+		}
+	}
+	// Lock root's password: the only way in is the key.
+	return lockRootPassword(filepath.Join(rootfs, "etc/shadow"))
+}
+
+func lockRootPassword(shadow string) error {
+	b, err := os.ReadFile(shadow)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[0] == "root" {
+			if !strings.HasPrefix(f[1], "!") && !strings.HasPrefix(f[1], "*") {
+				lines[i] = "root:*:" + f[2]
+			}
+		}
+	}
+	return os.WriteFile(shadow, []byte(strings.Join(lines, "\n")), 0o640)
+}
+
+func readHostKeys(rootfs string) ([]string, error) {
+	matches, _ := filepath.Glob(filepath.Join(rootfs, "etc/ssh/ssh_host_*_key.pub"))
+	var keys []string
+	for _, m := range matches {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, strings.TrimSpace(string(b)))
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("the image has no sshd host keys (openssh-server's postinst did not run?)")
+	}
+	return keys, nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,344 @@
+package initrd
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"debug/elf"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/ulikunitz/xz"
+)
+
+// Spec says what goes into an initrd.
+type Spec struct {
+	// Busybox is the path of a static busybox binary for the guest.
+	Busybox string
+	// ModulesDir is the kernel's module tree: <root>/lib/modules/<version>,
+	// with modules.dep in it (run depmod first).
+	ModulesDir string
+	// Modules are loaded in this order, each after its dependencies.
+	Modules []string
+	// Machine is the ELF machine the busybox must be built for.
+	Machine elf.Machine
+}
+
+// Contents is what Build put in the initrd, for tests and logs.
+type Contents struct {
+	// LoadOrder is the module files loaded by /init, in order, relative to
+	// ModulesDir.
+	LoadOrder []string
+	// Builtin are requested modules the kernel has built in.
+	Builtin []string
+}
+
+// Build writes a gzip-compressed newc cpio initramfs to w.
+func Build(spec Spec, w io.Writer) (Contents, error) {
+	var c Contents
+	bb, err := os.ReadFile(spec.Busybox)
+	if err != nil {
+		return c, fmt.Errorf("initrd: read busybox: %w", err)
+	}
+	if err := checkELF(spec.Busybox, bb, spec.Machine); err != nil {
+		return c, err
+	}
+	deps, err := readModulesDep(filepath.Join(spec.ModulesDir, "modules.dep"))
+	if err != nil {
+		return c, err
+	}
+	builtin := readBuiltin(filepath.Join(spec.ModulesDir, "modules.builtin"))
+	soft := readSoftdeps(filepath.Join(spec.ModulesDir, "modules.softdep"), filepath.Join(spec.ModulesDir, "modules.alias"))
+	order, bi, err := loadOrder(deps, builtin, soft, spec.Modules)
+	if err != nil {
+		return c, err
+	}
+	c.LoadOrder, c.Builtin = order, bi
+
+	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	cw := newCPIOWriter(gz)
+	for _, d := range []string{"bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules"} {
+		cw.Dir(d, 0o755)
+	}
+	cw.File("bin/busybox", 0o755, bb)
+	cw.Symlink("bin/sh", "busybox")
+	var list strings.Builder
+	for _, rel := range order {
+		data, err := readModule(filepath.Join(spec.ModulesDir, rel))
+		if err != nil {
+			return c, err
+		}
+		name := moduleFileName(rel)
+		cw.File("lib/modules/"+name, 0o644, data)
+		list.WriteString(name + "\n")
+	}
+	cw.File("modules.order", 0o644, []byte(list.String()))
+	cw.File("init", 0o755, []byte(initScript))
+	if err := cw.Close(); err != nil {
+		return c, fmt.Errorf("initrd: %w", err)
+	}
+	if err := gz.Close(); err != nil {
+		return c, fmt.Errorf("initrd: %w", err)
+	}
+	return c, nil
+}
+
+func checkELF(name string, data []byte, want elf.Machine) error {
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("initrd: busybox %s is not an ELF binary: %w", name, err)
+	}
+	if want != elf.EM_NONE && f.Machine != want {
+		return fmt.Errorf("initrd: busybox %s is built for %s, the board needs %s: fetch busybox-static for the guest's architecture",
+			name, f.Machine, want)
+	}
+	return nil
+}
+
+// readModulesDep parses modules.dep: "path: dep dep ...".
+func readModulesDep(p string) (map[string][]string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("initrd: %w (run depmod on the kernel's module tree first)", err)
+	}
+	defer f.Close()
+	deps := map[string][]string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1024*1024), 1024*1024)
+	for sc.Scan() {
+		mod, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		deps[mod] = strings.Fields(rest)
+	}
+	return deps, sc.Err()
+}
+
+func readBuiltin(p string) map[string]bool {
+	out := map[string]bool{}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" {
+			out[moduleName(l)] = true
+		}
+	}
+	return out
+}
+
+// readSoftdeps returns, per module name, the modules to load before it
+// ("softdep ext4 pre: crypto-crc32c"), with aliases resolved through
+// modules.alias: ext4 mounts fail without crc32c, which is not in
+// modules.dep because nothing links against it.
+func readSoftdeps(softdepPath, aliasPath string) map[string][]string {
+	aliases := map[string][]string{}
+	if b, err := os.ReadFile(aliasPath); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 3 && f[0] == "alias" && !strings.ContainsAny(f[1], "*?[") {
+				aliases[f[1]] = append(aliases[f[1]], f[2])
+			}
+		}
+	}
+	out := map[string][]string{}
+	b, err := os.ReadFile(softdepPath)
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 || f[0] != "softdep" {
+			continue
+		}
+		mod := strings.ReplaceAll(f[1], "-", "_")
+		pre := false
+		for _, w := range f[2:] {
+			switch w {
+			case "pre:":
+				pre = true
+				continue
+			case "post:":
+				pre = false
+				continue
+			}
+			if !pre {
+				continue
+			}
+			if real, ok := aliases[w]; ok {
+				out[mod] = append(out[mod], real...)
+			} else {
+				out[mod] = append(out[mod], w)
+			}
+		}
+	}
+	return out
+}
+
+// moduleName turns "kernel/fs/ext4/ext4.ko.xz" into "ext4", with '-' read
+// as '_' the way the kernel does.
+func moduleName(p string) string {
+	base := path.Base(p)
+	if i := strings.Index(base, ".ko"); i >= 0 {
+		base = base[:i]
+	}
+	return strings.ReplaceAll(base, "-", "_")
+}
+
+// moduleFileName is the uncompressed file name a module gets in the initrd.
+func moduleFileName(p string) string { return moduleName(p) + ".ko" }
+
+// loadOrder resolves wanted module names to files, dependencies first,
+// each once.
+func loadOrder(deps map[string][]string, builtin map[string]bool, soft map[string][]string, wanted []string) ([]string, []string, error) {
+	byName := map[string]string{}
+	for p := range deps {
+		byName[moduleName(p)] = p
+	}
+	var order, bi []string
+	seen := map[string]bool{}
+	var visit func(p string, chain []string) error
+	visit = func(p string, chain []string) error {
+		if seen[p] {
+			return nil
+		}
+		for _, c := range chain {
+			if c == p {
+				return fmt.Errorf("initrd: module dependency cycle: %s", strings.Join(append(chain, p), " -> "))
+			}
+		}
+		// Soft dependencies first; they are optional: skip the ones the
+		// kernel lacks or has built in.
+		for _, s := range soft[moduleName(p)] {
+			if sp, ok := byName[strings.ReplaceAll(s, "-", "_")]; ok && sp != p {
+				if err := visit(sp, append(chain, p)); err != nil {
+					return err
+				}
+			}
+		}
+		for _, d := range deps[p] {
+			if err := visit(d, append(chain, p)); err != nil {
+				return err
+			}
+		}
+		seen[p] = true
+		order = append(order, p)
+		return nil
+	}
+	for _, w := range wanted {
+		n := strings.ReplaceAll(w, "-", "_")
+		p, ok := byName[n]
+		if !ok {
+			if builtin[n] {
+				bi = append(bi, n)
+				continue
+			}
+			return nil, nil, fmt.Errorf("initrd: kernel has no module %q (neither in modules.dep nor built in): check the board's InitrdModules against the kernel version", w)
+		}
+		if err := visit(p, nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	return order, bi, nil
+}
+
+// readModule returns a module's bytes, decompressed: busybox insmod does not
+// read compressed modules.
+func readModule(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	switch {
+	case strings.HasSuffix(p, ".ko"):
+	case strings.HasSuffix(p, ".ko.xz"):
+		xr, err := xz.NewReader(bufio.NewReader(f))
+		if err != nil {
+			return nil, fmt.Errorf("initrd: decompress %s: %w", p, err)
+		}
+		r = xr
+	case strings.HasSuffix(p, ".ko.gz"):
+		gr, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("initrd: decompress %s: %w", p, err)
+		}
+		r = gr
+	default:
+		return nil, fmt.Errorf("initrd: module %s: unsupported compression (socbox reads .ko, .ko.xz and .ko.gz)", p)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("initrd: read %s: %w", p, err)
+	}
+	return data, nil
+}
+
+// initScript mounts the root filesystem named on the kernel command line
+// (root=/dev/..., LABEL=..., UUID=...; rootfstype=, default ext4) and
+// hands over to its init. Every line it prints starts with "socbox-initrd:"
+// so the console log says which stage failed.
+const initScript = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "socbox-initrd: loading modules"
+for m in $(cat /modules.order); do
+  insmod /lib/modules/$m || echo "socbox-initrd: insmod $m failed"
+done
+root=""; fstype=ext4; init=/sbin/init; ro=rw
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    root=*) root="${arg#root=}" ;;
+    rootfstype=*) fstype="${arg#rootfstype=}" ;;
+    init=*) init="${arg#init=}" ;;
+    ro) ro=ro ;;
+  esac
+done
+if [ -z "$root" ]; then
+  echo "socbox-initrd: error: no root= on the kernel command line"
+  exit 1
+fi
+echo "socbox-initrd: waiting for root $root"
+dev=""
+i=0
+while [ $i -lt 300 ]; do
+  case "$root" in
+    LABEL=*|UUID=*) dev=$(findfs "$root" 2>/dev/null) ;;
+    PARTUUID=*)
+      want=$(echo "${root#PARTUUID=}" | tr A-Z a-z)
+      for d in /sys/class/block/*; do
+        if grep -qi "PARTUUID=$want" "$d/uevent" 2>/dev/null; then dev=/dev/${d##*/}; fi
+      done
+      [ -z "$dev" ] && dev=$(blkid | grep -i "PARTUUID=\"$want\"" | cut -d: -f1)
+      ;;
+    *) [ -b "$root" ] && dev="$root" ;;
+  esac
+  [ -n "$dev" ] && [ -b "$dev" ] && break
+  dev=""
+  i=$((i+1))
+  sleep 0.1
+done
+if [ -z "$dev" ]; then
+  echo "socbox-initrd: error: root device $root did not appear in 30s; block devices:"
+  ls /sys/class/block
+  exit 1
+fi
+if ! mount -t "$fstype" -o "$ro" "$dev" /newroot; then
+  echo "socbox-initrd: error: cannot mount $dev ($fstype) on /newroot"
+  exit 1
+fi
+echo "socbox-initrd: switching to $dev"
+umount /proc /sys
+mount --move /dev /newroot/dev 2>/dev/null || umount /dev
+exec switch_root /newroot "$init"
+`
