@@ -27,7 +27,7 @@ var Suites = []string{"trixie", "bookworm"}
 
 // defaultBuilderVersion changes whenever the builder makes a different image
 // from the same inputs, so old cache entries are not reused.
-const defaultBuilderVersion = 4
+const defaultBuilderVersion = 5
 
 // guestPackages go into every default image on top of mmdebstrap's `apt`
 // variant (essential packages + apt). The kernel is not among them: it is
@@ -35,6 +35,14 @@ const defaultBuilderVersion = 4
 var guestPackages = []string{
 	"systemd-sysv", "udev", "openssh-server", "kmod", "iproute2",
 	"ca-certificates", "procps", "iputils-ping",
+}
+
+// maskedUnits are masked in the default image: timers that would wake up
+// in the middle of a test, and gettys on consoles nobody looks at.
+var maskedUnits = []string{
+	"apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer",
+	"e2scrub_all.timer", "e2scrub_reap.service", "systemd-networkd-wait-online.service",
+	"getty@.service", "autovt@.service",
 }
 
 // RootLabel is the filesystem label of the default image's root.
@@ -153,7 +161,7 @@ func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
 		Name: name, Suite: spec.Suite, Platform: b.Platform,
 		Disk: "rootfs.img", DiskFormat: "raw", Kernel: "vmlinuz", KernelDeb: "kernel.deb",
 		User: "root", Key: key, Inputs: in,
-		Append: "root=LABEL=" + RootLabel + " rootfstype=ext4 rw net.ifnames=0 fsck.mode=skip",
+		Append: "root=LABEL=" + RootLabel + " rootfstype=ext4 rw net.ifnames=0 fsck.mode=skip systemd.ssh_auto=no",
 	}
 	kver, err := installKernel(ctx, spec, arch, rootfs, tmp, logf)
 	if err != nil {
@@ -226,6 +234,14 @@ func runMmdebstrap(ctx context.Context, spec DefaultSpec, arch, rootfs string, l
 	args := []string{
 		"--mode=root", "--variant=apt", "--architectures=" + arch,
 		"--include=" + strings.Join(guestPackages, ","),
+		// No manuals, docs or translations in a test image: less to unpack
+		// under emulation, no man-db triggers.
+		"--dpkgopt=path-exclude=/usr/share/man/*",
+		"--dpkgopt=path-exclude=/usr/share/info/*",
+		"--dpkgopt=path-exclude=/usr/share/doc/*",
+		"--dpkgopt=path-include=/usr/share/doc/*/copyright",
+		"--dpkgopt=path-exclude=/usr/share/locale/*",
+		"--aptopt=Acquire::Languages \"none\"",
 		// Enabled from inside the chroot (under qemu-user): a few seconds.
 		"--customize-hook=chroot \"$1\" systemctl enable systemd-networkd",
 		spec.Suite, rootfs, spec.Mirror,
@@ -344,6 +360,18 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 		{"etc/fstab", 0o644, "LABEL=" + RootLabel + " / ext4 rw,noatime 0 1\n"},
 		// QEMU user networking's DNS forwarder.
 		{"etc/resolv.conf", 0o644, "nameserver 10.0.2.3\n"},
+	}
+	// Units a headless test board never needs; each costs boot time on an
+	// emulated CPU.
+	for _, unit := range maskedUnits {
+		p := filepath.Join(rootfs, "etc/systemd/system", unit)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		_ = os.Remove(p)
+		if err := os.Symlink("/dev/null", p); err != nil {
+			return err
+		}
 	}
 	for _, f := range files {
 		p := filepath.Join(rootfs, f.path)

@@ -3,9 +3,12 @@
 # QEMU, image-building tools, binfmt_misc handlers for arm64/armhf, and the
 # Go modules. Safe to run again; does nothing that is already done.
 set -euo pipefail
+# Go from the official tarball lives here when it is not on PATH.
+command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
 
 need_pkgs=(qemu-system-arm qemu-utils qemu-user-static mmdebstrap e2fsprogs kmod
-           gpgv debian-archive-keyring dpkg ca-certificates containerd runc)
+           gpgv gpg debian-archive-keyring dpkg ca-certificates containerd runc
+           busybox-static)
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

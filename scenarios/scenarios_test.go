@@ -1,0 +1,125 @@
+package scenarios
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/report"
+)
+
+var (
+	boardFlag = flag.String("board", "", "comma-separated boards to run on (default: $SOCBOX_BOARDS, else every board in the catalog)")
+	suiteFlag = flag.String("suite", "", "Debian suite of the default image (default: $SOCBOX_SUITE, else trixie)")
+	outFlag   = flag.String("out", "", "directory for results.json and console logs (default: $SOCBOX_RESULTS, else a new temp dir)")
+)
+
+// selectedBoards is what -board or $SOCBOX_BOARDS asks for, or every board.
+func selectedBoards(t *testing.T) []string {
+	sel := *boardFlag
+	if sel == "" {
+		sel = os.Getenv("SOCBOX_BOARDS")
+	}
+	if sel == "" || sel == "all" {
+		return boards.Slugs()
+	}
+	var out []string
+	for _, s := range strings.Split(sel, ",") {
+		s = strings.TrimSpace(s)
+		_, err := boards.Lookup(s)
+		require.NoError(t, err, "-board / SOCBOX_BOARDS")
+		out = append(out, s)
+	}
+	return out
+}
+
+func suiteOption() []harness.Option {
+	s := *suiteFlag
+	if s == "" {
+		s = os.Getenv("SOCBOX_SUITE")
+	}
+	if s == "" {
+		return nil
+	}
+	return []harness.Option{harness.WithSuite(s)}
+}
+
+var (
+	resultsOnce sync.Once
+	resultsDir  string
+	run         = &report.Run{StartedAt: time.Now().UTC(), Host: report.ThisHost()}
+	runMu       sync.Mutex
+)
+
+func outputDir(t *testing.T) string {
+	resultsOnce.Do(func() {
+		resultsDir = *outFlag
+		if resultsDir == "" {
+			resultsDir = os.Getenv("SOCBOX_RESULTS")
+		}
+		if resultsDir == "" {
+			d, err := os.MkdirTemp("", "socbox-results-")
+			require.NoError(t, err)
+			resultsDir = d
+		}
+	})
+	return resultsDir
+}
+
+// record adds a board's results to results.json and rewrites it, so the
+// results of finished boards survive a later failure or timeout.
+func record(t *testing.T, rb *report.Board) {
+	runMu.Lock()
+	defer runMu.Unlock()
+	run.Boards = append(run.Boards, rb)
+	run.FinishedAt = time.Now().UTC()
+	p, err := run.WriteJSON(outputDir(t))
+	require.NoError(t, err)
+	t.Logf("results: %s", p)
+}
+
+// TestBundledScenarios boots each selected board once and runs every
+// bundled scenario on it as a subtest: board/scenario.
+func TestBundledScenarios(t *testing.T) {
+	for _, slug := range selectedBoards(t) {
+		t.Run(slug, func(t *testing.T) {
+			out := outputDir(t)
+			opts := append([]harness.Option{harness.WithArtifactsDir(filepath.Join(out, slug))}, suiteOption()...)
+			b := harness.Boot(t, slug, opts...)
+			rb := b.Report()
+			defer record(t, rb)
+			t.Run("guest-clock", func(t *testing.T) {
+				// Set from the host's after boot: apt needs it.
+				out, err := b.SSH.Output(t.Context(), "date +%s")
+				require.NoError(t, err)
+				guest, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+				require.NoError(t, err)
+				require.InDelta(t, time.Now().Unix(), guest, 120, "guest clock is off by more than two minutes")
+			})
+			for _, s := range Bundled() {
+				t.Run(s.Name, func(t *testing.T) {
+					res := b.RunScenario(t.Context(), s)
+					rb.Scenarios = append(rb.Scenarios, res)
+					t.Logf("%s: exit %d in %.2fs", s.Name, res.ExitCode, res.Seconds)
+					require.Empty(t, res.Failures, "scenario %s on %s (stdout %q, stderr %q)", s.Name, slug, clip(res.Stdout), clip(res.Stderr))
+				})
+			}
+		})
+	}
+}
+
+func clip(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}
