@@ -114,11 +114,17 @@ type Profile struct {
 	SerialPorts int
 	NIC         string // QEMU -device for the NIC, e.g. "virtio-net-pci"
 	DiskBus     DiskBus
+	// OnboardNIC is set where the machine has its own NIC (connected to
+	// QEMU's user network with -net nic) instead of a -device one.
+	OnboardNIC bool
 	// DiskSizePowerOfTwo is set where the SD controller needs a card whose
 	// size is a power of two.
 	DiskSizePowerOfTwo bool
-	Kernel             KernelSource
-	Platform           Platform
+	// NotMigratable says why QEMU cannot save this machine's state (a
+	// device without migration support); such boards always boot cold.
+	NotMigratable string
+	Kernel        KernelSource
+	Platform      Platform
 	// RootDevice is the guest's device for the root filesystem.
 	RootDevice string
 	// Divergences lists what differs from the real board, for `socbox boards`.
@@ -128,6 +134,9 @@ type Profile struct {
 // virtioRootModules are what Debian's arm64/armmp kernels need to mount an
 // ext4 root on a virtio-blk disk behind PCI (all are modules there).
 var virtioRootModules = []string{"virtio_pci", "virtio_blk", "virtio_net", "ext4"}
+
+// Boards without a real-time clock come up with a stale clock; socbox sets
+// it from the host after login either way.
 
 var catalog = map[string]Profile{
 	"raspi4b": {
@@ -155,7 +164,124 @@ var catalog = map[string]Profile{
 			"SoC peripherals not emulated: GPIO, I2C, SPI, VideoCore",
 		},
 	},
+	"raspi3b": {
+		Slug:        "raspi3b",
+		Name:        "Raspberry Pi 3 Model B",
+		Tier:        Faithful,
+		QEMUBinary:  "qemu-system-aarch64",
+		Machine:     "raspi3b",
+		MemoryMiB:   1024,
+		SMP:         4,
+		FixedMemory: true,
+		// PL011 (ttyAMA0) and the mini-UART (ttyS1, the kernel console in
+		// the device tree): both logged.
+		SerialPorts:        2,
+		NIC:                "usb-net",
+		DiskBus:            DiskSD,
+		DiskSizePowerOfTwo: true,
+		NotMigratable:      "QEMU 7.2 cannot migrate raspi3b's usb-net device, and unplugging it from a running guest crashes QEMU",
+		Kernel: KernelSource{
+			DebianPackage: "linux-image-arm64",
+			DTB:           "broadcom/bcm2837-rpi-3-b.dtb",
+			InitrdModules: []string{"bcm2835", "sdhci_iproc", "mmc_block", "ext4"},
+			Console:       "ttyS1",
+			// Without it the power-domain driver resets the emulated SoC.
+			ExtraCmdline: "initcall_blacklist=bcm2835_pm_driver_init",
+		},
+		Platform:   LinuxARM64,
+		RootDevice: "/dev/mmcblk0",
+		Divergences: []string{
+			"no on-board Ethernet (LAN9514): networking is a QEMU usb-net device (usb0), slower than the real NIC",
+			"no Wi-Fi/Bluetooth, no GPU (VideoCore), no HDMI",
+			"SoC peripherals partly emulated: no I2C/SPI devices attached, GPIO without real pins",
+			"no RTC (like the real board): the clock is set from the host after login",
+		},
+	},
+	"raspi3b-fast": {
+		Slug:        "raspi3b-fast",
+		Name:        "Raspberry Pi 3 Model B",
+		Tier:        Fast,
+		QEMUBinary:  "qemu-system-aarch64",
+		Machine:     "virt",
+		CPU:         "cortex-a53",
+		MemoryMiB:   1024,
+		SMP:         4,
+		SerialPorts: 1,
+		NIC:         "virtio-net-pci",
+		DiskBus:     DiskVirtio,
+		Kernel: KernelSource{
+			DebianPackage: "linux-image-arm64",
+			InitrdModules: virtioRootModules,
+			Console:       "ttyAMA0",
+		},
+		Platform:   LinuxARM64,
+		RootDevice: "/dev/vda",
+		Divergences: []string{
+			"generic `virt` machine with the board's core (Cortex-A53) and RAM",
+			"virtio disk and NIC instead of SD card and USB Ethernet",
+			"SoC peripherals not emulated: GPIO, I2C, SPI, VideoCore",
+		},
+	},
+	"beaglebone-black": {
+		Slug:       "beaglebone-black",
+		Name:       "BeagleBone Black",
+		Tier:       Faithful,
+		QEMUBinary: "qemu-system-arm",
+		// QEMU has no AM335x machine; the Allwinner A10 of the cubieboard
+		// is a real Cortex-A8, the BeagleBone's core.
+		Machine:            "cubieboard",
+		MemoryMiB:          512,
+		SMP:                1,
+		SerialPorts:        1,
+		OnboardNIC:         true,
+		DiskBus:            DiskSD,
+		DiskSizePowerOfTwo: true,
+		Kernel: KernelSource{
+			DebianPackage: "linux-image-armmp",
+			DTB:           "sun4i-a10-cubieboard.dtb",
+			// sun4i-emac needs its PHY stack loaded before it; udev does
+			// not order them, so the initrd does.
+			InitrdModules: []string{"sunxi_mmc", "mmc_block", "ext4", "libphy", "fixed_phy", "fwnode_mdio", "of_mdio", "mdio_sun4i", "sun4i_emac"},
+			Console:       "ttyS0",
+		},
+		Platform:   LinuxARMv7,
+		RootDevice: "/dev/mmcblk0",
+		Divergences: []string{
+			"Allwinner A10 (cubieboard) instead of TI AM335x: same Cortex-A8 core, NEON and VFPv3, different SoC",
+			"SoC peripherals differ: no PRU, no eMMC, no AM335x GPIO/I2C/ADC; Ethernet is the A10's EMAC",
+			"poweroff in the guest does not stop QEMU on this machine: socbox stops it through QMP",
+		},
+	},
+	"beaglebone-black-fast": {
+		Slug:       "beaglebone-black-fast",
+		Name:       "BeagleBone Black",
+		Tier:       Fast,
+		QEMUBinary: "qemu-system-arm",
+		// highmem=off: an armmp (non-LPAE) kernel cannot reach virt's PCI
+		// window above 4 GiB.
+		Machine:     "virt,highmem=off",
+		CPU:         "cortex-a15",
+		MemoryMiB:   512,
+		SMP:         1,
+		SerialPorts: 1,
+		NIC:         "virtio-net-pci",
+		DiskBus:     DiskVirtio,
+		Kernel: KernelSource{
+			DebianPackage: "linux-image-armmp",
+			InitrdModules: virtioRootModules,
+			Console:       "ttyAMA0",
+		},
+		Platform:   LinuxARMv7,
+		RootDevice: "/dev/vda",
+		Divergences: []string{
+			"Cortex-A15 instead of A8 (QEMU 7.2 refuses `virt` with a Cortex-A8): NEON/VFP timing and errata differ",
+			"generic `virt` machine: virtio disk and NIC, no AM335x peripherals (PRU, GPIO, I2C, ADC)",
+		},
+	},
 }
+
+// IsVirt reports whether the profile runs on QEMU's generic virt machine.
+func (p Profile) IsVirt() bool { return strings.HasPrefix(p.Machine, "virt") }
 
 // Lookup returns the profile for a slug, or an error listing the known ones.
 func Lookup(slug string) (Profile, error) {

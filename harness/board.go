@@ -210,6 +210,50 @@ func (b *Board) start(ctx context.Context) error {
 	if err := b.step(ctx, StageImage, b.prepareImage); err != nil {
 		return err
 	}
+	var snapDir string
+	if b.opts.snapshots && b.Profile.NotMigratable != "" {
+		b.logf("snapshot: not on this board (%s): booting cold", b.Profile.NotMigratable)
+	}
+	if b.opts.snapshots && !b.opts.noContainerd && b.Profile.NotMigratable == "" {
+		dir, err := b.snapshotDir(b.qemuConfig())
+		if err != nil {
+			return b.fail(StageImage, err, "")
+		}
+		// Held while this process provisions the snapshot, so a second
+		// test process waits and then restores instead of booting too.
+		unlock, err := images.LockFile(dir+".lock", func() { b.logf("snapshot: waiting for another process provisioning %s", filepath.Base(dir)) })
+		if err != nil {
+			return b.fail(StageImage, err, "")
+		}
+		defer unlock()
+		if snapshotReady(dir) {
+			err := b.step(ctx, StageRestore, func(ctx context.Context) error { return b.restore(ctx, b.qemuConfig(), dir) })
+			if err == nil {
+				unlock()
+				if err := b.step(ctx, StageSSH, b.waitSSH); err != nil {
+					return err
+				}
+				if err := b.step(ctx, StageContainerd, b.readyContainerd); err != nil {
+					return err
+				}
+				b.setStage(StageReady)
+				return nil
+			}
+			// A snapshot that does not load (QEMU upgraded in place, a
+			// truncated file): drop it and boot cold.
+			b.logf("snapshot: restore failed, booting cold instead: %v", err)
+			_ = b.Machine.Stop(ctx, false, 0)
+			b.Machine = nil
+			_ = os.RemoveAll(dir)
+			b.mu.Lock()
+			b.err, b.stage = nil, StageImage
+			b.mu.Unlock()
+			if err := b.createOverlay(ctx); err != nil {
+				return b.fail(StageImage, err, "")
+			}
+		}
+		snapDir = dir
+	}
 	if err := b.step(ctx, StageQEMU, b.startQEMU); err != nil {
 		return err
 	}
@@ -225,10 +269,19 @@ func (b *Board) start(ctx context.Context) error {
 	if err := b.step(ctx, StageContainerd, b.readyContainerd); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	b.stage = StageReady
-	b.mu.Unlock()
+	if snapDir != "" {
+		if err := b.step(ctx, StageSnapshot, func(ctx context.Context) error { return b.saveSnapshot(ctx, snapDir) }); err != nil {
+			return err
+		}
+	}
+	b.setStage(StageReady)
 	return nil
+}
+
+func (b *Board) setStage(s Stage) {
+	b.mu.Lock()
+	b.stage = s
+	b.mu.Unlock()
 }
 
 func (b *Board) prepareImage(ctx context.Context) error {
@@ -260,7 +313,24 @@ func (b *Board) prepareImage(ctx context.Context) error {
 		return err
 	}
 	b.RunDir = dir
-	return images.CreateOverlay(ctx, im, filepath.Join(dir, "disk.qcow2"), 0)
+	return b.createOverlay(ctx)
+}
+
+// createOverlay makes the run's disk over the base image, grown to a power
+// of two where the board's SD controller needs it.
+func (b *Board) createOverlay(ctx context.Context) error {
+	var size int64
+	if b.Profile.DiskSizePowerOfTwo {
+		vs, err := images.VirtualSize(ctx, b.Image)
+		if err != nil {
+			return err
+		}
+		if p := images.NextPowerOfTwo(vs); p != vs {
+			b.logf("image: growing the SD card overlay from %d to %d bytes (a power of two, as %s needs)", vs, p, b.Profile.Machine)
+			size = p
+		}
+	}
+	return images.CreateOverlay(ctx, b.Image, filepath.Join(b.RunDir, "disk.qcow2"), size)
 }
 
 // freePort asks the kernel for a free port on 127.0.0.1. Another process may
@@ -274,25 +344,34 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (b *Board) startQEMU(ctx context.Context) error {
+// qemuConfig is the machine to start, without port forwards (launch picks
+// them) and without the run's own paths where a snapshot key must not see
+// them.
+func (b *Board) qemuConfig() qemu.Config {
 	smp := b.opts.smp
-	if smp == 0 && b.Profile.Machine == "virt" && runtime.NumCPU() < b.Profile.SMP {
+	if smp == 0 && b.Profile.IsVirt() && runtime.NumCPU() < b.Profile.SMP {
 		smp = runtime.NumCPU()
 	}
-	console := b.Profile.Kernel.Console
-	appendLine := strings.TrimSpace(b.Image.Append + " console=" + console + " " + b.Profile.Kernel.ExtraCmdline)
+	appendLine := strings.TrimSpace(b.Image.Append + " console=" + b.Profile.Kernel.Console + " " + b.Profile.Kernel.ExtraCmdline)
+	return qemu.Config{
+		Board: b.Profile, RunDir: b.RunDir,
+		Kernel: b.boot.Kernel, Initrd: b.boot.Initrd, DTB: b.boot.DTB,
+		Append: appendLine, Disk: filepath.Join(b.RunDir, "disk.qcow2"), SMP: smp,
+	}
+}
+
+func (b *Board) startQEMU(ctx context.Context) error { return b.launch(ctx, b.qemuConfig()) }
+
+// launch starts QEMU with an SSH forward on a free loopback port, trying
+// another port if one is taken between choosing and binding it.
+func (b *Board) launch(ctx context.Context, cfg qemu.Config) error {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := freePort()
 		if err != nil {
 			return err
 		}
-		cfg := qemu.Config{
-			Board: b.Profile, RunDir: b.RunDir,
-			Kernel: b.boot.Kernel, Initrd: b.boot.Initrd, DTB: b.boot.DTB,
-			Append: appendLine, Disk: filepath.Join(b.RunDir, "disk.qcow2"), SMP: smp,
-			Forwards: []qemu.Forward{{HostPort: port, GuestPort: 22}},
-		}
+		cfg.Forwards = []qemu.Forward{{HostPort: port, GuestPort: 22}}
 		m, err := qemu.Start(ctx, cfg, b.logf)
 		if err != nil {
 			lastErr = err

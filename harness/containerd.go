@@ -195,6 +195,10 @@ func (b *Board) readyContainerd(ctx context.Context) error {
 // importBusybox builds the busybox image for the guest's platform from
 // Debian's busybox-static (of the guest's suite) and imports it.
 func (b *Board) importBusybox(ctx context.Context) error {
+	if b.Runtime.HasImage(ctx, BusyboxRef) {
+		b.BusyboxImage = BusyboxRef // restored from a snapshot
+		return nil
+	}
 	g, err := guestInfo(ctx, b.SSH)
 	if err != nil {
 		return err

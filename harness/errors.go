@@ -16,6 +16,8 @@ const (
 	StageKernel     Stage = "kernel"     // the guest kernel prints on the console
 	StageSSH        Stage = "ssh"        // the guest's sshd accepted our key
 	StageContainerd Stage = "containerd" // containerd installed and answering
+	StageSnapshot   Stage = "snapshot"   // provisioned state saved for the next boards
+	StageRestore    Stage = "restore"    // QEMU resumed a provisioned snapshot
 	StageReady      Stage = "ready"
 	StageFailed     Stage = "failed"
 )

@@ -35,6 +35,7 @@ type options struct {
 	keepRunDir    bool
 	runDir        string
 	artifactsDir  string
+	snapshots     bool
 	smp           int
 	logf          func(format string, args ...any)
 }
@@ -44,11 +45,14 @@ func defaultOptions() options {
 		board:      "raspi4b",
 		suite:      images.DefaultSuite,
 		containerd: ContainerdAuto,
+		snapshots:  true,
 		timeouts: map[Stage]time.Duration{
 			StageQEMU:       30 * time.Second,
 			StageKernel:     60 * time.Second,
 			StageSSH:        4 * time.Minute,
 			StageContainerd: 10 * time.Minute,
+			StageSnapshot:   2 * time.Minute,
+			StageRestore:    1 * time.Minute,
 		},
 	}
 }
@@ -141,4 +145,12 @@ func WithLogf(logf func(format string, args ...any)) Option {
 // into dir when it is closed, so they outlive the run directory.
 func WithArtifactsDir(dir string) Option {
 	return func(o *options) error { o.artifactsDir = dir; return nil }
+}
+
+// WithoutSnapshot boots cold even when a provisioned snapshot exists, and
+// saves none. By default the first board of a kind is saved right after it
+// is containerd-ready and every later one restores that state in about a
+// second instead of booting.
+func WithoutSnapshot() Option {
+	return func(o *options) error { o.snapshots = false; return nil }
 }

@@ -57,7 +57,7 @@ func EnsureBootFiles(ctx context.Context, im *Image, board boards.Profile, archi
 	if _, err := os.Stat(out.Initrd); err == nil {
 		return out, nil
 	}
-	unlock, err := lockFile(dir + ".lock")
+	unlock, err := LockFile(dir+".lock", nil)
 	if err != nil {
 		return bf, err
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -96,9 +97,10 @@ func cacheKey(inputs any) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// lockFile takes an exclusive flock on path, waiting for another process
-// that holds it (e.g. a second `go test` building the same image).
-func lockFile(path string) (func(), error) {
+// LockFile takes an exclusive flock on path, waiting for another process
+// that holds it (e.g. a second `go test` building the same image). The
+// returned unlock may be called more than once.
+func LockFile(path string, onWait func()) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
@@ -106,14 +108,27 @@ func lockFile(path string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		return unlocker(f), nil
+	}
+	if onWait != nil {
+		onWait()
+	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
+	return unlocker(f), nil
+}
+
+func unlocker(f *os.File) func() {
+	var once sync.Once
 	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+		once.Do(func() {
+			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			f.Close()
+		})
+	}
 }
 
 // ListImages returns the images in the cache.

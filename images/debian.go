@@ -128,7 +128,7 @@ func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
 	if spec.Offline {
 		return nil, fmt.Errorf("%s: not in the cache and building is off", stage)
 	}
-	unlock, err := lockFile(dir + ".lock")
+	unlock, err := LockFile(dir+".lock", func() { logf("image: waiting for another process building %s", name) })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", stage, err)
 	}

@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -20,4 +21,30 @@ func CreateOverlay(ctx context.Context, im *Image, path string, sizeBytes int64)
 		return fmt.Errorf("create overlay %s over %s: %w: %s (is qemu-utils installed?)", path, im.Path(im.Disk), err, out)
 	}
 	return nil
+}
+
+// VirtualSize is the size of the disk a guest sees for the image's disk.
+func VirtualSize(ctx context.Context, im *Image) (int64, error) {
+	out, err := exec.CommandContext(ctx, "qemu-img", "info", "--output=json", "-f", im.DiskFormat, im.Path(im.Disk)).Output()
+	if err != nil {
+		return 0, fmt.Errorf("qemu-img info %s: %w", im.Path(im.Disk), err)
+	}
+	var info struct {
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return 0, fmt.Errorf("qemu-img info %s: %w", im.Path(im.Disk), err)
+	}
+	return info.VirtualSize, nil
+}
+
+// NextPowerOfTwo rounds n up to a power of two: the size an SD card must
+// have on boards whose QEMU SD controller insists on it (raspi3b). Only the
+// overlay grows; the base image is never touched.
+func NextPowerOfTwo(n int64) int64 {
+	p := int64(1)
+	for p < n {
+		p <<= 1
+	}
+	return p
 }

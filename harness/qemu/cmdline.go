@@ -36,6 +36,10 @@ type Config struct {
 	// Forwards are host 127.0.0.1 ports forwarded into the guest; the first
 	// one is usually SSH.
 	Forwards []Forward
+	// Incoming is a saved machine state (see Machine.SaveState) to resume
+	// from instead of booting; the rest of the configuration must match the
+	// machine that saved it, except the disk overlay and port forwards.
+	Incoming string
 	// ExtraArgs are appended verbatim (for experiments; not used by socbox).
 	ExtraArgs []string
 }
@@ -130,17 +134,25 @@ func Cmdline(cfg Config) (string, []string, error) {
 		fmt.Fprintf(&fwd, ",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
 	}
 	args = append(args, "-netdev", "user,id=net0"+fwd.String())
-	if b.NIC != "" {
+	switch {
+	case b.OnboardNIC:
+		args = append(args, "-net", "nic,netdev=net0")
+	case b.NIC != "":
 		args = append(args, "-device", b.NIC+",netdev=net0")
 	}
-	if b.Machine == "virt" {
+	if b.IsVirt() {
 		// Entropy for the guest: without it sshd can wait seconds for the
 		// kernel's pool on an emulated CPU.
 		args = append(args, "-device", "virtio-rng-pci")
 	}
+	if cfg.Incoming != "" {
+		args = append(args, "-incoming", "exec:cat "+shellQuoteArg(cfg.Incoming))
+	}
 	args = append(args, cfg.ExtraArgs...)
 	return b.QEMUBinary, args, nil
 }
+
+func shellQuoteArg(a string) string { return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'" }
 
 // ShellQuote renders exe and args as one copy-pasteable shell command, for
 // reproducers in reports and error messages.

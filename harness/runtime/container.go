@@ -250,3 +250,10 @@ func randomSuffix() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// HasImage reports whether the guest's containerd has the image, unpacked
+// for the runtime's platform.
+func (r *Runtime) HasImage(ctx context.Context, name string) bool {
+	_, err := r.image(ctx, name)
+	return err == nil
+}

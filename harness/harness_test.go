@@ -1,0 +1,90 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/socbox/socbox/harness/sshx"
+	"github.com/socbox/socbox/harness/sshx/sshtest"
+)
+
+func TestStageErrorSaysWhereAndWhatNext(t *testing.T) {
+	err := error(&StageError{
+		Stage: StageSSH, Board: "raspi4b", Err: fmt.Errorf("waiting for ssh: %w", ErrKernelPanic),
+		ConsoleLog: "/r/serial0.log", ConsoleTail: []string{"Kernel panic - not syncing"}, Hint: "read the log",
+	})
+	require.ErrorIs(t, err, ErrKernelPanic)
+	var se *StageError
+	require.True(t, errors.As(err, &se))
+	require.Equal(t, StageSSH, se.Stage)
+	msg := err.Error()
+	require.Contains(t, msg, "boot raspi4b: ssh: waiting for ssh: kernel panic")
+	require.Contains(t, msg, "last console lines:\n  Kernel panic - not syncing")
+	require.Contains(t, msg, "console log: /r/serial0.log")
+	require.Contains(t, msg, "hint: read the log")
+}
+
+func TestOptionsRejectBadInput(t *testing.T) {
+	for name, opt := range map[string]Option{
+		"suite":      WithSuite("sid"),
+		"containerd": WithContainerd("docker"),
+		"timeout":    WithTimeout(StageSSH, 0),
+		"smp":        WithSMP(0),
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, err := Start(context.Background(), opt)
+			require.Nil(t, b)
+			require.ErrorContains(t, err, "socbox options")
+		})
+	}
+	b, err := Start(context.Background(), WithBoard("raspi5"))
+	require.Nil(t, b)
+	require.ErrorContains(t, err, `unknown board "raspi5"`)
+	require.ErrorContains(t, err, "raspi4b")
+}
+
+func TestCloseIsNilSafeAndIdempotent(t *testing.T) {
+	var b *Board
+	require.NoError(t, b.Close())
+	b = &Board{RunDir: t.TempDir()}
+	require.NoError(t, b.Close())
+	require.NoError(t, b.Close())
+}
+
+// guestInfo reads what an installer needs over SSH; here the "guest" is
+// the host itself behind the in-process SSH server, a Debian system too.
+func TestGuestInfoOverSSH(t *testing.T) {
+	signer, err := sshx.LoadOrCreateKey(filepath.Join(t.TempDir(), "id"))
+	require.NoError(t, err)
+	srv := sshtest.NewServer(t, sshtest.WithAuthorizedKey(signer.PublicKey()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := sshx.Dial(ctx, sshx.Config{Endpoint: srv.Endpoint(), Signer: signer, HostKeys: sshx.NewHostKeys(srv.HostKey())})
+	require.NoError(t, err)
+	defer c.Close()
+	g, err := guestInfo(ctx, c)
+	require.NoError(t, err)
+	require.NotEmpty(t, g.Suite)
+	require.NotEmpty(t, g.Arch)
+	require.True(t, g.Installed["dpkg"], "dpkg is installed on any Debian system")
+}
+
+func TestScenarioChecks(t *testing.T) {
+	b := &Board{}
+	b.Profile.Slug = "raspi4b"
+	b.Profile.Platform.Architecture = "arm64"
+	b.Profile.Platform.OS = "linux"
+	res := ContainerResult{ExitCode: 3, Stdout: []byte("aarch64\n"), Stderr: []byte("oops\n"), Duration: 2 * time.Second}
+	require.Empty(t, b.check(Expect{ExitCode: 3, Stdout: Str("${UNAME_M}\n"), StderrRegex: "^oops"}, res))
+	f := b.check(Expect{ExitCode: 0, Stdout: Str("x"), StdoutSHA256: "00", MaxDuration: time.Second}, res)
+	require.Len(t, f, 4)
+	require.Contains(t, f[0], "exit code 3, want 0")
+	require.Contains(t, f[2], "output was altered")
+	require.Contains(t, f[3], "at most 1s")
+}

@@ -1,0 +1,199 @@
+package harness
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/socbox/socbox/harness/qemu"
+	"github.com/socbox/socbox/images"
+)
+
+// A provisioned snapshot is a board caught right after it became
+// containerd-ready: the disk overlay as it was then (disk.qcow2, backed by
+// the base image) and the machine state (vmstate: RAM and devices, saved
+// through QEMU migration). Later boards of the same key start QEMU with
+// -incoming over a fresh overlay on disk.qcow2 and are ready in about a
+// second, without booting. Snapshots live in the cache, are written
+// atomically and can be deleted at any time.
+
+// snapshotVersion changes whenever what a snapshot holds changes.
+const snapshotVersion = 1
+
+type snapshotInputs struct {
+	Version    int      `json:"version"`
+	Image      string   `json:"image"`
+	ImageBuilt string   `json:"image_built"`
+	Board      string   `json:"board"`
+	QEMU       string   `json:"qemu"`
+	Args       []string `json:"args"`
+	Containerd string   `json:"containerd"`
+}
+
+type snapshotMeta struct {
+	Inputs    snapshotInputs `json:"inputs"`
+	CreatedAt time.Time      `json:"created_at"`
+	SaveSec   float64        `json:"save_seconds"`
+	StateMiB  float64        `json:"state_mib"`
+}
+
+var (
+	qemuVersionsMu sync.Mutex
+	qemuVersions   = map[string]string{}
+)
+
+// qemuVersion is the first line of `qemu-system-* --version`: a state saved
+// by one QEMU version is not loaded by another.
+func qemuVersion(exe string) string {
+	qemuVersionsMu.Lock()
+	defer qemuVersionsMu.Unlock()
+	if v, ok := qemuVersions[exe]; ok {
+		return v
+	}
+	out, _ := exec.Command(exe, "--version").Output()
+	v := strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
+	qemuVersions[exe] = v
+	return v
+}
+
+// snapshotDir returns where this board's provisioned snapshot lives. Every
+// QEMU argument that shapes the machine is in the key; the run directory,
+// disk path and port forwards are not (they change every run).
+func (b *Board) snapshotDir(cfg qemu.Config) (string, error) {
+	cache, err := images.CacheDir()
+	if err != nil {
+		return "", err
+	}
+	cfg.RunDir, cfg.Disk, cfg.Forwards, cfg.Incoming = "/run", "/disk", nil, ""
+	exe, args, err := qemu.Cmdline(cfg)
+	if err != nil {
+		return "", err
+	}
+	in := snapshotInputs{Version: snapshotVersion, Image: b.Image.Key, ImageBuilt: b.Image.BuiltAt.String(), Board: b.Profile.Slug,
+		QEMU: qemuVersion(exe), Args: args, Containerd: string(b.opts.containerd)}
+	blob, _ := json.Marshal(in)
+	return filepath.Join(cache, "snapshots", b.Profile.Slug+"-"+shortHash(blob)), nil
+}
+
+func snapshotReady(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "snapshot.json"))
+	return err == nil
+}
+
+// saveSnapshot captures the ready board into dir. The guest is paused for
+// the save and the copy of its overlay, then goes on; SSH is reconnected.
+func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
+	start := time.Now()
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	// No SSH or containerd connection may be inside the saved state: a
+	// restored guest would hold half-open sessions to a peer that is gone.
+	b.disconnect()
+	if err := b.Machine.SaveState(ctx, filepath.Join(tmp, "vmstate")); err != nil {
+		return err
+	}
+	copyErr := copyFileSync(filepath.Join(b.RunDir, "disk.qcow2"), filepath.Join(tmp, "disk.qcow2"))
+	if err := b.Machine.Resume(ctx); err != nil {
+		return err
+	}
+	if copyErr != nil {
+		return copyErr
+	}
+	st, _ := os.Stat(filepath.Join(tmp, "vmstate"))
+	meta := snapshotMeta{CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds()}
+	if st != nil {
+		meta.StateMiB = float64(st.Size()) / (1 << 20)
+	}
+	blob, _ := json.MarshalIndent(meta, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, "snapshot.json"), blob, 0o644); err != nil {
+		return err
+	}
+	for _, f := range []string{"vmstate", "disk.qcow2"} {
+		_ = os.Chmod(filepath.Join(tmp, f), 0o444)
+	}
+	_ = os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	b.logf("snapshot: saved %.0f MiB of machine state in %.1fs (%s)", meta.StateMiB, meta.SaveSec, dir)
+	return b.reconnect(ctx)
+}
+
+func copyFileSync(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// disconnect closes the containerd client and SSH connection.
+func (b *Board) disconnect() {
+	if b.Runtime != nil {
+		_ = b.Runtime.Close()
+		b.Runtime = nil
+	}
+	if b.SSH != nil {
+		_ = b.SSH.Close()
+		b.SSH = nil
+	}
+}
+
+// reconnect logs in again and reconnects containerd, after a save or a
+// restore; the clock is set again since the guest's stood still.
+func (b *Board) reconnect(ctx context.Context) error {
+	if err := b.waitSSH(ctx); err != nil {
+		return err
+	}
+	if b.opts.noContainerd {
+		return nil
+	}
+	rt, _, err := b.connectContainerd(ctx)
+	if err != nil {
+		return fmt.Errorf("reconnect containerd: %w", err)
+	}
+	b.Runtime = rt
+	return nil
+}
+
+// restore starts the board from a provisioned snapshot.
+func (b *Board) restore(ctx context.Context, cfg qemu.Config, dir string) error {
+	disk := filepath.Join(b.RunDir, "disk.qcow2")
+	_ = os.Remove(disk)
+	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+		"-b", filepath.Join(dir, "disk.qcow2"), disk).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("overlay on snapshot: %w: %s", err, out)
+	}
+	cfg.Incoming = filepath.Join(dir, "vmstate")
+	if err := b.launch(ctx, cfg); err != nil {
+		return err
+	}
+	return b.Machine.WaitRunning(ctx)
+}
+
+func shortHash(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:12]
+}

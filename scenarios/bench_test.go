@@ -1,0 +1,163 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/sshx"
+	"github.com/socbox/socbox/images"
+	"github.com/socbox/socbox/images/debarchive"
+)
+
+// BenchmarkSpeed measures, in one run, what the speed issue asks for:
+//
+//	go test -run '^$' -bench Speed -benchtime 1x -timeout 90m ./scenarios/
+//
+// cold image build (into an empty cache), cold boot to SSH and to
+// containerd-ready, restore-to-ready from a provisioned snapshot, the
+// overhead of one container on a warm board, and a 10-scenario suite run
+// with a cold boot per scenario and with a restore per scenario. Figures
+// are printed and reported as metrics; BENCHMARKS.md records them.
+// SOCBOX_BENCH_SUITE=0 skips the (long) cold half of the suite comparison.
+func BenchmarkSpeed(b *testing.B) {
+	slug := "raspi4b"
+	if s := os.Getenv("SOCBOX_BOARDS"); s != "" && s != "all" {
+		slug = s
+	}
+	ctx := context.Background()
+	prof, err := boards.Lookup(slug)
+	if err != nil {
+		b.Fatal(err)
+	}
+	quiet := harness.WithLogf(func(string, ...any) {})
+	for i := 0; i < b.N; i++ {
+		// 1. Cold image build, in a cache of its own so nothing is reused.
+		coldCache := b.TempDir()
+		build := func() time.Duration {
+			old, had := os.LookupEnv("SOCBOX_CACHE")
+			os.Setenv("SOCBOX_CACHE", coldCache)
+			defer func() {
+				if had {
+					os.Setenv("SOCBOX_CACHE", old)
+				} else {
+					os.Unsetenv("SOCBOX_CACHE")
+				}
+			}()
+			signer, err := sshx.LoadOrCreateKey(filepath.Join(coldCache, "ssh", "id_ed25519"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			_, err = images.BuildDefault(ctx, images.DefaultSpec{Board: prof, AuthorizedKey: sshx.AuthorizedKey(signer),
+				Archive: &debarchive.Client{CacheDir: filepath.Join(coldCache, "debs")}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(start)
+		}
+		imageCold := build()
+		benchReport(b, "cold image build", imageCold, "image-build-s")
+
+		// 2. Cold boot (the image stage, a cache hit or a build, is not
+		// counted).
+		cold, err := harness.Start(ctx, harness.WithBoard(slug), harness.WithoutSnapshot(), quiet)
+		must(b, err)
+		st := stageSeconds(cold)
+		benchReport(b, "cold boot to ssh", secs(st["qemu"]+st["kernel"]+st["ssh"]), "boot-to-ssh-s")
+		benchReport(b, "ssh to containerd-ready", secs(st["containerd"]), "containerd-ready-s")
+		benchReport(b, "cold start to containerd-ready", secs(st["qemu"]+st["kernel"]+st["ssh"]+st["containerd"]), "cold-ready-s")
+
+		// 3. Per-container overhead on the warm board.
+		var runs []time.Duration
+		for j := 0; j < 10; j++ {
+			start := time.Now()
+			res, err := cold.Run(ctx, harness.Container{Cmd: []string{"true"}})
+			must(b, err)
+			if res.ExitCode != 0 {
+				b.Fatalf("true exited %d", res.ExitCode)
+			}
+			runs = append(runs, time.Since(start))
+		}
+		sort.Slice(runs, func(i, j int) bool { return runs[i] < runs[j] })
+		benchReport(b, "container on a warm board (median of 10)", runs[len(runs)/2], "container-s")
+		must(b, cold.Close())
+
+		// 4. Provision the snapshot (once), then restore-to-ready.
+		prov, err := harness.Start(ctx, harness.WithBoard(slug), quiet)
+		must(b, err)
+		must(b, prov.Close())
+		restored, err := harness.Start(ctx, harness.WithBoard(slug), quiet)
+		must(b, err)
+		rs := stageSeconds(restored)
+		if _, ok := rs["restore"]; !ok {
+			b.Fatalf("board did not restore from a snapshot: stages %v", rs)
+		}
+		benchReport(b, "restore to containerd-ready", secs(rs["restore"]+rs["ssh"]+rs["containerd"]), "restore-to-ready-s")
+		must(b, restored.Close())
+
+		// 5. A 10-scenario suite, a fresh board per scenario: cold vs restore.
+		suite := tenScenarios()
+		runSuite := func(opts ...harness.Option) time.Duration {
+			start := time.Now()
+			for _, s := range suite {
+				bd, err := harness.Start(ctx, append([]harness.Option{harness.WithBoard(slug), quiet}, opts...)...)
+				must(b, err)
+				if r := bd.RunScenario(ctx, s); !r.Passed {
+					b.Fatalf("scenario %s failed: %v", s.Name, r.Failures)
+				}
+				must(b, bd.Close())
+			}
+			return time.Since(start)
+		}
+		warm := runSuite()
+		benchReport(b, "10 scenarios, restore per scenario", warm, "suite-restore-s")
+		if os.Getenv("SOCBOX_BENCH_SUITE") != "0" {
+			coldSuite := runSuite(harness.WithoutSnapshot())
+			benchReport(b, "10 scenarios, cold boot per scenario", coldSuite, "suite-cold-s")
+			b.ReportMetric(coldSuite.Seconds()/warm.Seconds(), "suite-speedup-x")
+			fmt.Printf("%-45s %.1fx\n", "suite speed-up (cold / restore)", coldSuite.Seconds()/warm.Seconds())
+		}
+	}
+}
+
+// tenScenarios is the bundled scenarios repeated to ten.
+func tenScenarios() []harness.Scenario {
+	var out []harness.Scenario
+	for len(out) < 10 {
+		for _, s := range Bundled() {
+			if len(out) < 10 {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func stageSeconds(bd *harness.Board) map[string]float64 {
+	out := map[string]float64{}
+	for _, t := range bd.Timings() {
+		out[string(t.Stage)] += t.Seconds
+	}
+	return out
+}
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func benchReport(b *testing.B, what string, d time.Duration, metric string) {
+	b.ReportMetric(d.Seconds(), metric)
+	fmt.Printf("%-45s %8.2fs\n", what, d.Seconds())
+}
+
+func must(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
