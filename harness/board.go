@@ -433,14 +433,21 @@ func (b *Board) waitSSH(ctx context.Context) error {
 		pinned = append(pinned, pk)
 	}
 	hk := sshx.NewHostKeys(pinned...)
+	dialStart := time.Now()
 	c, err := sshx.DialRetry(ctx, sshx.Config{Endpoint: b.Endpoint, Signer: b.signer, HostKeys: hk, Timeout: 20 * time.Second},
 		500*time.Millisecond, b.alive)
 	if err != nil {
 		return err
 	}
 	b.SSH = c
+	loggedIn := time.Since(dialStart)
 	_ = hk.Save(filepath.Join(b.RunDir, "known_hosts"))
-	return b.SyncClock(ctx)
+	clockStart := time.Now()
+	if err := b.SyncClock(ctx); err != nil {
+		return err
+	}
+	b.logf("ssh: logged in after %.2fs, clock set in %.2fs", loggedIn.Seconds(), time.Since(clockStart).Seconds())
+	return nil
 }
 
 // SyncClock sets the guest's clock from the host's. Boards without an RTC

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/report"
 )
 
@@ -16,8 +17,37 @@ import (
 type Scenario struct {
 	Name        string
 	Description string
-	Container   Container
-	Expect      Expect
+	// Boards limits the scenario to these board slugs or guest platforms
+	// ("raspi4b", "linux/arm/v7"); empty means every board.
+	Boards    []string
+	Container Container
+	Expect    Expect
+	// File and Line say where the scenario was defined, for messages; empty
+	// for scenarios written in Go.
+	File string
+	Line int
+}
+
+// AppliesTo reports whether the scenario runs on board p: when it names no
+// boards, or names p's slug or platform.
+func (s Scenario) AppliesTo(p boards.Profile) bool {
+	if len(s.Boards) == 0 {
+		return true
+	}
+	for _, b := range s.Boards {
+		if b == p.Slug || b == p.Platform.String() {
+			return true
+		}
+	}
+	return false
+}
+
+// Where is "file:line" for a scenario loaded from a file, else "".
+func (s Scenario) Where() string {
+	if s.File == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", s.File, s.Line)
 }
 
 // Expect is what a scenario's container must do. Strings may use ${UNAME_M}
@@ -46,11 +76,13 @@ func (b *Board) expand(s string) string {
 // RunScenario runs s and checks its expectations. Every failed expectation
 // is listed; a container that could not run at all is an Error.
 func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
-	out := &report.Scenario{Name: s.Name, Image: s.Container.Image, Command: s.Container.Cmd}
+	out := &report.Scenario{Name: s.Name, Description: s.Description, Source: s.Where(),
+		Image: s.Container.Image, Command: s.Container.Cmd}
 	if out.Image == "" {
 		out.Image = b.BusyboxImage
 	}
 	start := time.Now()
+	out.StartedAt = start.UTC()
 	res, err := b.Run(ctx, s.Container)
 	out.Seconds = time.Since(start).Seconds()
 	if err != nil {
@@ -119,7 +151,7 @@ func (b *Board) Report() *report.Board {
 		r.Image, r.Suite, r.KernelVersion = b.Image.Name, b.Image.Suite, b.Image.KernelVersion
 	}
 	for _, t := range b.Timings() {
-		r.Stages = append(r.Stages, report.Stage{Name: string(t.Stage), Seconds: t.Seconds})
+		r.Stages = append(r.Stages, report.Stage{Name: string(t.Stage), StartedAt: t.Start.UTC(), Seconds: t.Seconds})
 	}
 	if err := b.Err(); err != nil {
 		r.Error = err.Error()

@@ -1,57 +1,56 @@
 // Package scenarios holds the scenarios socbox runs on every board, and the
 // Go tests that boot real boards to run them (`go test ./scenarios/...`).
+//
+// Scenarios are YAML files (see Parse for the format); the bundled ones are
+// in bundled/ and are compiled into socbox.
 package scenarios
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"embed"
 	"fmt"
-	"strings"
+	"io/fs"
+	"path"
 
 	"github.com/socbox/socbox/harness"
 )
 
-// seqOutput is what `seq 1 n` prints.
-func seqOutput(n int) string {
-	var b strings.Builder
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "%d\n", i)
-	}
-	return b.String()
-}
+//go:embed bundled/*.yaml
+var bundledFS embed.FS
 
-func sha256Hex(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
+// bundledPrefix names the embedded files by their place in the repository,
+// so messages point at a file a person can open.
+const bundledPrefix = "scenarios/"
 
-// Bundled returns the scenarios every board image must pass.
+// Bundled returns the scenarios every board image must pass, in file order.
+// The files are checked by the unit tests, so a parse error here is a bug
+// in socbox and panics.
 func Bundled() []harness.Scenario {
-	const lines = 100000 // ~590 KB of output
-	return []harness.Scenario{
-		{
-			Name:        "arch",
-			Description: "the container runs on the board's architecture",
-			Container:   harness.Container{Cmd: []string{"uname", "-m"}},
-			Expect:      harness.Expect{Stdout: harness.Str("${UNAME_M}\n")},
-		},
-		{
-			Name:        "exit-code",
-			Description: "a command's exit status reaches the harness unchanged",
-			Container:   harness.Container{Cmd: []string{"sh", "-c", "echo about to fail; exit 3"}},
-			Expect:      harness.Expect{ExitCode: 3, Stdout: harness.Str("about to fail\n")},
-		},
-		{
-			Name:        "output-intact",
-			Description: "large stdout arrives byte for byte, and stderr separately",
-			Container:   harness.Container{Cmd: []string{"sh", "-c", fmt.Sprintf("seq 1 %d; echo done >&2", lines)}},
-			Expect:      harness.Expect{StdoutSHA256: sha256Hex(seqOutput(lines)), Stderr: harness.Str("done\n")},
-		},
-		{
-			Name:        "env",
-			Description: "environment variables reach the container",
-			Container:   harness.Container{Cmd: []string{"sh", "-c", "echo $GREETING from $(hostname)"}, Env: []string{"GREETING=hello"}},
-			Expect:      harness.Expect{StdoutRegex: `^hello from \S+\n$`},
-		},
+	list, err := loadBundled()
+	if err != nil {
+		panic(fmt.Sprintf("bundled scenarios: %v", err))
 	}
+	return list
+}
+
+func loadBundled() ([]harness.Scenario, error) {
+	names, err := fs.Glob(bundledFS, "bundled/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	var all []harness.Scenario
+	for _, name := range names { // fs.Glob sorts
+		data, err := bundledFS.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		list, err := Parse(path.Join(bundledPrefix, name), data)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, list...)
+	}
+	if errs := duplicates(all); len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return all, nil
 }

@@ -16,24 +16,31 @@ import (
 const usage = `socbox — test ARM board images under QEMU: boot, SSH, containerd, containers.
 
 Usage:
-  socbox <command> [flags]
+  socbox <command> [flags] [arguments]
 
 Commands:
   boards          list the boards socbox emulates, and how faithfully
   image build     build (or find in the cache) the default Debian image for a board
   image ls        list cached images
+  image rm        delete cached images (and the snapshots made from them)
   boot            boot a board and keep it up; prints the ssh command; Ctrl-C cleans up
-  run             boot a board, run the bundled scenarios, print and save the results
+  run             boot boards, run scenarios on them, write results.json, junit.xml, report.html
+  report          render junit.xml and report.html again from a results.json
+  doctor          check that this host has what socbox needs, and say how to fix what is missing
+  help            this text, or 'socbox help <command>' for a command's flags
 
 Examples:
+  socbox doctor
   socbox boards
   socbox image build --board raspi4b --suite bookworm
   socbox boot --board raspi4b
-  socbox run                      # raspi4b, Debian trixie, bundled scenarios
-  socbox run --board raspi4b --containerd apt --out ./results
+  socbox run                                    # raspi4b, Debian trixie, the bundled scenarios
+  socbox run --board all --out ./results        # every board, one after the other
+  socbox run --board raspi4b,raspi3b my-checks.yaml more-checks/
+  socbox report ./results/results.json
 
-Run 'socbox <command> --help' for the flags of a command.
-Caches (images, packages, keys) live in $SOCBOX_CACHE or ~/.cache/socbox; all of it can be deleted.
+Run 'socbox <command> --help' for the flags and examples of a command.
+Caches (images, packages, keys, snapshots) live in $SOCBOX_CACHE or ~/.cache/socbox; all of it can be deleted.
 `
 
 func main() {
@@ -43,16 +50,17 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
-		fmt.Fprintln(os.Stderr, "socbox:", err)
 		var ec exitCode
 		if errors.As(err, &ec) {
 			os.Exit(int(ec))
 		}
+		fmt.Fprintln(os.Stderr, "socbox:", err)
 		os.Exit(1)
 	}
 }
 
-// exitCode is an error that carries the process's exit status.
+// exitCode is an error that carries the process's exit status; whatever
+// there was to say has been printed already.
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
@@ -63,9 +71,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return exitCode(2)
 	}
 	switch args[0] {
-	case "-h", "--help", "help":
+	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "help":
+		if len(args) == 1 {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		// `socbox help image build` is `socbox image build --help`.
+		return run(ctx, append(append([]string{}, args[1:]...), "--help"), stdout, stdout)
 	case "boards":
 		return cmdBoards(args[1:], stdout, stderr)
 	case "image":
@@ -74,21 +89,62 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdBoot(ctx, args[1:], stdout, stderr)
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "report":
+		return cmdReport(args[1:], stdout, stderr)
+	case "doctor":
+		return cmdDoctor(ctx, args[1:], stdout, stderr, doctorChecks())
 	}
 	fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 	return exitCode(2)
 }
 
-// newFlags makes a flag set whose --help prints a description and examples.
-func newFlags(name, synopsis, examples string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+// command describes a command for its --help.
+type command struct {
+	name     string // "image build"
+	args     string // what follows the flags: "[SCENARIOS...]"
+	synopsis string
+	examples string
+}
+
+// newFlags makes a flag set whose --help prints the synopsis, the flags
+// and examples.
+func newFlags(c command, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: socbox %s [flags]\n\n%s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
-		if examples != "" {
-			fmt.Fprintf(stderr, "\nExamples:\n%s", examples)
+		line := "socbox " + c.name + " [flags]"
+		if c.args != "" {
+			line += " " + c.args
+		}
+		fmt.Fprintf(stderr, "Usage: %s\n\n%s\n", line, c.synopsis)
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprint(stderr, "\nFlags:\n")
+			fs.PrintDefaults()
+		}
+		if c.examples != "" {
+			fmt.Fprintf(stderr, "\nExamples:\n%s", c.examples)
 		}
 	}
 	return fs
+}
+
+// usageError prints what is wrong with the arguments and where help is,
+// and ends with status 2.
+func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) error {
+	fmt.Fprintf(stderr, "socbox %s: %s\nRun 'socbox %s --help' for usage.\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
+	return exitCode(2)
+}
+
+// parseFlags parses args; a bad flag has been reported with the usage by
+// the flag package, so it only sets the exit status.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return exitCode(2)
+	}
+	return nil
 }

@@ -1,5 +1,6 @@
-// Package report holds the results of a socbox run and writes them: JSON
-// with everything, for people and for tools that render it.
+// Package report holds the results of a socbox run and writes them:
+// results.json with everything (the source of truth), and junit.xml and
+// report.html rendered from it, for CI and for people.
 package report
 
 import (
@@ -35,8 +36,9 @@ func ThisHost() Host {
 
 // Stage is one boot stage's timing.
 type Stage struct {
-	Name    string  `json:"name"`
-	Seconds float64 `json:"seconds"`
+	Name      string    `json:"name"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Seconds   float64   `json:"seconds"`
 }
 
 // Board is what happened on one board.
@@ -62,15 +64,19 @@ type Board struct {
 
 // Scenario is one scenario's outcome on one board.
 type Scenario struct {
-	Name     string   `json:"name"`
-	Passed   bool     `json:"passed"`
-	Failures []string `json:"failures,omitempty"`
-	Image    string   `json:"image"`
-	Command  []string `json:"command"`
-	ExitCode int      `json:"exit_code"`
-	Stdout   string   `json:"stdout"`
-	Stderr   string   `json:"stderr"`
-	Seconds  float64  `json:"seconds"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// Source is where the scenario is defined ("file:line"), if in a file.
+	Source    string    `json:"source,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Passed    bool      `json:"passed"`
+	Failures  []string  `json:"failures,omitempty"`
+	Image     string    `json:"image"`
+	Command   []string  `json:"command"`
+	ExitCode  int       `json:"exit_code"`
+	Stdout    string    `json:"stdout"`
+	Stderr    string    `json:"stderr"`
+	Seconds   float64   `json:"seconds"`
 	// Error is a harness error (the container could not run at all).
 	Error string `json:"error,omitempty"`
 }
@@ -90,19 +96,69 @@ func (r *Run) Passed() bool {
 	return true
 }
 
+// Status is "pass", "fail" (an expectation failed) or "error" (the
+// container did not run, or the board never got ready).
+func (s *Scenario) Status() string {
+	switch {
+	case s.Error != "":
+		return "error"
+	case s.Passed:
+		return "pass"
+	}
+	return "fail"
+}
+
+// Counts is how many scenarios passed, failed and errored.
+type Counts struct{ Passed, Failed, Errors int }
+
+// Total is every scenario counted.
+func (c Counts) Total() int { return c.Passed + c.Failed + c.Errors }
+
+// Counts sums up the board's scenarios.
+func (b *Board) Counts() Counts {
+	var c Counts
+	for _, s := range b.Scenarios {
+		switch s.Status() {
+		case "pass":
+			c.Passed++
+		case "fail":
+			c.Failed++
+		default:
+			c.Errors++
+		}
+	}
+	return c
+}
+
+// Counts sums up every board's scenarios.
+func (r *Run) Counts() Counts {
+	var c Counts
+	for _, b := range r.Boards {
+		bc := b.Counts()
+		c.Passed, c.Failed, c.Errors = c.Passed+bc.Passed, c.Failed+bc.Failed, c.Errors+bc.Errors
+	}
+	return c
+}
+
 // WriteJSON writes the run to dir/results.json, atomically, and returns the
 // path.
 func (r *Run) WriteJSON(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return "", err
 	}
-	p := filepath.Join(dir, "results.json")
+	return writeAtomic(dir, "results.json", append(b, '\n'))
+}
+
+// writeAtomic writes data to dir/name through a temporary file, so a reader
+// never sees half a report, and returns the path.
+func writeAtomic(dir, name string, data []byte) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
 	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return "", err
 	}
 	return p, os.Rename(tmp, p)

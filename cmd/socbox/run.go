@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/report"
+	"github.com/socbox/socbox/scenarios"
+)
+
+var runCommand = command{name: "run", args: "[SCENARIOS.yaml|DIR ...]",
+	synopsis: `Boot each board in turn, run the scenarios in containers on it, print the results and write
+results.json (everything), junit.xml (for CI) and report.html (timelines, logs) into --out.
+
+Scenarios come from the YAML files and directories given (every *.yaml/*.yml in a directory),
+else the bundled ones; a scenario's boards: list limits where it runs. The files are checked
+before anything boots. Exit status: 0 all passed, 1 something failed, 2 bad arguments.`,
+	examples: `  socbox run
+  socbox run --board all --out ./results
+  socbox run --board raspi4b,raspi3b --suite bookworm checks.yaml more-checks/
+  socbox run --containerd apt --no-snapshot
+`}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags(runCommand, stderr)
+	var bf bootFlags
+	addBootFlags(fs, &bf, "`BOARDS` to run on, one after the other: a slug, a comma-separated list, or all (see socbox boards)")
+	out := fs.String("out", "", "`directory` for results.json, junit.xml, report.html and console logs (default: a new directory under ./socbox-results)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	slugs, err := parseBoardList(bf.board)
+	if err != nil {
+		return usageError(fs, stderr, "--board: %v", err)
+	}
+	list, err := loadScenarios(fs.Args())
+	if err != nil {
+		fmt.Fprintf(stderr, "socbox run: bad scenarios, nothing was booted:\n%v\n", err)
+		return exitCode(2)
+	}
+	plan, err := planRun(slugs, list)
+	if err != nil {
+		fmt.Fprintf(stderr, "socbox run: %v\n", err)
+		return exitCode(2)
+	}
+	if *out == "" {
+		*out = filepath.Join("socbox-results", time.Now().Format("20060102-150405"))
+	}
+	// Absolute, so the paths in results.json still work from elsewhere.
+	dir, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+
+	prog := newProgress(stdout, isTerminal(stdout))
+	defer prog.Close()
+	run := &report.Run{StartedAt: time.Now().UTC(), Host: report.ThisHost()}
+	var werr error
+	for i, bp := range plan {
+		if ctx.Err() != nil {
+			prog.Logf("interrupted: %d board(s) not run", len(plan)-i)
+			break
+		}
+		prog.Board(i+1, len(plan), bp.slug)
+		run.Boards = append(run.Boards, runBoard(ctx, prog, bf, bp, dir))
+		run.FinishedAt = time.Now().UTC()
+		// After every board, so finished boards survive a later crash.
+		werr = writeReports(run, dir)
+	}
+	prog.Close()
+	printRun(stdout, run)
+	if werr != nil {
+		return fmt.Errorf("write results: %w", werr)
+	}
+	fmt.Fprintf(stdout, "results: %s\nreport:  %s\njunit:   %s\n",
+		filepath.Join(dir, "results.json"), filepath.Join(dir, "report.html"), filepath.Join(dir, "junit.xml"))
+	if !run.Passed() || ctx.Err() != nil {
+		return exitCode(1)
+	}
+	return nil
+}
+
+// parseBoardList reads --board: one slug, a comma-separated list, or all.
+func parseBoardList(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" {
+		return boards.Slugs(), nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	var errs []error
+	for _, slug := range strings.Split(s, ",") {
+		slug = strings.TrimSpace(slug)
+		if slug == "" || seen[slug] {
+			continue
+		}
+		seen[slug] = true
+		if _, err := boards.Lookup(slug); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, slug)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no board given")
+	}
+	return out, nil
+}
+
+// loadScenarios reads the files and directories given, else the bundled
+// scenarios.
+func loadScenarios(paths []string) ([]harness.Scenario, error) {
+	if len(paths) == 0 {
+		return scenarios.Bundled(), nil
+	}
+	return scenarios.Load(paths...)
+}
+
+// boardPlan is one board and the scenarios that apply to it.
+type boardPlan struct {
+	slug      string
+	scenarios []harness.Scenario
+}
+
+// planRun pairs each board with the scenarios that apply to it. A board
+// with none is left out; no board with any is an error.
+func planRun(slugs []string, list []harness.Scenario) ([]boardPlan, error) {
+	var plan []boardPlan
+	for _, slug := range slugs {
+		prof, err := boards.Lookup(slug)
+		if err != nil {
+			return nil, err
+		}
+		bp := boardPlan{slug: slug}
+		for _, s := range list {
+			if s.AppliesTo(prof) {
+				bp.scenarios = append(bp.scenarios, s)
+			}
+		}
+		if len(bp.scenarios) > 0 {
+			plan = append(plan, bp)
+		}
+	}
+	if len(plan) == 0 {
+		return nil, fmt.Errorf("no scenario applies to %s (see each scenario's boards:)", strings.Join(slugs, ", "))
+	}
+	return plan, nil
+}
+
+// runBoard boots one board, runs its scenarios and stops it. A board that
+// does not get ready has each of its scenarios reported as not run.
+func runBoard(ctx context.Context, prog *progress, bf bootFlags, bp boardPlan, dir string) *report.Board {
+	prog.Status("booting (Debian %s, containerd %s)", bf.suite, bf.containerd)
+	opts := append(bf.options(bp.slug, prog.Logf), harness.WithArtifactsDir(filepath.Join(dir, bp.slug)))
+	b, err := harness.Start(ctx, opts...)
+	defer func() {
+		if cerr := b.Close(); cerr != nil {
+			prog.Logf("%v", cerr)
+		}
+	}()
+	rb := &report.Board{Board: bp.slug}
+	if b != nil {
+		rb = b.Report()
+	}
+	if err != nil {
+		if rb.Error == "" {
+			rb.Error = err.Error()
+		}
+		prog.Logf("did not get ready: %s", firstLine(err.Error()))
+		for _, s := range bp.scenarios {
+			rb.Scenarios = append(rb.Scenarios, &report.Scenario{
+				Name: s.Name, Description: s.Description, Source: s.Where(), Command: s.Container.Cmd,
+				Error: fmt.Sprintf("not run: board %s did not get ready", bp.slug),
+			})
+		}
+		return rb
+	}
+	for i, s := range bp.scenarios {
+		prog.Status("scenario %d of %d: %s", i+1, len(bp.scenarios), s.Name)
+		res := b.RunScenario(ctx, s)
+		prog.Logf("%s %s in %.2fs", strings.ToUpper(res.Status()), s.Name, res.Seconds)
+		rb.Scenarios = append(rb.Scenarios, res)
+	}
+	return rb
+}
+
+func writeReports(run *report.Run, dir string) error {
+	_, err1 := run.WriteJSON(dir)
+	_, err2 := run.WriteJUnit(dir)
+	_, err3 := run.WriteHTML(dir)
+	return errors.Join(err1, err2, err3)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func printRun(w io.Writer, run *report.Run) {
+	for _, b := range run.Boards {
+		var about, st []string
+		for _, a := range []string{b.Tier, b.Platform, b.Image} {
+			if a != "" {
+				about = append(about, a)
+			}
+		}
+		for _, s := range b.Stages {
+			st = append(st, fmt.Sprintf("%s %.1fs", s.Name, s.Seconds))
+		}
+		fmt.Fprintf(w, "\n%s (%s): %s\n", b.Board, strings.Join(about, ", "), strings.Join(st, ", "))
+		if b.Error != "" {
+			fmt.Fprintf(w, "  FAILED at %s: %s\n", b.FailedStage, strings.ReplaceAll(b.Error, "\n", "\n    "))
+		}
+		for _, s := range b.Scenarios {
+			switch s.Status() {
+			case "error":
+				fmt.Fprintf(w, "  ERROR %-28s %s\n", s.Name, firstLine(s.Error))
+				continue
+			case "pass":
+				fmt.Fprintf(w, "  PASS  %-28s exit=%d  %.2fs\n", s.Name, s.ExitCode, s.Seconds)
+			default:
+				fmt.Fprintf(w, "  FAIL  %-28s exit=%d  %.2fs\n", s.Name, s.ExitCode, s.Seconds)
+			}
+			for _, f := range s.Failures {
+				fmt.Fprintf(w, "        %s\n", f)
+			}
+		}
+	}
+	c := run.Counts()
+	fmt.Fprintf(w, "\n%d passed, %d failed, %d errors\n", c.Passed, c.Failed, c.Errors)
+}

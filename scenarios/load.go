@@ -1,0 +1,439 @@
+package scenarios
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness"
+)
+
+// Load reads scenarios from YAML files and directories (every *.yaml and
+// *.yml directly in it, in name order). Every problem is reported, each as
+// "file:line: what", before anything runs; scenario names must be unique
+// across all the files.
+func Load(paths ...string) ([]harness.Scenario, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("load scenarios: no files or directories given")
+	}
+	var files []string
+	seen := map[string]bool{}
+	for _, p := range paths {
+		fs, err := scenarioFiles(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range fs {
+			if c := filepath.Clean(f); !seen[c] {
+				seen[c] = true
+				files = append(files, f)
+			}
+		}
+	}
+	var all []harness.Scenario
+	var errs []error
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		list, err := Parse(f, data)
+		errs = append(errs, err)
+		all = append(all, list...)
+	}
+	errs = append(errs, duplicates(all)...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
+// scenarioFiles expands a directory into its YAML files, sorted.
+func scenarioFiles(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("load scenarios: %w", err)
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("load scenarios: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			out = append(out, filepath.Join(path, e.Name()))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("load scenarios: no *.yaml or *.yml files in %s", path)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// duplicates reports scenario names defined more than once.
+func duplicates(list []harness.Scenario) []error {
+	var errs []error
+	first := map[string]harness.Scenario{}
+	for _, s := range list {
+		if f, ok := first[s.Name]; ok {
+			errs = append(errs, fmt.Errorf("%s: duplicate scenario name %q (first defined at %s)", s.Where(), s.Name, f.Where()))
+			continue
+		}
+		first[s.Name] = s
+	}
+	return errs
+}
+
+// Parse reads the scenarios in one YAML file; name is the file's path, used
+// in messages and in each Scenario's File. A file holds one or more YAML
+// documents (separated by ---), each a scenario or a list of scenarios:
+//
+//	# checks.yaml
+//	- name: arch
+//	  description: the container runs on the board's architecture
+//	  boards: [raspi4b, linux/arm64]   # optional; default: every board
+//	  container:
+//	    image: ""                      # empty: the built-in busybox
+//	    cmd: [uname, -m]
+//	    env: [GREETING=hello]
+//	    workdir: /
+//	  expect:
+//	    exit_code: 0
+//	    stdout: "${UNAME_M}\n"         # also ${BOARD}, ${PLATFORM}
+//	    stdout_regex: '^\w+\n$'
+//	    stderr: ""
+//	    stderr_regex: ""
+//	    stdout_sha256: 0123…
+//	    max_duration: 30s
+//
+// Unknown fields, bad regular expressions and durations, empty commands and
+// duplicate names are errors, each as "file:line: what".
+func Parse(name string, data []byte) ([]harness.Scenario, error) {
+	p := &parser{file: name}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	// Strict, though KnownFields only bites when decoding into structs:
+	// decoding into yaml.Node keeps every line, and the walk below checks
+	// each mapping's fields itself, naming the known ones.
+	dec.KnownFields(true)
+	var out []harness.Scenario
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, p.yamlError(err)
+		}
+		if len(doc.Content) == 0 {
+			continue
+		}
+		root := doc.Content[0]
+		switch root.Kind {
+		case yaml.SequenceNode:
+			for _, item := range root.Content {
+				if s, ok := p.scenario(deref(item)); ok {
+					out = append(out, s)
+				}
+			}
+		case yaml.MappingNode:
+			if s, ok := p.scenario(root); ok {
+				out = append(out, s)
+			}
+		default:
+			p.errorf(root, "want a scenario (a mapping with name, container, expect) or a list of them, got %s", kindName(root))
+		}
+	}
+	if len(out) == 0 && len(p.errs) == 0 {
+		p.errs = append(p.errs, fmt.Errorf("%s:1: no scenarios in the file", name))
+	}
+	p.errs = append(p.errs, duplicates(out)...)
+	if err := errors.Join(p.errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+type parser struct {
+	file string
+	errs []error
+}
+
+func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s:%d: %s", p.file, n.Line, fmt.Sprintf(format, args...)))
+}
+
+// yamlLine finds the line yaml.v3 puts into its syntax errors.
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)
+
+// yamlError turns "yaml: line 3: mapping values are not allowed in this
+// context" into "file:3: mapping values are not allowed in this context".
+func (p *parser) yamlError(err error) error {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("%s:%s: %s", p.file, m[1], msg[len(m[0]):])
+	}
+	return fmt.Errorf("%s:1: %s", p.file, strings.TrimPrefix(msg, "yaml: "))
+}
+
+var (
+	scenarioFields  = []string{"name", "description", "boards", "container", "expect"}
+	containerFields = []string{"image", "cmd", "env", "workdir"}
+	expectFields    = []string{"exit_code", "stdout", "stdout_regex", "stderr", "stderr_regex", "stdout_sha256", "max_duration"}
+	// scenarioName is what a name may be: it becomes part of test names
+	// (board/scenario) and of the guest's container IDs.
+	scenarioName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	sha256Hex    = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	variable     = regexp.MustCompile(`\$\{([^}]*)\}`)
+)
+
+// fields checks a mapping's keys against the known ones and returns the
+// value node of each, by key.
+func (p *parser) fields(n *yaml.Node, what string, known []string) map[string]*yaml.Node {
+	out := map[string]*yaml.Node{}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "%s must be a mapping (%s), got %s", what, strings.Join(known, ", "), kindName(n))
+		return out
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		switch {
+		case !contains(known, k.Value):
+			p.errorf(k, "unknown field %q in %s (known: %s)", k.Value, what, strings.Join(known, ", "))
+		case out[k.Value] != nil:
+			p.errorf(k, "field %q given twice in %s (first at line %d)", k.Value, what, out[k.Value].Line)
+		default:
+			out[k.Value] = v
+		}
+	}
+	return out
+}
+
+func (p *parser) scenario(n *yaml.Node) (harness.Scenario, bool) {
+	before := len(p.errs)
+	s := harness.Scenario{File: p.file, Line: n.Line}
+	f := p.fields(n, "scenario", scenarioFields)
+	if n.Kind != yaml.MappingNode {
+		return s, false
+	}
+	if v := f["name"]; v == nil {
+		p.errorf(n, "scenario has no name")
+	} else if s.Name, _ = p.str(v, "name"); s.Name == "" {
+		p.errorf(v, "scenario name is empty")
+	} else if !scenarioName.MatchString(s.Name) {
+		p.errorf(v, "scenario name %q: use letters, digits and . _ - only, starting with a letter or digit", s.Name)
+	}
+	s.Description, _ = p.str(f["description"], "description")
+	s.Boards = p.boards(f["boards"])
+	if v := f["container"]; v == nil {
+		p.errorf(n, "scenario %q has no container (with at least cmd)", s.Name)
+	} else {
+		s.Container = p.container(v)
+	}
+	if v := f["expect"]; v != nil {
+		s.Expect = p.expect(v)
+	}
+	return s, len(p.errs) == before
+}
+
+func (p *parser) container(n *yaml.Node) harness.Container {
+	var c harness.Container
+	f := p.fields(n, "container", containerFields)
+	c.Image, _ = p.str(f["image"], "image")
+	c.WorkingDir, _ = p.str(f["workdir"], "workdir")
+	if v := f["cmd"]; v == nil {
+		p.errorf(n, "container has no cmd: give the command as a list, e.g. cmd: [uname, -m]")
+	} else if c.Cmd, _ = p.strList(v, "cmd"); len(c.Cmd) == 0 && v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
+		p.errorf(v, "cmd is empty: give the command as a list, e.g. cmd: [uname, -m]")
+	} else if len(c.Cmd) > 0 && c.Cmd[0] == "" {
+		p.errorf(v, "cmd starts with an empty program name")
+	}
+	if v := f["env"]; v != nil {
+		var nodes []*yaml.Node
+		c.Env, nodes = p.strList(v, "env")
+		for i, e := range c.Env {
+			if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+				p.errorf(nodes[i], "env entry %q is not KEY=VALUE", e)
+			}
+		}
+	}
+	return c
+}
+
+func (p *parser) expect(n *yaml.Node) harness.Expect {
+	var e harness.Expect
+	f := p.fields(n, "expect", expectFields)
+	if v := f["exit_code"]; v != nil && !isNull(v) {
+		code, err := strconv.Atoi(v.Value)
+		if v.Kind != yaml.ScalarNode || err != nil || code < 0 || code > 255 {
+			p.errorf(v, "exit_code must be a whole number from 0 to 255, got %q", v.Value)
+		}
+		e.ExitCode = code
+	}
+	for _, exact := range []struct {
+		key string
+		dst **string
+	}{{"stdout", &e.Stdout}, {"stderr", &e.Stderr}} {
+		if s, ok := p.str(f[exact.key], exact.key); ok {
+			p.variables(f[exact.key], exact.key, s)
+			*exact.dst = harness.Str(s)
+		}
+	}
+	for _, re := range []struct {
+		key string
+		dst *string
+	}{{"stdout_regex", &e.StdoutRegex}, {"stderr_regex", &e.StderrRegex}} {
+		s, ok := p.str(f[re.key], re.key)
+		if !ok {
+			continue
+		}
+		p.variables(f[re.key], re.key, s)
+		// Variables are filled in on the board; check the rest now.
+		if _, err := regexp.Compile(variable.ReplaceAllString(s, "x")); err != nil {
+			p.errorf(f[re.key], "%s is not a valid regular expression: %v", re.key, err)
+		}
+		*re.dst = s
+	}
+	if s, ok := p.str(f["stdout_sha256"], "stdout_sha256"); ok {
+		s = strings.ToLower(s)
+		if !sha256Hex.MatchString(s) {
+			p.errorf(f["stdout_sha256"], "stdout_sha256 must be 64 hex digits, got %q", s)
+		}
+		e.StdoutSHA256 = s
+	}
+	if s, ok := p.str(f["max_duration"], "max_duration"); ok {
+		d, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			p.errorf(f["max_duration"], "max_duration %q is not a duration like 30s or 2m", s)
+		case d <= 0:
+			p.errorf(f["max_duration"], "max_duration must be positive, got %s", s)
+		}
+		e.MaxDuration = d
+	}
+	return e
+}
+
+// variables checks that an expectation only uses the variables the harness
+// fills in.
+func (p *parser) variables(n *yaml.Node, key, s string) {
+	for _, m := range variable.FindAllStringSubmatch(s, -1) {
+		switch m[1] {
+		case "UNAME_M", "BOARD", "PLATFORM":
+		default:
+			p.errorf(n, "%s uses unknown variable %s (known: ${UNAME_M}, ${BOARD}, ${PLATFORM})", key, m[0])
+		}
+	}
+}
+
+// boards checks that each entry names a board or a guest platform.
+func (p *parser) boards(n *yaml.Node) []string {
+	if n == nil || isNull(n) {
+		return nil
+	}
+	list, nodes := p.strList(n, "boards")
+	known := boards.Slugs()
+	for _, b := range boards.All() {
+		if !contains(known, b.Platform.String()) {
+			known = append(known, b.Platform.String())
+		}
+	}
+	for _, pl := range []boards.Platform{boards.LinuxARM64, boards.LinuxARMv7} {
+		if !contains(known, pl.String()) {
+			known = append(known, pl.String())
+		}
+	}
+	for i, b := range list {
+		if !contains(known, b) {
+			p.errorf(nodes[i], "unknown board or platform %q in boards (known: %s)", b, strings.Join(known, ", "))
+		}
+	}
+	return list
+}
+
+// str reads a scalar as text, exactly as written; a missing or null field
+// is not set.
+func (p *parser) str(n *yaml.Node, key string) (string, bool) {
+	if n == nil || isNull(n) {
+		return "", false
+	}
+	if n.Kind != yaml.ScalarNode {
+		p.errorf(n, "%s must be a string, got %s", key, kindName(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+// strList reads a list of strings, and the node of each for messages.
+func (p *parser) strList(n *yaml.Node, key string) ([]string, []*yaml.Node) {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "%s must be a list, e.g. %s: [a, b], got %s", key, key, kindName(n))
+		return nil, nil
+	}
+	out := make([]string, 0, len(n.Content))
+	var nodes []*yaml.Node
+	for _, item := range n.Content {
+		item = deref(item)
+		if item.Kind != yaml.ScalarNode || isNull(item) {
+			p.errorf(item, "%s entries must be strings, got %s", key, kindName(item))
+			continue
+		}
+		out = append(out, item.Value)
+		nodes = append(nodes, item)
+	}
+	return out, nodes
+}
+
+// deref follows a YAML alias (*name) to what it stands for.
+func deref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.ScalarNode:
+		if isNull(n) {
+			return "nothing"
+		}
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "something else"
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

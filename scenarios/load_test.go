@@ -1,0 +1,273 @@
+package scenarios
+
+// Unit tests: they parse files and never boot a board. Their names must not
+// start with TestB, so `go test -run 'Test[^B]' ./scenarios/` runs them
+// without TestBundledScenarios.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness"
+)
+
+func TestShippedScenarioFilesParse(t *testing.T) {
+	names, err := fs.Glob(bundledFS, "bundled/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	for _, name := range names {
+		data, err := bundledFS.ReadFile(name)
+		require.NoError(t, err)
+		list, err := Parse(path.Join("scenarios", name), data)
+		require.NoError(t, err, name)
+		require.NotEmpty(t, list, name)
+	}
+
+	list := Bundled()
+	var got []string
+	for _, s := range list {
+		got = append(got, s.Name)
+		require.Equal(t, "scenarios/bundled/basics.yaml", s.File)
+		require.Positive(t, s.Line)
+		require.NotEmpty(t, s.Description, s.Name)
+		require.NotEmpty(t, s.Container.Cmd, s.Name)
+	}
+	require.Equal(t, []string{"arch", "exit-code", "output-intact", "env"}, got)
+	require.Equal(t, "${UNAME_M}\n", *list[0].Expect.Stdout)
+	require.Equal(t, 3, list[1].Expect.ExitCode)
+	require.Equal(t, []string{"GREETING=hello"}, list[3].Container.Env)
+}
+
+// seqOutput is what `seq 1 n` prints.
+func seqOutput(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "%d\n", i)
+	}
+	return b.String()
+}
+
+func TestOutputIntactHashIsSeqOutput(t *testing.T) {
+	for _, s := range Bundled() {
+		if s.Name != "output-intact" {
+			continue
+		}
+		require.Contains(t, strings.Join(s.Container.Cmd, " "), "seq 1 100000;")
+		sum := sha256.Sum256([]byte(seqOutput(100000)))
+		require.Equal(t, hex.EncodeToString(sum[:]), s.Expect.StdoutSHA256)
+		return
+	}
+	t.Fatal("no output-intact scenario")
+}
+
+func TestParseEveryField(t *testing.T) {
+	src := `# two documents: a list, then a single scenario
+- name: full
+  description: every field
+  boards: [raspi4b, linux/arm64]
+  container:
+    image: docker.io/library/alpine:3.20
+    cmd: [sh, -c, "echo hi; echo oops >&2"]
+    env: [A=1, B=two=2]
+    workdir: /tmp
+  expect:
+    exit_code: 0
+    stdout: "hi\n"
+    stdout_regex: '^hi$'
+    stderr: |
+      oops
+    stderr_regex: oo+ps
+    stdout_sha256: 98EA6E4F216F2FB4B69FFF9B3A44842C38686CA685F3F55DC48C5D3FB1107BE4
+    max_duration: 1m30s
+---
+name: minimal
+container:
+  cmd: [true]
+`
+	list, err := Parse("x.yaml", []byte(src))
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	full := list[0]
+	require.Equal(t, harness.Scenario{
+		Name: "full", Description: "every field", Boards: []string{"raspi4b", "linux/arm64"},
+		Container: harness.Container{
+			Image: "docker.io/library/alpine:3.20", Cmd: []string{"sh", "-c", "echo hi; echo oops >&2"},
+			Env: []string{"A=1", "B=two=2"}, WorkingDir: "/tmp",
+		},
+		Expect: harness.Expect{
+			Stdout: harness.Str("hi\n"), StdoutRegex: "^hi$", Stderr: harness.Str("oops\n"), StderrRegex: "oo+ps",
+			StdoutSHA256: "98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4", MaxDuration: 90 * time.Second,
+		},
+		File: "x.yaml", Line: 2,
+	}, full)
+	require.Equal(t, "x.yaml:2", full.Where())
+
+	minimal := list[1]
+	require.Equal(t, "minimal", minimal.Name)
+	require.Equal(t, 20, minimal.Line)
+	require.Nil(t, minimal.Expect.Stdout, "unset, not empty")
+	require.Equal(t, 0, minimal.Expect.ExitCode)
+}
+
+func TestParseErrorsNameFileAndLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"unknown expect field", `
+- name: arch
+  container:
+    cmd: [uname, -m]
+  expect:
+    stdout: "x"
+    exitcode: 1
+`, `arch.yaml:6: unknown field "exitcode" in expect (known: exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration)`},
+		{"unknown scenario field", "name: a\ncontainer: {cmd: [true]}\nexpects: {}\n",
+			`arch.yaml:3: unknown field "expects" in scenario (known: name, description, boards, container, expect)`},
+		{"unknown container field", "name: a\ncontainer:\n  command: [true]\n",
+			`arch.yaml:3: unknown field "command" in container (known: image, cmd, env, workdir)`},
+		{"bad regex", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout_regex: 'a(b'\n",
+			"arch.yaml:4: stdout_regex is not a valid regular expression: error parsing regexp: missing closing ): `a(b`"},
+		{"bad stderr regex", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stderr_regex: '[z-a]'\n",
+			"arch.yaml:4: stderr_regex is not a valid regular expression"},
+		{"bad duration", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  max_duration: 10 seconds\n",
+			`arch.yaml:4: max_duration "10 seconds" is not a duration like 30s or 2m`},
+		{"duration without unit", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  max_duration: 10\n",
+			`arch.yaml:4: max_duration "10" is not a duration`},
+		{"negative duration", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  max_duration: -1s\n",
+			"arch.yaml:4: max_duration must be positive, got -1s"},
+		{"empty cmd", "name: a\ncontainer:\n  cmd: []\n",
+			"arch.yaml:3: cmd is empty: give the command as a list, e.g. cmd: [uname, -m]"},
+		{"no cmd", "name: a\ncontainer:\n  image: alpine\n",
+			"arch.yaml:3: container has no cmd"},
+		{"cmd is a string", "name: a\ncontainer:\n  cmd: uname -m\n",
+			`arch.yaml:3: cmd must be a list, e.g. cmd: [a, b], got "uname -m"`},
+		{"no container", "name: a\nexpect: {exit_code: 0}\n",
+			`arch.yaml:1: scenario "a" has no container`},
+		{"duplicate names", "- name: a\n  container: {cmd: [true]}\n- name: a\n  container: {cmd: [false]}\n",
+			`arch.yaml:3: duplicate scenario name "a" (first defined at arch.yaml:1)`},
+		{"no name", "container: {cmd: [true]}\n", "arch.yaml:1: scenario has no name"},
+		{"bad name", "name: a b\ncontainer: {cmd: [true]}\n", `arch.yaml:1: scenario name "a b": use letters`},
+		{"field twice", "name: a\nname: b\ncontainer: {cmd: [true]}\n", `arch.yaml:2: field "name" given twice in scenario (first at line 1)`},
+		{"bad exit code", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  exit_code: three\n",
+			`arch.yaml:4: exit_code must be a whole number from 0 to 255, got "three"`},
+		{"exit code out of range", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  exit_code: 256\n",
+			`arch.yaml:4: exit_code must be a whole number from 0 to 255, got "256"`},
+		{"bad sha256", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout_sha256: abc\n",
+			`arch.yaml:4: stdout_sha256 must be 64 hex digits, got "abc"`},
+		{"bad env", "name: a\ncontainer:\n  cmd: [true]\n  env:\n    - A=1\n    - B\n",
+			`arch.yaml:6: env entry "B" is not KEY=VALUE`},
+		{"unknown board", "name: a\nboards: [raspi4b, raspi9]\ncontainer: {cmd: [true]}\n",
+			`arch.yaml:2: unknown board or platform "raspi9" in boards (known: `},
+		{"unknown variable", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout: \"${UNAME}\\n\"\n",
+			"arch.yaml:4: stdout uses unknown variable ${UNAME} (known: ${UNAME_M}, ${BOARD}, ${PLATFORM})"},
+		{"expect not a mapping", "name: a\ncontainer: {cmd: [true]}\nexpect: 0\n",
+			`arch.yaml:3: expect must be a mapping (exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration), got "0"`},
+		{"stdout is a list", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout: [a]\n",
+			"arch.yaml:4: stdout must be a string, got a list"},
+		{"not a scenario", "just text\n", `arch.yaml:1: want a scenario (a mapping with name, container, expect) or a list of them, got "just text"`},
+		{"yaml syntax", "name: a\ncontainer:\n  cmd: [true\n", "arch.yaml:2: did not find expected ',' or ']'"},
+		{"bad indentation", "- name: a\n  container:\n    cmd: [true]\n   expect: {}\n", "arch.yaml:3: did not find expected key"},
+		{"empty file", "# nothing yet\n", "arch.yaml:1: no scenarios in the file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			list, err := Parse("arch.yaml", []byte(strings.TrimPrefix(tc.src, "\n")))
+			require.Error(t, err)
+			require.Nil(t, list)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestParseReportsEveryError(t *testing.T) {
+	src := `- name: a
+  container: {cmd: []}
+- name: b
+  container: {cmd: [true]}
+  expect: {max_duration: soon, stdout_regex: "("}
+`
+	_, err := Parse("many.yaml", []byte(src))
+	require.Error(t, err)
+	lines := strings.Split(err.Error(), "\n")
+	require.Len(t, lines, 3, err.Error())
+	require.True(t, strings.HasPrefix(lines[0], "many.yaml:2: cmd is empty"), lines[0])
+	require.True(t, strings.HasPrefix(lines[1], "many.yaml:5: "), lines[1])
+	require.True(t, strings.HasPrefix(lines[2], "many.yaml:5: "), lines[2])
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	return p
+}
+
+func TestLoadFilesAndDirectories(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "b.yml", "name: second\ncontainer: {cmd: [true]}\n")
+	writeFile(t, dir, "a.yaml", "- name: first\n  container: {cmd: [true]}\n")
+	writeFile(t, dir, "notes.txt", "not a scenario")
+	writeFile(t, dir, "sub/c.yaml", "name: nested\ncontainer: {cmd: [true]}\n")
+	extra := writeFile(t, t.TempDir(), "extra.scn", "name: extra\ncontainer: {cmd: [true]}\n")
+
+	list, err := Load(dir, extra, filepath.Join(dir, "a.yaml"))
+	require.NoError(t, err)
+	var names []string
+	for _, s := range list {
+		names = append(names, s.Name)
+	}
+	require.Equal(t, []string{"first", "second", "extra"}, names, "sorted, not recursive, each file once")
+	require.Equal(t, filepath.Join(dir, "a.yaml"), list[0].File)
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	a := writeFile(t, dir, "a.yaml", "name: same\ncontainer: {cmd: [true]}\n")
+	b := writeFile(t, dir, "b.yaml", "\n\nname: same\ncontainer: {cmd: [true]}\n")
+	_, err := Load(dir)
+	require.EqualError(t, err, fmt.Sprintf("%s:3: duplicate scenario name \"same\" (first defined at %s:1)", b, a))
+
+	_, err = Load(filepath.Join(dir, "missing.yaml"))
+	require.ErrorContains(t, err, "missing.yaml: no such file")
+
+	_, err = Load(t.TempDir())
+	require.ErrorContains(t, err, "no *.yaml or *.yml files in")
+
+	_, err = Load()
+	require.Error(t, err)
+
+	bad := writeFile(t, t.TempDir(), "bad.yaml", "name: x\ncontainer: {cmd: [true]}\nexpect: {exitcode: 1}\n")
+	_, err = Load(bad)
+	require.ErrorContains(t, err, bad+`:3: unknown field "exitcode" in expect`)
+}
+
+func TestAppliesTo(t *testing.T) {
+	rpi, err := boards.Lookup("raspi4b")
+	require.NoError(t, err)
+	armhf := boards.Profile{Slug: "bbb", Platform: boards.LinuxARMv7}
+	for _, tc := range []struct {
+		boards    []string
+		rpi, bbb  bool
+		described string
+	}{
+		{nil, true, true, "every board by default"},
+		{[]string{"raspi4b"}, true, false, "by slug"},
+		{[]string{"linux/arm/v7"}, false, true, "by platform"},
+		{[]string{"linux/arm64", "bbb"}, true, true, "either"},
+	} {
+		s := harness.Scenario{Name: "x", Boards: tc.boards}
+		require.Equal(t, tc.rpi, s.AppliesTo(rpi), tc.described)
+		require.Equal(t, tc.bbb, s.AppliesTo(armhf), tc.described)
+	}
+}
