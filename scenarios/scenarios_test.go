@@ -84,7 +84,11 @@ func record(t *testing.T, rb *report.Board) {
 	run.FinishedAt = time.Now().UTC()
 	p, err := run.WriteJSON(outputDir(t))
 	require.NoError(t, err)
-	t.Logf("results: %s", p)
+	_, err = run.WriteJUnit(outputDir(t))
+	require.NoError(t, err)
+	h, err := run.WriteHTML(outputDir(t))
+	require.NoError(t, err)
+	t.Logf("results: %s (report: %s)", p, h)
 }
 
 // TestBundledScenarios boots each selected board once and runs every
@@ -106,6 +110,9 @@ func TestBundledScenarios(t *testing.T) {
 				require.InDelta(t, time.Now().Unix(), guest, 120, "guest clock is off by more than two minutes")
 			})
 			for _, s := range Bundled() {
+				if !s.AppliesTo(b.Profile) {
+					continue
+				}
 				t.Run(s.Name, func(t *testing.T) {
 					res := b.RunScenario(t.Context(), s)
 					rb.Scenarios = append(rb.Scenarios, res)
