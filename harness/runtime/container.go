@@ -130,7 +130,11 @@ func (r *Runtime) run(ctx context.Context, c Container, res *ContainerResult) (e
 	out := newGuestOutput(r.stateDir, res.ID)
 	// Removing the files must come after reading them, which comes after
 	// the task is deleted: push in reverse order.
+	removed := false
 	cleanups = append(cleanups, func() error {
+		if removed {
+			return nil
+		}
 		if err := out.remove(cleanupCtx, r.sh); err != nil {
 			return fmt.Errorf("remove output files: %w", err)
 		}
@@ -141,10 +145,13 @@ func (r *Runtime) run(ctx context.Context, c Container, res *ContainerResult) (e
 	}
 	cleanups = append(cleanups, func() error {
 		var err error
-		res.Stdout, res.Stderr, err = out.read(cleanupCtx, r.sh)
+		// One SSH session reads both files and removes them: each session
+		// costs a process start in an emulated guest.
+		res.Stdout, res.Stderr, err = out.readAndRemove(cleanupCtx, r.sh)
 		if err != nil {
 			return fmt.Errorf("read output: %w", err)
 		}
+		removed = true
 		return nil
 	})
 

@@ -3,9 +3,10 @@ package runtime
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"path"
+	"strconv"
+	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 
@@ -47,18 +48,35 @@ func (g guestOutput) creator() cio.Creator {
 	}
 }
 
-// read returns what the container wrote. Only call it once the task has been
-// deleted: the runc shim answers Wait as soon as the process has exited,
-// possibly before it has copied the last of the pipes into the files; its
-// Delete waits for the copy (for up to two seconds, in case an orphan still
-// holds a pipe open).
-func (g guestOutput) read(ctx context.Context, sh Shell) (stdout, stderr []byte, err error) {
-	var out, errOut bytes.Buffer
-	err = errors.Join(
-		sh.Download(ctx, g.stdout, &out),
-		sh.Download(ctx, g.stderr, &errOut),
-	)
-	return out.Bytes(), errOut.Bytes(), err
+// readAndRemove returns what the container wrote and removes the files, in
+// one command that prints the size of stdout on a line of its own, then
+// stdout, then stderr. Only call it once the task has been deleted: the runc
+// shim answers Wait as soon as the process has exited, possibly before it
+// has copied the last of the pipes into the files; its Delete waits for the
+// copy (for up to two seconds, in case an orphan still holds a pipe open).
+func (g guestOutput) readAndRemove(ctx context.Context, sh Shell) (stdout, stderr []byte, err error) {
+	cmd := fmt.Sprintf("wc -c < %[1]s && cat %[1]s %[2]s && rm -rf -- %[3]s",
+		sshx.Quote(g.stdout), sshx.Quote(g.stderr), sshx.Quote(g.dir))
+	res, err := sh.Run(ctx, cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, nil, fmt.Errorf("%q exited with status %d: %s", cmd, res.ExitCode, bytes.TrimSpace(res.Stderr))
+	}
+	line, rest, ok := bytes.Cut(res.Stdout, []byte("\n"))
+	n, perr := strconv.Atoi(strings.TrimSpace(string(line)))
+	if !ok || perr != nil || n < 0 || n > len(rest) {
+		return nil, nil, fmt.Errorf("read output files: unexpected reply %q", clipBytes(res.Stdout))
+	}
+	return rest[:n], rest[n:], nil
+}
+
+func clipBytes(b []byte) []byte {
+	if len(b) > 80 {
+		return b[:80]
+	}
+	return b
 }
 
 func (g guestOutput) remove(ctx context.Context, sh Shell) error {
