@@ -63,6 +63,12 @@ func (r *Runtime) Run(ctx context.Context, c Container) (ContainerResult, error)
 		return res, fmt.Errorf("run container %s: no image", id)
 	}
 	if err := r.run(r.withNamespace(ctx), c, &res); err != nil {
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// Over gRPC the deadline often comes back as the server's
+			// status ("Unknown desc = context deadline exceeded"), which
+			// errors.Is does not see through.
+			err = fmt.Errorf("%w: %w", cerr, err)
+		}
 		return res, fmt.Errorf("run container %s (image %s): %w", id, c.Image, err)
 	}
 	return res, nil
@@ -186,6 +192,11 @@ func (r *Runtime) run(ctx context.Context, c Container, res *ContainerResult) (e
 			// It exited, even if ctx ended at the same time.
 			res.ExitCode = int(code)
 			return nil
+		}
+		if dl, ok := ctx.Deadline(); ok && ctx.Err() == nil && time.Until(dl) < time.Second {
+			// The deadline travels with the gRPC call and may fire on the
+			// daemon's side a moment before ours does.
+			<-ctx.Done()
 		}
 		if ctx.Err() == nil {
 			return fmt.Errorf("wait for exit: %w", err)
