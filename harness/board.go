@@ -413,10 +413,10 @@ func (b *Board) waitKernel(ctx context.Context) error {
 	return poll(ctx, requirement{
 		desc: "kernel output on the console", interval: 200 * time.Millisecond, alive: b.alive,
 		check: func(context.Context) error {
-			for _, l := range b.Machine.ConsoleTail(b.consolePort(), 200) {
-				if strings.Contains(l, "Booting Linux") || strings.Contains(l, "Linux version") {
-					return nil
-				}
+			// From the top of the log: a console that registers late
+			// prints the whole early boot at once, banner first.
+			if qemu.HeadContains(qemu.SerialLog(b.RunDir, b.consolePort()), 256*1024, "Booting Linux", "Linux version") {
+				return nil
 			}
 			return errors.New("no kernel banner yet")
 		},

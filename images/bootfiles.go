@@ -43,8 +43,24 @@ func EnsureBootFiles(ctx context.Context, im *Image, board boards.Profile, archi
 		logf = func(string, ...any) {}
 	}
 	bf := BootFiles{Kernel: im.Path(im.Kernel)}
+	if im.Board != "" && im.Board != board.Slug {
+		return bf, fmt.Errorf("image %s was prepared for %s, not %s: prepare it for %s (its kernel and first-boot setup depend on the board)",
+			im.Name, im.Board, board.Slug, board.Slug)
+	}
 	if im.KernelDeb == "" {
-		return bf, fmt.Errorf("image %s has no kernel package to build an initrd from", im.Name)
+		// A user image booting its own kernel: the initramfs (optional) and
+		// device tree came from its boot partition.
+		if im.Kernel == "" {
+			return bf, fmt.Errorf("image %s has no kernel package to build an initrd from", im.Name)
+		}
+		if board.Kernel.DTB != "" && im.DTB == "" {
+			return bf, fmt.Errorf("image %s boots its own kernel but has no device tree for %s", im.Name, board.Slug)
+		}
+		if board.Kernel.DTB != "" {
+			bf.DTB = im.Path(im.DTB)
+		}
+		bf.Initrd = im.Path(im.Initrd)
+		return bf, nil
 	}
 	arch := board.Platform.DebianArch()
 	in := bootInputs{Version: initrdVersion, KernelVersion: im.KernelVersion, Modules: board.Kernel.InitrdModules,

@@ -44,6 +44,15 @@ type Image struct {
 	// KernelDeb is Debian's kernel package the image's kernel and modules
 	// came from; each board's initrd and dtb are made from it.
 	KernelDeb string `json:"kernel_deb,omitempty"`
+	// DTB and Initrd are set on images that boot their own kernel (a
+	// Raspberry Pi OS image on raspi3b): the device tree and initramfs
+	// taken from the image's boot partition. Relative to Dir.
+	DTB    string `json:"dtb,omitempty"`
+	Initrd string `json:"initrd,omitempty"`
+	// Board is the board a user image was prepared for ("" for images any
+	// board of the platform boots); Family is the user image's family.
+	Board  string `json:"board,omitempty"`
+	Family string `json:"family,omitempty"`
 	// Append is the kernel command line, without the console.
 	Append        string `json:"append"`
 	KernelVersion string `json:"kernel_version"`

@@ -8,7 +8,7 @@ command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
 
 need_pkgs=(qemu-system-arm qemu-utils qemu-user-static mmdebstrap e2fsprogs kmod
            gpgv gpg debian-archive-keyring dpkg ca-certificates containerd runc
-           busybox-static)
+           busybox-static fdisk dosfstools mtools)
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

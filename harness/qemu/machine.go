@@ -322,3 +322,20 @@ func TailFile(path string, n int) []string {
 	}
 	return lines
 }
+
+// HeadContains reports whether the first limit bytes of a file contain any
+// of the strings.
+func HeadContains(path string, limit int64, any ...string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, limit))
+	for _, s := range any {
+		if strings.Contains(string(b), s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,519 @@
+package images
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ulikunitz/xz"
+)
+
+// Source is a board image a user hands socbox: the very file they would
+// write to an SD card, or a qcow2 disk.
+type Source struct {
+	// Location is a local path or an https:// URL.
+	Location string
+	// SHA256 is the expected digest of the file at Location (the download,
+	// not the image inside an archive). Required for URLs; for a local path
+	// it is checked when given and computed otherwise.
+	SHA256 string
+	// HTTPClient fetches URLs; http.DefaultClient if nil.
+	HTTPClient *http.Client
+	Logf       func(format string, args ...any)
+}
+
+// Acquired is a user image ready to inspect: a raw disk (or a qcow2 one)
+// that socbox only ever reads.
+type Acquired struct {
+	// Source is what the user named.
+	Source string `json:"source"`
+	// SHA256 is the source file's digest: the cache key.
+	SHA256 string `json:"sha256"`
+	// Format is how the source was packed: "img", "xz", "gz", "zip", "qcow2".
+	Format string `json:"format"`
+	// Disk is the raw disk image: the source itself for a local .img,
+	// otherwise the decompressed copy in the cache.
+	Disk string `json:"disk"`
+	// Size is Disk's size in bytes.
+	Size int64 `json:"size"`
+}
+
+// ImageFormatError says a file is not an image socbox can read.
+type ImageFormatError struct {
+	File string
+	What string // what is wrong
+	Fix  string // what to do
+}
+
+func (e *ImageFormatError) Error() string {
+	s := e.File + ": " + e.What
+	if e.Fix != "" {
+		s += "; " + e.Fix
+	}
+	return s
+}
+
+// ErrChecksumMismatch is wrapped by Acquire when a source's digest is not
+// the expected one.
+var ErrChecksumMismatch = errors.New("checksum mismatch")
+
+// Formats are the packings Acquire reads, by file name suffix.
+var Formats = []string{".img", ".img.xz", ".img.gz", ".zip", ".qcow2"}
+
+var (
+	magicXZ    = []byte{0xFD, '7', 'z', 'X', 'Z', 0x00}
+	magicGzip  = []byte{0x1F, 0x8B}
+	magicZip   = []byte{'P', 'K', 0x03, 0x04}
+	magicQcow2 = []byte{'Q', 'F', 'I', 0xFB}
+)
+
+// Acquire fetches (for a URL), verifies and unpacks a user image into the
+// cache, keyed by the source's SHA-256. Decompression streams with progress
+// lines; results are written atomically. The source file is only read.
+func Acquire(ctx context.Context, src Source) (*Acquired, error) {
+	logf := src.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	want := strings.ToLower(strings.TrimSpace(src.SHA256))
+	if want != "" && !isHexDigest(want) {
+		return nil, fmt.Errorf("acquire %s: expected sha256 %q is not 64 hex digits", src.Location, src.SHA256)
+	}
+	root, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	srcDir := filepath.Join(root, "byo", "sources")
+	if err := os.MkdirAll(srcDir, 0o755); err != nil {
+		return nil, err
+	}
+
+	file := src.Location
+	name := src.Location
+	if strings.HasPrefix(src.Location, "http://") {
+		return nil, fmt.Errorf("acquire %s: plain http is refused; use https:// (or download the file and pass its path)", src.Location)
+	}
+	if strings.HasPrefix(src.Location, "https://") {
+		if want == "" {
+			return nil, fmt.Errorf("acquire %s: a URL needs the expected sha256 (the image's published checksum)", src.Location)
+		}
+		name = path.Base(strings.SplitN(src.Location, "?", 2)[0])
+		file, err = download(ctx, src, want, srcDir, name, logf)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		st, err := os.Stat(file)
+		if err != nil {
+			return nil, fmt.Errorf("acquire %s: %w", file, err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, &ImageFormatError{File: file, What: "not a regular file", Fix: "pass the image file itself (" + strings.Join(Formats, ", ") + ")"}
+		}
+	}
+
+	format, err := detectFormat(file, name)
+	if err != nil {
+		return nil, err
+	}
+	sum := want
+	if !strings.HasPrefix(src.Location, "https://") {
+		logf("image: checking the sha256 of %s", file)
+		got, err := fileSHA256(file)
+		if err != nil {
+			return nil, fmt.Errorf("acquire %s: %w", file, err)
+		}
+		if want != "" && got != want {
+			return nil, fmt.Errorf("acquire %s: %w: the file's sha256 is %s, expected %s; the file is damaged or not the one published: download it again",
+				file, ErrChecksumMismatch, got, want)
+		}
+		sum = got
+	}
+	acq := &Acquired{Source: src.Location, SHA256: sum, Format: format}
+	if format == "img" && !strings.HasPrefix(src.Location, "https://") {
+		// A local raw image is read in place: no copy of a multi-GiB file.
+		acq.Disk = file
+	} else if format == "img" {
+		acq.Disk = file // the verified download is the raw image
+	} else {
+		dst := filepath.Join(srcDir, sum+".img")
+		if _, err := os.Stat(dst); err != nil {
+			unlock, err := LockFile(dst+".lock", func() { logf("image: waiting for another process unpacking %s", name) })
+			if err != nil {
+				return nil, err
+			}
+			defer unlock()
+			if _, err := os.Stat(dst); err != nil {
+				if err := unpack(ctx, file, format, dst, logf); err != nil {
+					return nil, err
+				}
+			}
+		}
+		acq.Disk = dst
+	}
+	st, err := os.Stat(acq.Disk)
+	if err != nil {
+		return nil, err
+	}
+	acq.Size = st.Size()
+	return acq, nil
+}
+
+func isHexDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// detectFormat trusts the file's magic bytes over its name, and uses the
+// name only where raw images have no magic.
+func detectFormat(file, name string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	lower := strings.ToLower(name)
+	supported := "socbox reads " + strings.Join(Formats, ", ")
+	switch {
+	case n == 0:
+		return "", &ImageFormatError{File: file, What: "the file is empty", Fix: "download it again"}
+	case bytes.HasPrefix(head, magicXZ):
+		return "xz", nil
+	case bytes.HasPrefix(head, magicGzip):
+		return "gz", nil
+	case bytes.HasPrefix(head, magicZip):
+		return "zip", nil
+	case bytes.HasPrefix(head, magicQcow2):
+		return "qcow2", nil
+	}
+	for _, ext := range []string{".xz", ".gz", ".zip", ".qcow2"} {
+		if strings.HasSuffix(lower, ext) {
+			return "", &ImageFormatError{File: file, What: "named " + ext + " but its content is not " + strings.TrimPrefix(ext, "."),
+				Fix: "the download is truncated or corrupt: fetch it again"}
+		}
+	}
+	for _, ext := range []string{".7z", ".bz2", ".zst", ".tar", ".iso", ".vmdk", ".vdi", ".lz4", ".rar"} {
+		if strings.HasSuffix(lower, ext) {
+			return "", &ImageFormatError{File: file, What: "unsupported format " + ext, Fix: supported + "; unpack it to a .img first"}
+		}
+	}
+	if strings.HasSuffix(lower, ".img") || strings.HasSuffix(lower, ".raw") || strings.HasSuffix(lower, ".bin") ||
+		(n == 512 && head[510] == 0x55 && head[511] == 0xAA) {
+		return "img", nil
+	}
+	return "", &ImageFormatError{File: file, What: "not a disk image socbox recognises (no partition table signature, unknown name)", Fix: supported}
+}
+
+func fileSHA256(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// download fetches url into dir/<sha256>.<name>, verifying the digest while
+// it streams; a cached verified download is reused.
+func download(ctx context.Context, src Source, want, dir, name string, logf func(string, ...any)) (string, error) {
+	dst := filepath.Join(dir, want+"-"+safeName(name))
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	unlock, err := LockFile(dst+".lock", func() { logf("image: waiting for another process downloading %s", name) })
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	client := src.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.Location, nil)
+	if err != nil {
+		return "", fmt.Errorf("acquire %s: %w", src.Location, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("acquire %s: %w", src.Location, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("acquire %s: HTTP %s", src.Location, resp.Status)
+	}
+	h := sha256.New()
+	err = writeFileAtomic(dst, 0o444, func(w io.Writer) error {
+		pr := newProgress(resp.Body, resp.ContentLength, "downloading "+name, logf)
+		_, err := io.Copy(io.MultiWriter(w, h), pr)
+		return err
+	}, func() error {
+		if got := hex.EncodeToString(h.Sum(nil)); got != want {
+			return fmt.Errorf("%w: the download's sha256 is %s, expected %s; the server sent another file or the transfer broke: check the URL and the checksum",
+				ErrChecksumMismatch, got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("acquire %s: %w", src.Location, err)
+	}
+	return dst, nil
+}
+
+func safeName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r < ' ' {
+			return '_'
+		}
+		return r
+	}, s)
+	if s == "" || s == "." || s == ".." {
+		return "image"
+	}
+	return s
+}
+
+// unpack decompresses file (xz, gz, zip, qcow2) into a sparse raw image at
+// dst, atomically.
+func unpack(ctx context.Context, file, format, dst string, logf func(string, ...any)) error {
+	if format == "qcow2" {
+		tmp := dst + ".tmp"
+		_ = os.Remove(tmp)
+		// qemu-img convert reads past the end of a truncated qcow2 as
+		// zeros; check first. Exit 3 is only leaked clusters: harmless.
+		if out, err := exec.CommandContext(ctx, "qemu-img", "check", "-U", "-f", "qcow2", file).CombinedOutput(); err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+				return &ImageFormatError{File: file, What: fmt.Sprintf("qemu-img cannot read it as qcow2: %s", lastLines(string(out), 4)),
+					Fix: "the file is truncated or corrupt: fetch it again (and check that qemu-utils is installed)"}
+			}
+		}
+		logf("image: converting %s from qcow2 to raw", filepath.Base(file))
+		// -U: read without taking qemu's lock, so a running VM's base works.
+		out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", file, tmp).CombinedOutput()
+		if err != nil {
+			_ = os.Remove(tmp)
+			return &ImageFormatError{File: file, What: fmt.Sprintf("qemu-img cannot read it as qcow2: %v: %s", err, strings.TrimSpace(string(out))),
+				Fix: "the file is truncated or corrupt: fetch it again (and check that qemu-utils is installed)"}
+		}
+		_ = os.Chmod(tmp, 0o444)
+		return os.Rename(tmp, dst)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var r io.Reader
+	var total int64 = -1
+	label := "unpacking " + filepath.Base(file)
+	switch format {
+	case "xz":
+		xr, err := xz.NewReader(newProgress(f, st.Size(), label, logf))
+		if err != nil {
+			return corrupt(file, "xz", err)
+		}
+		r = xr
+	case "gz":
+		gr, err := gzip.NewReader(newProgress(f, st.Size(), label, logf))
+		if err != nil {
+			return corrupt(file, "gzip", err)
+		}
+		defer gr.Close()
+		r = gr
+	case "zip":
+		zr, err := zip.NewReader(f, st.Size())
+		if err != nil {
+			return corrupt(file, "zip", err)
+		}
+		var pick *zip.File
+		var names []string
+		for _, zf := range zr.File {
+			names = append(names, zf.Name)
+			if pick == nil && strings.HasSuffix(strings.ToLower(zf.Name), ".img") && !zf.FileInfo().IsDir() {
+				pick = zf
+			}
+		}
+		if pick == nil {
+			return &ImageFormatError{File: file, What: fmt.Sprintf("the zip holds no .img file (it has: %s)", strings.Join(names, ", ")),
+				Fix: "pass the zip the image was published in, or the .img itself"}
+		}
+		rc, err := pick.Open()
+		if err != nil {
+			return corrupt(file, "zip", err)
+		}
+		defer rc.Close()
+		total = int64(pick.UncompressedSize64)
+		r = newProgress(rc, total, label+" ("+pick.Name+")", logf)
+	default:
+		return fmt.Errorf("unpack %s: unknown format %q", file, format)
+	}
+	err = writeFileAtomic(dst, 0o444, func(w io.Writer) error {
+		return copySparse(ctx, w.(*os.File), r)
+	}, nil)
+	if err != nil {
+		var fe *ImageFormatError
+		if errors.As(err, &fe) || ctx.Err() != nil {
+			return err
+		}
+		return corrupt(file, format, err)
+	}
+	return nil
+}
+
+func corrupt(file, format string, err error) error {
+	return &ImageFormatError{File: file, What: fmt.Sprintf("the %s archive is truncated or corrupt: %v", format, err),
+		Fix: "download it again and check its sha256"}
+}
+
+// copySparse copies r to f, seeking over all-zero blocks so the result is
+// sparse: an SD card image is mostly empty space.
+func copySparse(ctx context.Context, f *os.File, r io.Reader) error {
+	buf := make([]byte, 1<<20)
+	var off int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := fill(r, buf)
+		if n > 0 {
+			if !isZero(buf[:n]) {
+				if _, werr := f.WriteAt(buf[:n], off); werr != nil {
+					return werr
+				}
+			}
+			off += int64(n)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return f.Truncate(off)
+}
+
+// fill reads until buf is full or r ends. Unlike io.ReadFull it passes a
+// reader's own io.ErrUnexpectedEOF through: that is how a truncated xz or
+// gzip stream ends, and it must not pass for the end of the image.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// writeFileAtomic fills a temp file beside dst, runs check, and renames it
+// into place, so a reader never sees a half-written file.
+func writeFileAtomic(dst string, mode os.FileMode, fill func(w io.Writer) error, check func() error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".tmp-")
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}
+
+// progress logs how far a long read has got, every few seconds.
+type progress struct {
+	r     io.Reader
+	total int64
+	done  int64
+	label string
+	logf  func(string, ...any)
+	last  time.Time
+	start time.Time
+}
+
+func newProgress(r io.Reader, total int64, label string, logf func(string, ...any)) io.Reader {
+	now := time.Now()
+	return &progress{r: r, total: total, label: label, logf: logf, last: now, start: now}
+}
+
+func (p *progress) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if time.Since(p.last) >= 5*time.Second || (err == io.EOF && time.Since(p.start) >= 5*time.Second) {
+		p.last = time.Now()
+		if p.total > 0 {
+			p.logf("image: %s: %d of %d MiB (%d%%)", p.label, p.done>>20, p.total>>20, p.done*100/p.total)
+		} else {
+			p.logf("image: %s: %d MiB", p.label, p.done>>20)
+		}
+	}
+	return n, err
+}
