@@ -211,10 +211,7 @@ func (b *Board) start(ctx context.Context) error {
 		return err
 	}
 	var snapDir string
-	if b.opts.snapshots && b.Profile.NotMigratable != "" {
-		b.logf("snapshot: not on this board (%s): booting cold", b.Profile.NotMigratable)
-	}
-	if b.opts.snapshots && !b.opts.noContainerd && b.Profile.NotMigratable == "" {
+	if b.opts.snapshots && !b.opts.noContainerd {
 		dir, err := b.snapshotDir(b.qemuConfig())
 		if err != nil {
 			return b.fail(StageImage, err, "")
@@ -226,7 +223,8 @@ func (b *Board) start(ctx context.Context) error {
 			return b.fail(StageImage, err, "")
 		}
 		defer unlock()
-		if snapshotReady(dir) {
+		switch {
+		case b.Profile.NotMigratable == "" && snapshotReady(dir):
 			err := b.step(ctx, StageRestore, func(ctx context.Context) error { return b.restore(ctx, b.qemuConfig(), dir) })
 			if err == nil {
 				unlock()
@@ -251,8 +249,16 @@ func (b *Board) start(ctx context.Context) error {
 			if err := b.createOverlay(ctx); err != nil {
 				return b.fail(StageImage, err, "")
 			}
+			snapDir = dir
+		case b.Profile.NotMigratable != "" && diskSnapshotReady(dir):
+			unlock()
+			b.logf("snapshot: %s; booting the provisioned disk (containerd installed)", b.Profile.NotMigratable)
+			if err := b.overlayOnProvisionedDisk(ctx, dir); err != nil {
+				return b.fail(StageImage, err, "")
+			}
+		default:
+			snapDir = dir
 		}
-		snapDir = dir
 	}
 	if err := b.step(ctx, StageQEMU, b.startQEMU); err != nil {
 		return err
@@ -270,7 +276,26 @@ func (b *Board) start(ctx context.Context) error {
 		return err
 	}
 	if snapDir != "" {
-		if err := b.step(ctx, StageSnapshot, func(ctx context.Context) error { return b.saveSnapshot(ctx, snapDir) }); err != nil {
+		save := b.saveSnapshot
+		if b.Profile.NotMigratable != "" {
+			save = b.saveProvisionedDisk
+		}
+		err := b.step(ctx, StageSnapshot, func(ctx context.Context) error {
+			if err := save(ctx, snapDir); err != nil {
+				// The board itself is fine: go on without a snapshot, as
+				// long as it answers again.
+				b.logf("snapshot: not saved, later boards will boot cold: %v", err)
+				if st, serr := b.Machine.Status(ctx); serr == nil && st != "running" {
+					_ = b.Machine.Resume(ctx)
+				}
+				if b.SSH == nil || b.Runtime == nil {
+					b.disconnect()
+					return b.reconnect(ctx)
+				}
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 	}

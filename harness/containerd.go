@@ -67,7 +67,7 @@ func (bi BundleInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestI
 	var names []string
 	remote := make([]string, 0, len(debs))
 	for _, d := range debs {
-		names = append(names, filepath.Base(d))
+		names = append(names, debDisplayName(d))
 		dst := "/var/cache/socbox/debs/" + filepath.Base(d)
 		if err := uploadFile(ctx, sh, d, dst); err != nil {
 			return fmt.Errorf("push %s: %w", filepath.Base(d), err)
@@ -84,6 +84,15 @@ func (bi BundleInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestI
 		return fmt.Errorf("dpkg -i exited %d: %s", res.ExitCode, tailString(append(res.Stdout, res.Stderr...), 1200))
 	}
 	return nil
+}
+
+// debDisplayName drops the cache's content-address prefix from a .deb path.
+func debDisplayName(p string) string {
+	base := filepath.Base(p)
+	if i := strings.IndexByte(base, '_'); i == 64 {
+		return base[i+1:]
+	}
+	return base
 }
 
 func uploadFile(ctx context.Context, sh *sshx.Client, local, remote string) error {

@@ -44,6 +44,7 @@ type snapshotMeta struct {
 	CreatedAt time.Time      `json:"created_at"`
 	SaveSec   float64        `json:"save_seconds"`
 	StateMiB  float64        `json:"state_mib"`
+	DiskOnly  bool           `json:"disk_only,omitempty"`
 }
 
 var (
@@ -120,6 +121,7 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 	if err := os.WriteFile(filepath.Join(tmp, "snapshot.json"), blob, 0o644); err != nil {
 		return err
 	}
+	_ = os.Chmod(tmp, 0o755)
 	for _, f := range []string{"vmstate", "disk.qcow2"} {
 		_ = os.Chmod(filepath.Join(tmp, f), 0o444)
 	}
@@ -196,4 +198,62 @@ func (b *Board) restore(ctx context.Context, cfg qemu.Config, dir string) error 
 func shortHash(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:12]
+}
+
+// saveProvisionedDisk is the fallback for boards whose machine state QEMU
+// cannot save: only the disk, with containerd installed, is kept. Later
+// boards still boot, but skip the containerd install. The guest flushes
+// its caches and is paused while its overlay is copied, so the copy is at
+// least crash-consistent (ext4's journal covers the rest).
+func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
+	start := time.Now()
+	if _, err := b.SSH.Output(ctx, "sync"); err != nil {
+		return fmt.Errorf("sync guest disk: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if _, err := b.Machine.QMP(ctx, "stop", nil); err != nil {
+		return err
+	}
+	copyErr := copyFileSync(filepath.Join(b.RunDir, "disk.qcow2"), filepath.Join(tmp, "disk.qcow2"))
+	if err := b.Machine.Resume(ctx); err != nil {
+		return err
+	}
+	if copyErr != nil {
+		return copyErr
+	}
+	meta := snapshotMeta{CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds(), DiskOnly: true}
+	blob, _ := json.MarshalIndent(meta, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, "disk.json"), blob, 0o644); err != nil {
+		return err
+	}
+	_ = os.Chmod(filepath.Join(tmp, "disk.qcow2"), 0o444)
+	_ = os.Chmod(tmp, 0o755)
+	_ = os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	b.logf("snapshot: kept the provisioned disk in %.1fs (%s); this board cannot save its machine state, so later boards boot it without reinstalling containerd", meta.SaveSec, dir)
+	return nil
+}
+
+func diskSnapshotReady(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "disk.json"))
+	return err == nil
+}
+
+// overlayOnProvisionedDisk replaces the run's overlay with one backed by a
+// provisioned disk.
+func (b *Board) overlayOnProvisionedDisk(ctx context.Context, dir string) error {
+	disk := filepath.Join(b.RunDir, "disk.qcow2")
+	_ = os.Remove(disk)
+	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+		"-b", filepath.Join(dir, "disk.qcow2"), disk).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("overlay on provisioned disk: %w: %s", err, out)
+	}
+	return nil
 }
