@@ -48,11 +48,13 @@ type Board struct {
 	// BusyboxImage is the name of the busybox image imported at start.
 	BusyboxImage string
 
-	boot    images.BootFiles
-	opts    options
-	logf    func(format string, args ...any)
-	archive *debarchive.Client
-	signer  ssh.Signer
+	boot images.BootFiles
+	// snapInputs are what the board's snapshot key was made from.
+	snapInputs snapshotInputs
+	opts       options
+	logf       func(format string, args ...any)
+	archive    *debarchive.Client
+	signer     ssh.Signer
 
 	mu      sync.Mutex
 	stage   Stage
@@ -163,8 +165,8 @@ func (b *Board) step(ctx context.Context, stage Stage, fn func(ctx context.Conte
 	d := time.Since(start)
 	if err != nil {
 		if errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("timed out after %s: %w (raise it with harness.WithTimeout(harness.Stage%s, ...))",
-				timeout, err, strings.Title(string(stage))) //nolint:staticcheck // ASCII stage names
+			err = fmt.Errorf("timed out after %s: %w (raise it with harness.WithTimeout(harness.%s, ...))",
+				timeout, err, stageConstName(stage))
 		}
 		var se *StageError
 		if errors.As(err, &se) {
@@ -563,4 +565,12 @@ func (b *Board) saveArtifacts() error {
 		errs = append(errs, os.WriteFile(filepath.Join(b.opts.artifactsDir, "qemu.cmdline"), data, 0o644))
 	}
 	return errors.Join(errs...)
+}
+
+// stageConstName is the Go name of a stage's constant, for hints.
+func stageConstName(s Stage) string {
+	return map[Stage]string{
+		StageImage: "StageImage", StageQEMU: "StageQEMU", StageKernel: "StageKernel", StageSSH: "StageSSH",
+		StageContainerd: "StageContainerd", StageSnapshot: "StageSnapshot", StageRestore: "StageRestore",
+	}[s]
 }

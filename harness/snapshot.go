@@ -81,6 +81,7 @@ func (b *Board) snapshotDir(cfg qemu.Config) (string, error) {
 	}
 	in := snapshotInputs{Version: snapshotVersion, Image: b.Image.Key, ImageBuilt: b.Image.BuiltAt.String(), Board: b.Profile.Slug,
 		QEMU: qemuVersion(exe), Args: args, Containerd: string(b.opts.containerd)}
+	b.snapInputs = in
 	blob, _ := json.Marshal(in)
 	return filepath.Join(cache, "snapshots", b.Profile.Slug+"-"+shortHash(blob)), nil
 }
@@ -113,7 +114,7 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 		return copyErr
 	}
 	st, _ := os.Stat(filepath.Join(tmp, "vmstate"))
-	meta := snapshotMeta{CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds()}
+	meta := snapshotMeta{Inputs: b.snapInputs, CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds()}
 	if st != nil {
 		meta.StateMiB = float64(st.Size()) / (1 << 20)
 	}
@@ -225,7 +226,7 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	if copyErr != nil {
 		return copyErr
 	}
-	meta := snapshotMeta{CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds(), DiskOnly: true}
+	meta := snapshotMeta{Inputs: b.snapInputs, CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds(), DiskOnly: true}
 	blob, _ := json.MarshalIndent(meta, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, "disk.json"), blob, 0o644); err != nil {
 		return err

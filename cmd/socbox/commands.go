@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -44,20 +47,24 @@ func cmdBoards(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-const imageUsage = `Usage: socbox image <build|ls|rm> [flags]
+const imageUsage = `Usage: socbox image <build|ls|rm|prepare|inspect> [flags]
 
-Manage the cached board images socbox boots (read-only bases; every run
+Manage the board images socbox boots (read-only bases in the cache; every run
 boots a copy-on-write overlay).
 
 Commands:
   build    build the default Debian image for a board, or find it in the cache
   ls       list cached images
   rm       delete cached images: by name, or --all
+  prepare  make the bootable copy of your own board image (Raspberry Pi OS, BeagleBone Debian)
+  inspect  show the partitions, boot files, family, release and architecture of a board image
 
 Examples:
   socbox image build --board raspi4b
   socbox image ls
   socbox image rm --all
+  socbox image inspect ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
+  socbox image prepare --board raspi3b ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
 
 Run 'socbox image <command> --help' for its flags.
 `
@@ -77,6 +84,10 @@ func cmdImage(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdImageLs(args[1:], stdout, stderr)
 	case "rm":
 		return cmdImageRm(args[1:], stdout, stderr)
+	case "prepare":
+		return cmdImagePrepare(ctx, args[1:], stdout, stderr)
+	case "inspect":
+		return cmdImageInspect(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "unknown image command %q\n\n%s", args[0], imageUsage)
 	return exitCode(2)
@@ -149,23 +160,47 @@ func lineLogger(w io.Writer) func(string, ...any) {
 type bootFlags struct {
 	board, suite, containerd string
 	noSnapshot               bool
+	imageFlags
 }
 
-func addBootFlags(fs interface {
-	StringVar(*string, string, string, string)
-	BoolVar(*bool, string, bool, string)
-}, f *bootFlags, boardHelp string) {
+func addBootFlags(fs *flag.FlagSet, f *bootFlags, boardHelp string) {
 	fs.StringVar(&f.board, "board", "raspi4b", boardHelp)
-	fs.StringVar(&f.suite, "suite", images.DefaultSuite, "Debian `release` of the default image: trixie or bookworm")
+	fs.StringVar(&f.suite, "suite", images.DefaultSuite, "Debian `release` of the default image: trixie or bookworm (a user's --image keeps its own)")
 	fs.StringVar(&f.containerd, "containerd", "auto", "`strategy` for getting containerd into the guest: bundle (pushed from the host; what auto picks) or apt (the guest downloads it)")
 	fs.BoolVar(&f.noSnapshot, "no-snapshot", false, "boot cold: neither restore nor save a provisioned snapshot")
+	fs.StringVar(&f.image, "image", "", "your own board `IMAGE` to boot instead of the default one: a file ("+strings.Join(images.Formats, ", ")+") or an https:// URL; never written")
+	fs.StringVar(&f.sha256, "sha256", "", "with --image: "+sha256Help)
+	fs.StringVar(&f.passwordHash, "password-hash", "", "with --image: "+passwordHashHelp)
 }
 
-func (f bootFlags) options(slug string, logf func(string, ...any)) []harness.Option {
+// check rejects flags that contradict each other, before anything runs.
+func (f bootFlags) check(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if f.image == "" {
+		for _, name := range []string{"sha256", "password-hash"} {
+			if set[name] {
+				return fmt.Errorf("--%s goes with --image", name)
+			}
+		}
+		return nil
+	}
+	if set["suite"] {
+		return errors.New("--suite picks the default image's Debian release; an --image keeps its own")
+	}
+	return f.imageFlags.check()
+}
+
+// options are the harness options for one board; im is the prepared user
+// image, or nil for the default image.
+func (f bootFlags) options(slug string, im *images.Image, logf func(string, ...any)) []harness.Option {
 	opts := []harness.Option{
 		harness.WithBoard(slug), harness.WithSuite(f.suite),
 		harness.WithContainerd(harness.ContainerdStrategy(f.containerd)),
 		harness.WithLogf(logf),
+	}
+	if im != nil {
+		opts = append(opts, harness.WithImage(im))
 	}
 	if f.noSnapshot {
 		opts = append(opts, harness.WithoutSnapshot())
@@ -175,8 +210,13 @@ func (f bootFlags) options(slug string, logf func(string, ...any)) []harness.Opt
 
 func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(command{name: "boot",
-		synopsis: "Boot a board to containerd-ready and keep it up until Ctrl-C; prints the ssh command to log in.",
-		examples: "  socbox boot\n  socbox boot --board raspi4b --suite bookworm\n  socbox boot --board raspi3b --containerd apt\n"}, stderr)
+		synopsis: "Boot a board to containerd-ready and keep it up until Ctrl-C; prints the ssh command to log in.\n" +
+			"With --image, your own board image is acquired and prepared for the board first (see socbox image prepare).",
+		examples: `  socbox boot
+  socbox boot --board raspi4b --suite bookworm
+  socbox boot --board raspi3b --containerd apt
+  socbox boot --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
+`}, stderr)
 	var bf bootFlags
 	addBootFlags(fs, &bf, "the `BOARD` to boot (see socbox boards)")
 	if err := parseFlags(fs, args); err != nil {
@@ -185,7 +225,25 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		return usageError(fs, stderr, "unexpected arguments %q", fs.Args())
 	}
-	b, err := harness.Start(ctx, bf.options(bf.board, lineLogger(stderr))...)
+	if err := bf.check(fs); err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
+	prof, err := boards.Lookup(bf.board)
+	if err != nil {
+		return usageError(fs, stderr, "--board: %v", err)
+	}
+	logf := lineLogger(stderr)
+	var im *images.Image
+	if bf.image != "" {
+		acq, err := bf.acquire(ctx, logf)
+		if err != nil {
+			return err
+		}
+		if im, err = bf.prepare(ctx, acq, prof, logf); err != nil {
+			return err
+		}
+	}
+	b, err := harness.Start(ctx, bf.options(prof.Slug, im, logf)...)
 	defer b.Close()
 	if err != nil {
 		return err

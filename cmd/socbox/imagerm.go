@@ -87,9 +87,12 @@ func snapshotsOf(im *images.Image) []string {
 	if err != nil {
 		return nil
 	}
-	dirs, _ := filepath.Glob(filepath.Join(cache, "snapshots", "*", "snapshot.json"))
+	// snapshot.json: machine state and disk; disk.json: the provisioned
+	// disk alone, for boards whose state QEMU cannot save.
+	metas, _ := filepath.Glob(filepath.Join(cache, "snapshots", "*", "snapshot.json"))
+	disks, _ := filepath.Glob(filepath.Join(cache, "snapshots", "*", "disk.json"))
 	var out []string
-	for _, p := range dirs {
+	for _, p := range append(metas, disks...) {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			continue

@@ -23,6 +23,8 @@ Commands:
   image build     build (or find in the cache) the default Debian image for a board
   image ls        list cached images
   image rm        delete cached images (and the snapshots made from them)
+  image prepare   make the bootable copy of your own board image (Raspberry Pi OS, BeagleBone Debian)
+  image inspect   show the partitions, boot files, family, release and architecture of a board image
   boot            boot a board and keep it up; prints the ssh command; Ctrl-C cleans up
   run             boot boards, run scenarios on them, write results.json, junit.xml, report.html
   report          render junit.xml and report.html again from a results.json
@@ -37,6 +39,8 @@ Examples:
   socbox run                                    # raspi4b, Debian trixie, the bundled scenarios
   socbox run --board all --out ./results        # every board, one after the other
   socbox run --board raspi4b,raspi3b my-checks.yaml more-checks/
+  socbox image inspect ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
+  socbox run --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
   socbox report ./results/results.json
 
 Run 'socbox <command> --help' for the flags and examples of a command.
@@ -137,14 +141,29 @@ func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) 
 	return exitCode(2)
 }
 
-// parseFlags parses args; a bad flag has been reported with the usage by
-// the flag package, so it only sets the exit status.
+// parseFlags parses args, flags and arguments in any order
+// (`socbox image prepare --board raspi3b IMAGE --sha256 HEX`); after "--"
+// everything is an argument. A bad flag has been reported with the usage
+// by the flag package, so it only sets the exit status.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return exitCode(2)
 		}
-		return exitCode(2)
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		positional, args = append(positional, rest[0]), rest[1:]
 	}
-	return nil
+	// Leave fs.Args() holding the arguments alone.
+	return fs.Parse(append([]string{"--"}, positional...))
 }

@@ -38,7 +38,7 @@ func cancelled() context.Context {
 func TestUsageListsEveryCommand(t *testing.T) {
 	out, _, err := socbox(t, cancelled(), "--help")
 	require.NoError(t, err)
-	for _, c := range []string{"boards", "image build", "image ls", "image rm", "boot", "run", "report", "doctor"} {
+	for _, c := range []string{"boards", "image build", "image ls", "image rm", "image prepare", "image inspect", "boot", "run", "report", "doctor"} {
 		require.Contains(t, out, "\n  "+c+" ", "usage lists %s", c)
 	}
 	require.Contains(t, out, "Examples:")
@@ -53,7 +53,7 @@ func TestUsageListsEveryCommand(t *testing.T) {
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
-	for _, cmd := range [][]string{{"boards"}, {"image", "build"}, {"image", "ls"}, {"image", "rm"}, {"boot"}, {"run"}, {"report"}, {"doctor"}} {
+	for _, cmd := range [][]string{{"boards"}, {"image", "build"}, {"image", "ls"}, {"image", "rm"}, {"image", "prepare"}, {"image", "inspect"}, {"boot"}, {"run"}, {"report"}, {"doctor"}} {
 		name := strings.Join(cmd, " ")
 		t.Run(name, func(t *testing.T) {
 			_, errOut, err := socbox(t, cancelled(), append(cmd, "--help")...)
@@ -275,6 +275,10 @@ func TestImageRm(t *testing.T) {
 	t.Setenv("SOCBOX_CACHE", cache)
 	a := fakeImage(t, cache, "debian-trixie-arm64-aaa", "aaa", true)
 	b := fakeImage(t, cache, "debian-bookworm-armhf-bbb", "bbb", true)
+	// A board that cannot save its machine state keeps only its disk.
+	disk := filepath.Join(cache, "snapshots", "raspi3b-aaa")
+	require.NoError(t, os.MkdirAll(disk, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(disk, "disk.json"), []byte(`{"inputs":{"image":"aaa"},"disk_only":true}`), 0o644))
 
 	_, _, err := socbox(t, cancelled(), "image", "rm")
 	require.Equal(t, exitCode(2), err)
@@ -288,6 +292,7 @@ func TestImageRm(t *testing.T) {
 	require.Equal(t, "removed debian-trixie-arm64-aaa\n", out)
 	require.NoDirExists(t, a)
 	require.NoDirExists(t, filepath.Join(cache, "snapshots", "raspi4b-aaa"))
+	require.NoDirExists(t, disk)
 	require.DirExists(t, b)
 	require.DirExists(t, filepath.Join(cache, "snapshots", "raspi4b-bbb"))
 

@@ -12,6 +12,7 @@ import (
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/report"
+	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/scenarios"
 )
 
@@ -21,11 +22,20 @@ results.json (everything), junit.xml (for CI) and report.html (timelines, logs) 
 
 Scenarios come from the YAML files and directories given (every *.yaml/*.yml in a directory),
 else the bundled ones; a scenario's boards: list limits where it runs. The files are checked
-before anything boots. Exit status: 0 all passed, 1 something failed, 2 bad arguments.`,
+before anything boots.
+
+With --image, every board boots your own board image instead of the default Debian one: it is
+verified, unpacked and prepared for each board (see socbox image prepare) before anything boots.
+An image suits the boards whose CPU runs its userland (socbox image inspect lists them); with
+--board all the others are left out.
+
+Exit status: 0 all passed, 1 something failed, 2 bad arguments (scenarios, boards, image).`,
 	examples: `  socbox run
   socbox run --board all --out ./results
   socbox run --board raspi4b,raspi3b --suite bookworm checks.yaml more-checks/
   socbox run --containerd apt --no-snapshot
+  socbox run --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
+  socbox run --board raspi4b --image https://example.org/raspios-arm64-lite.img.xz --sha256 "$SHA256" checks.yaml
 `}
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,6 +50,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return usageError(fs, stderr, "--board: %v", err)
 	}
+	if err := bf.check(fs); err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
 	list, err := loadScenarios(fs.Args())
 	if err != nil {
 		fmt.Fprintf(stderr, "socbox run: bad scenarios, nothing was booted:\n%v\n", err)
@@ -49,6 +62,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		fmt.Fprintf(stderr, "socbox run: %v\n", err)
 		return exitCode(2)
+	}
+	if bf.image != "" {
+		if plan, err = prepareUserImage(ctx, bf, plan, lineLogger(stderr)); err != nil {
+			fmt.Fprintf(stderr, "socbox run: %v\nnothing was booted\n", err)
+			if badImage(err) {
+				return exitCode(2)
+			}
+			return exitCode(1)
+		}
 	}
 	if *out == "" {
 		*out = filepath.Join("socbox-results", time.Now().Format("20060102-150405"))
@@ -129,6 +151,7 @@ func loadScenarios(paths []string) ([]harness.Scenario, error) {
 type boardPlan struct {
 	slug      string
 	scenarios []harness.Scenario
+	image     *images.Image // the user's image prepared for this board; nil: the default image
 }
 
 // planRun pairs each board with the scenarios that apply to it. A board
@@ -156,11 +179,58 @@ func planRun(slugs []string, list []harness.Scenario) ([]boardPlan, error) {
 	return plan, nil
 }
 
+// prepareUserImage acquires --image once and prepares it for each board
+// of the plan. With --board all, boards whose CPU cannot run the image's
+// userland are left out; a board named on purpose gets Prepare's error,
+// which names the boards that fit.
+func prepareUserImage(ctx context.Context, bf bootFlags, plan []boardPlan, logf func(string, ...any)) ([]boardPlan, error) {
+	acq, err := bf.acquire(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(bf.board) == "all" {
+		info, err := images.Inspect(ctx, acq.Disk)
+		if err != nil {
+			return nil, err
+		}
+		var fit []boardPlan
+		var slugs []string
+		for _, bp := range plan {
+			slugs = append(slugs, bp.slug)
+			prof, _ := boards.Lookup(bp.slug)
+			if arch := prof.Platform.DebianArch(); arch != info.Arch {
+				logf("image: leaving out %s: it runs %s, the image is %s", bp.slug, arch, info.Arch)
+				continue
+			}
+			fit = append(fit, bp)
+		}
+		if len(fit) == 0 {
+			return nil, &images.ImageFormatError{File: bf.image, What: fmt.Sprintf("the image is %s and none of the boards to run (%s) runs %s", info.Arch, strings.Join(slugs, ", "), info.Arch),
+				Fix: "see socbox image inspect for the boards that fit"}
+		}
+		plan = fit
+	}
+	for i := range plan {
+		prof, err := boards.Lookup(plan[i].slug)
+		if err != nil {
+			return nil, err
+		}
+		if plan[i].image, err = bf.prepare(ctx, acq, prof, logf); err != nil {
+			return nil, err
+		}
+	}
+	return plan, nil
+}
+
 // runBoard boots one board, runs its scenarios and stops it. A board that
 // does not get ready has each of its scenarios reported as not run.
 func runBoard(ctx context.Context, prog *progress, bf bootFlags, bp boardPlan, dir string) *report.Board {
-	prog.Status("booting (Debian %s, containerd %s)", bf.suite, bf.containerd)
-	opts := append(bf.options(bp.slug, prog.Logf), harness.WithArtifactsDir(filepath.Join(dir, bp.slug)))
+	if bp.image != nil {
+		prog.Status("booting %s (containerd %s)", bp.image.Name, bf.containerd)
+	} else {
+		prog.Status("booting (Debian %s, containerd %s)", bf.suite, bf.containerd)
+	}
+	opts := append(bf.options(bp.slug, bp.image, prog.Logf), harness.WithArtifactsDir(filepath.Join(dir, bp.slug)))
 	b, err := harness.Start(ctx, opts...)
 	defer func() {
 		if cerr := b.Close(); cerr != nil {
