@@ -243,6 +243,10 @@ var catalog = map[string]Profile{
 			// not order them, so the initrd does.
 			InitrdModules: []string{"sunxi_mmc", "mmc_block", "ext4", "libphy", "fixed_phy", "fwnode_mdio", "of_mdio", "mdio_sun4i", "sun4i_emac"},
 			Console:       "ttyS0",
+			// QEMU does not emulate the A10's Security System: its driver
+			// (loaded by udev two minutes into boot) spins on the missing
+			// hardware and the guest stops answering.
+			ExtraCmdline: "modprobe.blacklist=sun4i_ss",
 		},
 		Platform:   LinuxARMv7,
 		RootDevice: "/dev/mmcblk0",
@@ -250,6 +254,7 @@ var catalog = map[string]Profile{
 			"Allwinner A10 (cubieboard) instead of TI AM335x: same Cortex-A8 core, NEON and VFPv3, different SoC",
 			"SoC peripherals differ: no PRU, no eMMC, no AM335x GPIO/I2C/ADC; Ethernet is the A10's EMAC",
 			"poweroff in the guest does not stop QEMU on this machine: socbox stops it through QMP",
+			"no hardware crypto engine: the sun4i-ss driver is blacklisted (QEMU does not emulate it)",
 		},
 	},
 	"beaglebone-black-fast": {
