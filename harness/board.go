@@ -468,7 +468,8 @@ func (b *Board) waitSSH(ctx context.Context) error {
 	}
 	b.SSH = c
 	loggedIn := time.Since(dialStart)
-	_ = hk.Save(filepath.Join(b.RunDir, "known_hosts"))
+	_ = hk.Save(filepath.Join(b.RunDir, "host_keys"))
+	_ = writeKnownHosts(filepath.Join(b.RunDir, "known_hosts"), b.Endpoint, hk.Pinned())
 	clockStart := time.Now()
 	if err := b.SyncClock(ctx); err != nil {
 		return err
@@ -573,4 +574,15 @@ func stageConstName(s Stage) string {
 		StageImage: "StageImage", StageQEMU: "StageQEMU", StageKernel: "StageKernel", StageSSH: "StageSSH",
 		StageContainerd: "StageContainerd", StageSnapshot: "StageSnapshot", StageRestore: "StageRestore",
 	}[s]
+}
+
+// writeKnownHosts writes the pinned keys in OpenSSH's known_hosts format,
+// for the ssh command SSHCommand prints.
+func writeKnownHosts(path string, ep sshx.Endpoint, keys []ssh.PublicKey) error {
+	var b strings.Builder
+	host := fmt.Sprintf("[%s]:%d", ep.Host, ep.Port)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s %s", host, ssh.MarshalAuthorizedKey(k))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/harness/sshx/sshtest"
@@ -87,4 +90,21 @@ func TestScenarioChecks(t *testing.T) {
 	require.Contains(t, f[0], "exit code 3, want 0")
 	require.Contains(t, f[2], "output was altered")
 	require.Contains(t, f[3], "at most 1s")
+}
+
+// The ssh command a board prints must work with OpenSSH, which reads
+// known_hosts lines as "[host]:port key".
+func TestWriteKnownHostsIsOpenSSHFormat(t *testing.T) {
+	signer, err := sshx.LoadOrCreateKey(filepath.Join(t.TempDir(), "id"))
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "known_hosts")
+	ep := sshx.Endpoint{Host: "127.0.0.1", Port: 40022, User: "root"}
+	require.NoError(t, writeKnownHosts(p, ep, []ssh.PublicKey{signer.PublicKey()}))
+	cb, err := knownhosts.New(p)
+	require.NoError(t, err)
+	addr := &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 40022}
+	require.NoError(t, cb("127.0.0.1:40022", addr, signer.PublicKey()))
+	other, err := sshx.LoadOrCreateKey(filepath.Join(t.TempDir(), "other"))
+	require.NoError(t, err)
+	require.Error(t, cb("127.0.0.1:40022", addr, other.PublicKey()))
 }

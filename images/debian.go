@@ -27,7 +27,7 @@ var Suites = []string{"trixie", "bookworm"}
 
 // defaultBuilderVersion changes whenever the builder makes a different image
 // from the same inputs, so old cache entries are not reused.
-const defaultBuilderVersion = 5
+const defaultBuilderVersion = 6
 
 // guestPackages go into every default image on top of mmdebstrap's `apt`
 // variant (essential packages + apt). The kernel is not among them: it is
@@ -352,7 +352,10 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 		{"root/.ssh/authorized_keys", 0o600, strings.TrimSpace(authorizedKey) + "\n"},
 		{"etc/ssh/sshd_config.d/socbox.conf", 0o644, "# socbox: key-only login\n" +
 			"PermitRootLogin prohibit-password\nPasswordAuthentication no\n" +
-			"KbdInteractiveAuthentication no\nUseDNS no\n"},
+			"KbdInteractiveAuthentication no\nUseDNS no\n" +
+			// Key-only logins need no PAM; without it a login in the
+			// emulated guest is ~1.5 s faster and each session ~0.2 s.
+			"UsePAM no\n"},
 		{"etc/systemd/network/20-socbox-wired.network", 0o644,
 			"[Match]\nName=eth* en* usb*\n\n[Network]\nDHCP=yes\n\n[DHCPv4]\nUseDomains=yes\n"},
 		{"etc/hostname", 0o644, "socbox\n"},
