@@ -51,10 +51,12 @@ type Board struct {
 	boot images.BootFiles
 	// snapInputs are what the board's snapshot key was made from.
 	snapInputs snapshotInputs
-	opts       options
-	logf       func(format string, args ...any)
-	archive    *debarchive.Client
-	signer     ssh.Signer
+	// releaseSlot gives the host slot back on Close.
+	releaseSlot func()
+	opts        options
+	logf        func(format string, args ...any)
+	archive     *debarchive.Client
+	signer      ssh.Signer
 
 	mu      sync.Mutex
 	stage   Stage
@@ -111,6 +113,11 @@ func Start(ctx context.Context, opts ...Option) (*Board, error) {
 	}
 	b := &Board{Profile: prof, opts: o, stage: StageOff}
 	b.logf = func(format string, args ...any) { logf(prof.Slug+": "+format, args...) }
+	release, err := acquireSlot(ctx, b.logf)
+	if err != nil {
+		return nil, err
+	}
+	b.releaseSlot = release
 	if err := b.start(ctx); err != nil {
 		if !o.keepOnFailure {
 			_ = b.Close()
@@ -521,6 +528,9 @@ func (b *Board) Close() error {
 	keep := b.opts.keepRunDir || (b.opts.keepOnFailure && b.Err() != nil)
 	if b.RunDir != "" && !keep && b.opts.runDir == "" {
 		errs = append(errs, os.RemoveAll(b.RunDir))
+	}
+	if b.releaseSlot != nil {
+		b.releaseSlot()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close %s: %w", b.Profile.Slug, err)

@@ -108,3 +108,10 @@ func TestWriteKnownHostsIsOpenSSHFormat(t *testing.T) {
 	require.NoError(t, err)
 	require.Error(t, cb("127.0.0.1:40022", addr, other.PublicKey()))
 }
+
+func TestBoardSlotsBoundConcurrency(t *testing.T) {
+	t.Setenv("SOCBOX_MAX_BOARDS", "3")
+	require.Equal(t, 3, MaxBoards())
+	t.Setenv("SOCBOX_MAX_BOARDS", "")
+	require.GreaterOrEqual(t, MaxBoards(), 1)
+}
