@@ -13,6 +13,10 @@ import (
 // Container says what to run in the guest; see runtime.Container.
 type Container = ctrd.Container
 
+// Mount is a bind mount of a guest path into a container; see
+// runtime.Mount.
+type Mount = ctrd.Mount
+
 // ContainerResult is what a container did; see runtime.ContainerResult.
 type ContainerResult = ctrd.ContainerResult
 

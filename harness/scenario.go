@@ -60,10 +60,16 @@ type Expect struct {
 	Stderr       *string // exact, when set
 	StdoutSHA256 string
 	MaxDuration  time.Duration
+	// OOMKilled, when set, is whether the OOM killer must have ended the
+	// container (see ContainerResult.OOMKilled).
+	OOMKilled *bool
 }
 
 // Str is a helper for Expect's optional exact strings.
 func Str(s string) *string { return &s }
+
+// Bool is a helper for Expect's optional yes-or-no expectations.
+func Bool(b bool) *bool { return &b }
 
 func (b *Board) expand(s string) string {
 	return strings.NewReplacer(
@@ -99,7 +105,18 @@ func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
 func (b *Board) check(e Expect, res ContainerResult) []string {
 	var f []string
 	if res.ExitCode != e.ExitCode {
-		f = append(f, fmt.Sprintf("exit code %d, want %d", res.ExitCode, e.ExitCode))
+		msg := fmt.Sprintf("exit code %d, want %d", res.ExitCode, e.ExitCode)
+		if res.OOMKilled {
+			msg += " (the OOM killer ended it: it went over its memory limit)"
+		}
+		f = append(f, msg)
+	}
+	if e.OOMKilled != nil && res.OOMKilled != *e.OOMKilled {
+		if *e.OOMKilled {
+			f = append(f, fmt.Sprintf("not OOM-killed (exit code %d), want killed for going over its memory limit", res.ExitCode))
+		} else {
+			f = append(f, "OOM-killed for going over its memory limit, want not")
+		}
 	}
 	if e.Stdout != nil && string(res.Stdout) != b.expand(*e.Stdout) {
 		f = append(f, fmt.Sprintf("stdout %q, want %q", clip(res.Stdout), b.expand(*e.Stdout)))

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -113,6 +115,11 @@ func duplicates(list []harness.Scenario) []error {
 //	    cmd: [uname, -m]
 //	    env: [GREETING=hello]
 //	    workdir: /
+//	    mounts:                        # bind mounts of guest paths
+//	      - {source: /etc, target: /host-etc, read_only: true}
+//	    privileged: false
+//	    memory_limit: 64Mi             # bytes, or with K, M, G (1000s) or Ki, Mi, Gi (1024s)
+//	    host_network: false            # true: the guest's network namespace
 //	  expect:
 //	    exit_code: 0
 //	    stdout: "${UNAME_M}\n"         # also ${BOARD}, ${PLATFORM}
@@ -121,6 +128,7 @@ func duplicates(list []harness.Scenario) []error {
 //	    stderr_regex: ""
 //	    stdout_sha256: 0123…
 //	    max_duration: 30s
+//	    oom_killed: false              # true: exit_code defaults to 137
 //
 // Unknown fields, bad regular expressions and durations, empty commands and
 // duplicate names are errors, each as "file:line: what".
@@ -194,8 +202,9 @@ func (p *parser) yamlError(err error) error {
 
 var (
 	scenarioFields  = []string{"name", "description", "boards", "container", "expect"}
-	containerFields = []string{"image", "cmd", "env", "workdir"}
-	expectFields    = []string{"exit_code", "stdout", "stdout_regex", "stderr", "stderr_regex", "stdout_sha256", "max_duration"}
+	containerFields = []string{"image", "cmd", "env", "workdir", "mounts", "privileged", "memory_limit", "host_network"}
+	mountFields     = []string{"source", "target", "read_only"}
+	expectFields    = []string{"exit_code", "stdout", "stdout_regex", "stderr", "stderr_regex", "stdout_sha256", "max_duration", "oom_killed"}
 	// scenarioName is what a name may be: it becomes part of test names
 	// (board/scenario) and of the guest's container IDs.
 	scenarioName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -273,7 +282,96 @@ func (p *parser) container(n *yaml.Node) harness.Container {
 			}
 		}
 	}
+	if v := f["mounts"]; v != nil && !isNull(v) {
+		c.Mounts = p.mounts(v)
+	}
+	c.Privileged, _ = p.boolean(f["privileged"], "privileged")
+	c.HostNetwork, _ = p.boolean(f["host_network"], "host_network")
+	if v := f["memory_limit"]; v != nil && !isNull(v) {
+		if s, ok := p.str(v, "memory_limit"); ok {
+			n, err := parseBytes(s)
+			if err != nil {
+				p.errorf(v, "memory_limit: %v", err)
+			}
+			c.MemoryLimit = n
+		}
+	}
 	return c
+}
+
+func (p *parser) mounts(n *yaml.Node) []harness.Mount {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "mounts must be a list, e.g. mounts: [{source: /etc, target: /host-etc, read_only: true}], got %s", kindName(n))
+		return nil
+	}
+	var out []harness.Mount
+	for _, item := range n.Content {
+		item = deref(item)
+		f := p.fields(item, "mount", mountFields)
+		if item.Kind != yaml.MappingNode {
+			continue
+		}
+		var m harness.Mount
+		for _, end := range []struct {
+			key string
+			dst *string
+		}{{"source", &m.Source}, {"target", &m.Target}} {
+			v := f[end.key]
+			if v == nil {
+				p.errorf(item, "mount has no %s", end.key)
+				continue
+			}
+			if s, ok := p.str(v, end.key); ok {
+				if !path.IsAbs(s) {
+					p.errorf(v, "mount %s %q must be an absolute path", end.key, s)
+				}
+				*end.dst = s
+			}
+		}
+		m.ReadOnly, _ = p.boolean(f["read_only"], "read_only")
+		out = append(out, m)
+	}
+	return out
+}
+
+// parseBytes reads a size: a whole number of bytes, optionally followed by
+// K, M, G (powers of 1000) or Ki, Mi, Gi (powers of 1024), as in
+// Kubernetes' quantities: "64Mi", "128M", "1Gi", "65536".
+func parseBytes(s string) (int64, error) {
+	num := strings.TrimRight(s, "KMGi")
+	unit := s[len(num):]
+	mult := map[string]int64{"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if mult == 0 || err != nil {
+		return 0, fmt.Errorf("%q is not a size like 64Mi, 128M or 65536 (bytes)", s)
+	}
+	if n <= 0 {
+		return 0, fmt.Errorf("%q must be more than zero", s)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}
+
+// boolean reads true or false; a missing or null field is false and not
+// set.
+func (p *parser) boolean(n *yaml.Node, key string) (bool, bool) {
+	if n == nil || isNull(n) {
+		return false, false
+	}
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		p.errorf(n, "%s must be true or false, got %s", key, kindName(n))
+		return false, false
+	}
+	b, err := strconv.ParseBool(n.Value)
+	if err != nil {
+		// YAML 1.1 spellings such as yes/no carry the tag but are not
+		// what yaml.v3 treats as booleans.
+		p.errorf(n, "%s must be true or false, got %q", key, n.Value)
+		return false, false
+	}
+	return b, true
 }
 
 func (p *parser) expect(n *yaml.Node) harness.Expect {
@@ -326,6 +424,12 @@ func (p *parser) expect(n *yaml.Node) harness.Expect {
 			p.errorf(f["max_duration"], "max_duration must be positive, got %s", s)
 		}
 		e.MaxDuration = d
+	}
+	if b, ok := p.boolean(f["oom_killed"], "oom_killed"); ok {
+		e.OOMKilled = harness.Bool(b)
+		if v := f["exit_code"]; b && (v == nil || isNull(v)) {
+			e.ExitCode = 137 // SIGKILL, which is what the OOM killer sends
+		}
 	}
 	return e
 }

@@ -38,15 +38,26 @@ func TestShippedScenarioFilesParse(t *testing.T) {
 	var got []string
 	for _, s := range list {
 		got = append(got, s.Name)
-		require.Equal(t, "scenarios/bundled/basics.yaml", s.File)
+		require.True(t, strings.HasPrefix(s.File, "scenarios/bundled/"), s.File)
 		require.Positive(t, s.Line)
 		require.NotEmpty(t, s.Description, s.Name)
 		require.NotEmpty(t, s.Container.Cmd, s.Name)
 	}
-	require.Equal(t, []string{"arch", "exit-code", "output-intact", "env"}, got)
-	require.Equal(t, "${UNAME_M}\n", *list[0].Expect.Stdout)
-	require.Equal(t, 3, list[1].Expect.ExitCode)
-	require.Equal(t, []string{"GREETING=hello"}, list[3].Container.Env)
+	require.Equal(t, []string{"arch", "exit-code", "output-intact", "env",
+		"kernel-features", "memory-limit", "memory-limit-set", "privileged", "loopback-network", "host-network"}, got)
+	byName := map[string]harness.Scenario{}
+	for _, s := range list {
+		byName[s.Name] = s
+	}
+	require.Equal(t, "${UNAME_M}\n", *byName["arch"].Expect.Stdout)
+	require.Equal(t, 3, byName["exit-code"].Expect.ExitCode)
+	require.Equal(t, []string{"GREETING=hello"}, byName["env"].Container.Env)
+	require.Equal(t, []harness.Mount{{Source: "/sys/fs/cgroup", Target: "/guest-cgroup", ReadOnly: true}}, byName["kernel-features"].Container.Mounts)
+	require.Equal(t, int64(32<<20), byName["memory-limit"].Container.MemoryLimit)
+	require.Equal(t, harness.Bool(true), byName["memory-limit"].Expect.OOMKilled)
+	require.True(t, byName["privileged"].Container.Privileged)
+	require.False(t, byName["loopback-network"].Container.HostNetwork)
+	require.True(t, byName["host-network"].Container.HostNetwork)
 }
 
 // seqOutput is what `seq 1 n` prints.
@@ -81,6 +92,13 @@ func TestParseEveryField(t *testing.T) {
     cmd: [sh, -c, "echo hi; echo oops >&2"]
     env: [A=1, B=two=2]
     workdir: /tmp
+    mounts:
+      - {source: /etc, target: /host-etc, read_only: true}
+      - source: /tmp
+        target: /scratch
+    privileged: true
+    memory_limit: 64Mi
+    host_network: true
   expect:
     exit_code: 0
     stdout: "hi\n"
@@ -90,6 +108,7 @@ func TestParseEveryField(t *testing.T) {
     stderr_regex: oo+ps
     stdout_sha256: 98EA6E4F216F2FB4B69FFF9B3A44842C38686CA685F3F55DC48C5D3FB1107BE4
     max_duration: 1m30s
+    oom_killed: false
 ---
 name: minimal
 container:
@@ -104,10 +123,16 @@ container:
 		Container: harness.Container{
 			Image: "docker.io/library/alpine:3.20", Cmd: []string{"sh", "-c", "echo hi; echo oops >&2"},
 			Env: []string{"A=1", "B=two=2"}, WorkingDir: "/tmp",
+			Mounts: []harness.Mount{
+				{Source: "/etc", Target: "/host-etc", ReadOnly: true},
+				{Source: "/tmp", Target: "/scratch"},
+			},
+			Privileged: true, MemoryLimit: 64 << 20, HostNetwork: true,
 		},
 		Expect: harness.Expect{
 			Stdout: harness.Str("hi\n"), StdoutRegex: "^hi$", Stderr: harness.Str("oops\n"), StderrRegex: "oo+ps",
 			StdoutSHA256: "98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4", MaxDuration: 90 * time.Second,
+			OOMKilled: harness.Bool(false),
 		},
 		File: "x.yaml", Line: 2,
 	}, full)
@@ -115,9 +140,44 @@ container:
 
 	minimal := list[1]
 	require.Equal(t, "minimal", minimal.Name)
-	require.Equal(t, 20, minimal.Line)
+	require.Equal(t, 28, minimal.Line)
 	require.Nil(t, minimal.Expect.Stdout, "unset, not empty")
 	require.Equal(t, 0, minimal.Expect.ExitCode)
+	require.Nil(t, minimal.Expect.OOMKilled, "unset, not false")
+	require.Zero(t, minimal.Container.MemoryLimit)
+}
+
+func TestParseOOMKilledDefaultsExitCodeTo137(t *testing.T) {
+	list, err := Parse("oom.yaml", []byte("name: a\ncontainer: {cmd: [true], memory_limit: 1M}\nexpect: {oom_killed: true}\n"))
+	require.NoError(t, err)
+	require.Equal(t, 137, list[0].Expect.ExitCode)
+	require.Equal(t, int64(1000000), list[0].Container.MemoryLimit)
+
+	list, err = Parse("oom.yaml", []byte("name: a\ncontainer: {cmd: [true]}\nexpect: {oom_killed: true, exit_code: 1}\n"))
+	require.NoError(t, err)
+	require.Equal(t, 1, list[0].Expect.ExitCode, "an exit_code given wins")
+}
+
+func TestParseBytes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"65536", 65536, ""}, {"64Mi", 64 << 20, ""}, {"128M", 128e6, ""}, {"1Gi", 1 << 30, ""},
+		{"2G", 2e9, ""}, {"512Ki", 512 << 10, ""}, {"4K", 4000, ""},
+		{"", 0, "not a size"}, {"Mi", 0, "not a size"}, {"64MB", 0, "not a size"}, {"64 Mi", 0, "not a size"},
+		{"1.5Gi", 0, "not a size"}, {"64mi", 0, "not a size"}, {"0", 0, "more than zero"}, {"-1M", 0, "more than zero"},
+		{"9999999999Gi", 0, "too large"},
+	} {
+		got, err := parseBytes(tc.in)
+		if tc.err != "" {
+			require.ErrorContains(t, err, tc.err, tc.in)
+			continue
+		}
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, got, tc.in)
+	}
 }
 
 func TestParseErrorsNameFileAndLine(t *testing.T) {
@@ -131,11 +191,33 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
   expect:
     stdout: "x"
     exitcode: 1
-`, `arch.yaml:6: unknown field "exitcode" in expect (known: exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration)`},
+`, `arch.yaml:6: unknown field "exitcode" in expect (known: exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration, oom_killed)`},
 		{"unknown scenario field", "name: a\ncontainer: {cmd: [true]}\nexpects: {}\n",
 			`arch.yaml:3: unknown field "expects" in scenario (known: name, description, boards, container, expect)`},
 		{"unknown container field", "name: a\ncontainer:\n  command: [true]\n",
-			`arch.yaml:3: unknown field "command" in container (known: image, cmd, env, workdir)`},
+			`arch.yaml:3: unknown field "command" in container (known: image, cmd, env, workdir, mounts, privileged, memory_limit, host_network)`},
+		{"unknown mount field", "name: a\ncontainer:\n  cmd: [true]\n  mounts:\n    - {source: /a, target: /b, readonly: true}\n",
+			`arch.yaml:5: unknown field "readonly" in mount (known: source, target, read_only)`},
+		{"mount without target", "name: a\ncontainer:\n  cmd: [true]\n  mounts:\n    - source: /a\n",
+			"arch.yaml:5: mount has no target"},
+		{"relative mount source", "name: a\ncontainer:\n  cmd: [true]\n  mounts: [{source: data, target: /data}]\n",
+			`arch.yaml:4: mount source "data" must be an absolute path`},
+		{"mounts not a list", "name: a\ncontainer:\n  cmd: [true]\n  mounts: {source: /a, target: /b}\n",
+			"arch.yaml:4: mounts must be a list"},
+		{"mount not a mapping", "name: a\ncontainer:\n  cmd: [true]\n  mounts: [/a:/b]\n",
+			`arch.yaml:4: mount must be a mapping (source, target, read_only), got "/a:/b"`},
+		{"read_only not a bool", "name: a\ncontainer:\n  cmd: [true]\n  mounts: [{source: /a, target: /b, read_only: ro}]\n",
+			`arch.yaml:4: read_only must be true or false, got "ro"`},
+		{"privileged not a bool", "name: a\ncontainer:\n  cmd: [true]\n  privileged: \"yes\"\n",
+			`arch.yaml:4: privileged must be true or false, got "yes"`},
+		{"host_network not a bool", "name: a\ncontainer:\n  cmd: [true]\n  host_network: 1\n",
+			`arch.yaml:4: host_network must be true or false, got "1"`},
+		{"bad memory limit", "name: a\ncontainer:\n  cmd: [true]\n  memory_limit: 64MB\n",
+			`arch.yaml:4: memory_limit: "64MB" is not a size like 64Mi, 128M or 65536 (bytes)`},
+		{"zero memory limit", "name: a\ncontainer:\n  cmd: [true]\n  memory_limit: 0\n",
+			`arch.yaml:4: memory_limit: "0" must be more than zero`},
+		{"oom_killed not a bool", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  oom_killed: maybe\n",
+			`arch.yaml:4: oom_killed must be true or false, got "maybe"`},
 		{"bad regex", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout_regex: 'a(b'\n",
 			"arch.yaml:4: stdout_regex is not a valid regular expression: error parsing regexp: missing closing ): `a(b`"},
 		{"bad stderr regex", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stderr_regex: '[z-a]'\n",
@@ -172,7 +254,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		{"unknown variable", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout: \"${UNAME}\\n\"\n",
 			"arch.yaml:4: stdout uses unknown variable ${UNAME} (known: ${UNAME_M}, ${BOARD}, ${PLATFORM})"},
 		{"expect not a mapping", "name: a\ncontainer: {cmd: [true]}\nexpect: 0\n",
-			`arch.yaml:3: expect must be a mapping (exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration), got "0"`},
+			`arch.yaml:3: expect must be a mapping (exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration, oom_killed), got "0"`},
 		{"stdout is a list", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout: [a]\n",
 			"arch.yaml:4: stdout must be a string, got a list"},
 		{"not a scenario", "just text\n", `arch.yaml:1: want a scenario (a mapping with name, container, expect) or a list of them, got "just text"`},

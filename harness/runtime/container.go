@@ -11,7 +11,6 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
-	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 )
 
@@ -30,6 +29,26 @@ type Container struct {
 	Env []string
 	// WorkingDir replaces the image's working directory if set.
 	WorkingDir string
+	// Mounts are bind mounts of guest paths into the container.
+	Mounts []Mount
+	// Privileged gives the container every capability, access to all
+	// devices, a writable /sys and no seccomp, AppArmor or masked paths.
+	Privileged bool
+	// MemoryLimit caps the container's memory, in bytes, through its
+	// cgroup; swap is not allowed on top. Zero means no limit.
+	MemoryLimit int64
+	// HostNetwork runs the container in the guest's network namespace,
+	// with the guest's /etc/hosts and /etc/resolv.conf.
+	HostNetwork bool
+}
+
+// Mount is a bind mount of a path in the guest into a container.
+type Mount struct {
+	// Source is a path in the guest (not on the host running socbox).
+	Source string
+	// Target is where it appears in the container.
+	Target   string
+	ReadOnly bool
 }
 
 // ContainerResult is what a container did. A non-zero exit is a result, not
@@ -42,6 +61,10 @@ type ContainerResult struct {
 	Stderr   []byte
 	// Duration is from the task's start to its exit, measured on the host.
 	Duration time.Duration
+	// OOMKilled is set when the kernel's OOM killer ended the container
+	// (ExitCode is then 137): with a MemoryLimit, because the container
+	// went over it. Read from the cgroup v2 memory.events of the container.
+	OOMKilled bool
 }
 
 // Run creates a container from c, starts it, waits for it to exit and
@@ -62,6 +85,9 @@ func (r *Runtime) Run(ctx context.Context, c Container) (ContainerResult, error)
 	if c.Image == "" {
 		return res, fmt.Errorf("run container %s: no image", id)
 	}
+	if err := c.validate(); err != nil {
+		return res, fmt.Errorf("run container %s: %w", id, err)
+	}
 	if err := r.run(r.withNamespace(ctx), c, &res); err != nil {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			// Over gRPC the deadline often comes back as the server's
@@ -76,11 +102,25 @@ func (r *Runtime) Run(ctx context.Context, c Container) (ContainerResult, error)
 
 func (r *Runtime) run(ctx context.Context, c Container, res *ContainerResult) (err error) {
 	// Teardown runs on its own context: it must happen even, and above
-	// all, when ctx has been cancelled.
-	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancelCleanup()
+	// all, when ctx has been cancelled. Its time starts with the teardown,
+	// not with the run: a container may run for longer than teardown may
+	// take.
+	base := ctx // ctx gets a lease below
+	var cleanupCtx context.Context
+	var cancelCleanup context.CancelFunc
+	startCleanup := func() {
+		if cleanupCtx == nil {
+			cleanupCtx, cancelCleanup = context.WithTimeout(context.WithoutCancel(base), cleanupTimeout)
+		}
+	}
+	defer func() {
+		if cancelCleanup != nil {
+			cancelCleanup()
+		}
+	}()
 	var cleanups []func() error // run in reverse
 	defer func() {
+		startCleanup()
 		var errs []error
 		for i := len(cleanups) - 1; i >= 0; i-- {
 			errs = append(errs, cleanups[i]())
@@ -103,13 +143,8 @@ func (r *Runtime) run(ctx context.Context, c Container, res *ContainerResult) (e
 		return err
 	}
 
-	specOpts := []oci.SpecOpts{withImageConfig(image, c.Cmd)}
-	if len(c.Env) > 0 {
-		specOpts = append(specOpts, oci.WithEnv(c.Env))
-	}
-	if c.WorkingDir != "" {
-		specOpts = append(specOpts, oci.WithProcessCwd(c.WorkingDir))
-	}
+	var cgroupsPath string
+	specOpts := append(containerSpecOpts(image, c), recordCgroupsPath(&cgroupsPath))
 	container, err := r.client.NewContainer(ctx, res.ID,
 		client.WithImage(image),
 		client.WithSnapshotter(r.snapshotter),
@@ -191,6 +226,11 @@ func (r *Runtime) run(ctx context.Context, c Container, res *ContainerResult) (e
 		if err == nil {
 			// It exited, even if ctx ended at the same time.
 			res.ExitCode = int(code)
+			if res.ExitCode == 128+int(syscall.SIGKILL) {
+				// The cgroup goes with the task: ask before the
+				// deferred Delete.
+				res.OOMKilled = r.oomKilled(ctx, cgroupsPath)
+			}
 			return nil
 		}
 		if dl, ok := ctx.Deadline(); ok && ctx.Err() == nil && time.Until(dl) < time.Second {
@@ -204,6 +244,7 @@ func (r *Runtime) run(ctx context.Context, c Container, res *ContainerResult) (e
 	case <-ctx.Done():
 	}
 	// Wait's call ended with ctx: kill, and wait anew.
+	startCleanup()
 	res.ExitCode, res.Duration = killTask(cleanupCtx, task, start)
 	return context.Cause(ctx)
 }

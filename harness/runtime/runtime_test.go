@@ -247,6 +247,38 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		require.Equal(t, want.String(), string(res.Stderr))
 	})
 
+	t.Run("bind mounts, read-only and writable", func(t *testing.T) {
+		ro, rw := t.TempDir(), t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(ro, "hello"), []byte("from the machine\n"), 0o644))
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c",
+			"cat /ro/hello; touch /ro/x 2>/dev/null || echo ro refused; echo written > /rw/out"},
+			Mounts: []Mount{{Source: ro, Target: "/ro", ReadOnly: true}, {Source: rw, Target: "/rw"}}})
+		require.NoError(t, err)
+		require.Equal(t, "from the machine\nro refused\n", string(res.Stdout), string(res.Stderr))
+		out, err := os.ReadFile(filepath.Join(rw, "out"))
+		require.NoError(t, err)
+		require.Equal(t, "written\n", string(out))
+	})
+
+	t.Run("network namespace, own or the machine's", func(t *testing.T) {
+		ifaces := `sed -n "s/^ *\([^:]*\):.*/\1/p" /proc/net/dev | sort`
+		own, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", ifaces}})
+		require.NoError(t, err)
+		require.Equal(t, "lo\n", string(own.Stdout), string(own.Stderr))
+		host, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", ifaces + "; cat /etc/resolv.conf >/dev/null && echo resolv"}, HostNetwork: true})
+		require.NoError(t, err)
+		require.Contains(t, string(host.Stdout), "lo\n")
+		require.Greater(t, strings.Count(string(host.Stdout), "\n"), 2, "more than lo: %q", host.Stdout)
+		require.True(t, strings.HasSuffix(string(host.Stdout), "resolv\n"), string(host.Stderr))
+	})
+
+	t.Run("memory limit, not reached", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"echo", "ok"}, MemoryLimit: 64 << 20})
+		require.NoError(t, err)
+		require.Equal(t, "ok\n", string(res.Stdout), string(res.Stderr))
+		require.False(t, res.OOMKilled)
+	})
+
 	t.Run("cancel kills and cleans up", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 		defer cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 
@@ -110,4 +111,95 @@ func mergeEnv(defaults, overrides []string) []string {
 		}
 	}
 	return out
+}
+
+// containerSpecOpts turns c into spec options. None of them may read the
+// image's root filesystem or anything else on the client's side: the
+// client is on the host, the container in the guest.
+func containerSpecOpts(image interface {
+	Config(ctx context.Context) (ocispec.Descriptor, error)
+	ContentStore() content.Store
+}, c Container) []oci.SpecOpts {
+	opts := []oci.SpecOpts{withImageConfig(image, c.Cmd)}
+	if len(c.Env) > 0 {
+		opts = append(opts, oci.WithEnv(c.Env))
+	}
+	if c.WorkingDir != "" {
+		opts = append(opts, oci.WithProcessCwd(c.WorkingDir))
+	}
+	if len(c.Mounts) > 0 {
+		opts = append(opts, oci.WithMounts(bindMounts(c.Mounts)))
+	}
+	if c.Privileged {
+		opts = append(opts, withPrivileged)
+	}
+	if c.MemoryLimit > 0 {
+		// Swap equal to the limit means no swap on top of it (cgroup v2's
+		// memory.swap.max = 0), so going over the limit is an OOM kill,
+		// not a slow crawl through swap.
+		opts = append(opts, oci.WithMemoryLimit(uint64(c.MemoryLimit)), oci.WithMemorySwap(c.MemoryLimit))
+	}
+	if c.HostNetwork {
+		// As ctr run --net-host does, less its HOSTNAME variable, which
+		// ctr takes from the client's machine: here the container keeps
+		// its own UTS namespace, which starts with the guest's hostname.
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf)
+	}
+	return opts
+}
+
+// withPrivileged is oci.WithPrivileged plus access to every device, as ctr
+// run --privileged gives, with two changes for a client that is not on the
+// container's machine: the capabilities are every one the library knows
+// rather than those of the client process, and the guest's devices are not
+// added to the spec (oci.WithHostDevices would list the host's /dev).
+func withPrivileged(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+	return oci.Compose(
+		oci.WithAllKnownCapabilities,
+		oci.WithMaskedPaths(nil),
+		oci.WithReadonlyPaths(nil),
+		oci.WithWriteableSysfs,
+		oci.WithWriteableCgroupfs,
+		oci.WithSelinuxLabel(""),
+		oci.WithApparmorProfile(""),
+		oci.WithSeccompUnconfined,
+		oci.WithAllDevicesAllowed,
+	)(ctx, client, c, s)
+}
+
+func bindMounts(ms []Mount) []specs.Mount {
+	out := make([]specs.Mount, 0, len(ms))
+	for _, m := range ms {
+		mode := "rw"
+		if m.ReadOnly {
+			mode = "ro"
+		}
+		out = append(out, specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: []string{"rbind", mode}})
+	}
+	return out
+}
+
+// recordCgroupsPath saves the cgroup path the spec ends up with; it must
+// come after every option that may set it.
+func recordCgroupsPath(dst *string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Linux != nil {
+			*dst = s.Linux.CgroupsPath
+		}
+		return nil
+	}
+}
+
+// validate checks what the daemon would otherwise reject with a less
+// helpful message.
+func (c Container) validate() error {
+	for _, m := range c.Mounts {
+		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
+			return fmt.Errorf("mount %s -> %s: source and target must be absolute paths", m.Source, m.Target)
+		}
+	}
+	if c.MemoryLimit < 0 {
+		return fmt.Errorf("negative memory limit %d", c.MemoryLimit)
+	}
+	return nil
 }

@@ -1,8 +1,13 @@
 package runtime
 
 import (
+	"context"
 	"testing"
 
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,4 +32,62 @@ func TestNumericUser(t *testing.T) {
 
 func TestMergeEnv(t *testing.T) {
 	require.Equal(t, []string{"PATH=/x", "A=2", "B=3"}, mergeEnv([]string{"PATH=/x", "A=1"}, []string{"A=2", "B=3"}))
+}
+
+func TestContainerSpecOpts(t *testing.T) {
+	c := Container{
+		Mounts: []Mount{
+			{Source: "/srv/data", Target: "/data", ReadOnly: true},
+			{Source: "/tmp", Target: "/scratch"},
+		},
+		Privileged:  true,
+		MemoryLimit: 32 << 20,
+		HostNetwork: true,
+	}
+	ctx := namespaces.WithNamespace(context.Background(), "socbox")
+	var cgroupsPath string
+	// The first option is the image's config, which needs an image.
+	opts := append(containerSpecOpts(nil, c)[1:], recordCgroupsPath(&cgroupsPath))
+	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c1"}, opts...)
+	require.NoError(t, err)
+
+	require.Contains(t, s.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind", "ro"}})
+	require.Contains(t, s.Mounts, specs.Mount{Destination: "/scratch", Type: "bind", Source: "/tmp", Options: []string{"rbind", "rw"}})
+	require.Contains(t, s.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: "/etc/resolv.conf", Options: []string{"rbind", "ro"}})
+
+	require.Equal(t, int64(32<<20), *s.Linux.Resources.Memory.Limit)
+	require.Equal(t, int64(32<<20), *s.Linux.Resources.Memory.Swap, "no swap on top of the limit")
+
+	for _, ns := range s.Linux.Namespaces {
+		require.NotEqual(t, specs.NetworkNamespace, ns.Type, "host network: no network namespace of its own")
+	}
+	require.Contains(t, s.Process.Capabilities.Effective, "CAP_SYS_ADMIN")
+	require.Empty(t, s.Linux.MaskedPaths)
+	require.Nil(t, s.Linux.Seccomp)
+	require.Equal(t, "/socbox/c1", cgroupsPath)
+
+	plain, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c2"}, containerSpecOpts(nil, Container{})[1:]...)
+	require.NoError(t, err)
+	require.NotContains(t, plain.Process.Capabilities.Effective, "CAP_SYS_ADMIN")
+	require.NotEmpty(t, plain.Linux.MaskedPaths)
+	require.Nil(t, plain.Linux.Resources.Memory)
+	var netns bool
+	for _, ns := range plain.Linux.Namespaces {
+		netns = netns || ns.Type == specs.NetworkNamespace
+	}
+	require.True(t, netns, "a network namespace of its own by default")
+}
+
+func TestContainerValidate(t *testing.T) {
+	require.NoError(t, Container{Mounts: []Mount{{Source: "/a", Target: "/b"}}}.validate())
+	require.ErrorContains(t, Container{Mounts: []Mount{{Source: "a", Target: "/b"}}}.validate(), "absolute")
+	require.ErrorContains(t, Container{Mounts: []Mount{{Source: "/a", Target: "b"}}}.validate(), "absolute")
+	require.ErrorContains(t, Container{MemoryLimit: -1}.validate(), "negative")
+}
+
+func TestOOMKills(t *testing.T) {
+	require.Equal(t, 1, oomKills("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n"))
+	require.Equal(t, 0, oomKills("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"))
+	require.Equal(t, 0, oomKills(""))
+	require.Equal(t, 0, oomKills("oom_group_kill 3\n"))
 }
