@@ -291,8 +291,19 @@ func installKernel(ctx context.Context, spec DefaultSpec, arch, rootfs, out stri
 	if err != nil {
 		return "", fmt.Errorf("kernel: %w", err)
 	}
-	if err := debarchive.ExtractDeb(ctx, deb, rootfs); err != nil {
+	// Unpacked aside, then merged: extracting straight into the root
+	// would replace merged-/usr symlinks (/lib -> usr/lib) with real
+	// directories when the package ships /lib/modules (bookworm's does),
+	// and /sbin/init would then point nowhere.
+	unpacked := filepath.Join(out, "kernel-unpacked")
+	if err := debarchive.ExtractDeb(ctx, deb, unpacked); err != nil {
 		return "", fmt.Errorf("kernel: %w", err)
+	}
+	if err := mergeTree(unpacked, rootfs); err != nil {
+		return "", fmt.Errorf("kernel: %w", err)
+	}
+	if err := os.RemoveAll(unpacked); err != nil {
+		return "", err
 	}
 	// Kept with the image: each board's initrd and device tree are made
 	// from it (see BootFiles), without rebuilding the root filesystem.
@@ -319,6 +330,32 @@ func installKernel(ctx context.Context, spec DefaultSpec, arch, rootfs, out stri
 		return "", fmt.Errorf("kernel: %w", err)
 	}
 	return kver, nil
+}
+
+// mergeTree moves the files under src into root, following root's
+// symlinked directories (merged /usr) instead of replacing them.
+func mergeTree(src, root string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		dst := filepath.Join(root, rel)
+		if d.IsDir() {
+			// MkdirAll follows an existing symlink to a directory.
+			if st, err := os.Stat(dst); err == nil && st.IsDir() {
+				return nil
+			}
+			return os.MkdirAll(dst, 0o755)
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		return os.Rename(p, dst)
+	})
 }
 
 // copyKernelImage copies the kernel out of the root filesystem. arm64

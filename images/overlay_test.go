@@ -51,3 +51,29 @@ func fileSum(t *testing.T, p string) [32]byte {
 	require.NoError(t, err)
 	return sha256.Sum256(b)
 }
+
+// A kernel package that ships /lib/modules must land in usr/lib on a
+// merged-/usr root, leaving the /lib symlink in place.
+func TestMergeTreeKeepsMergedUsrSymlinks(t *testing.T) {
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "usr/lib/systemd"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "usr/lib/systemd/systemd"), []byte("init"), 0o755))
+	require.NoError(t, os.Symlink("usr/lib", filepath.Join(root, "lib")))
+	src := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "lib/modules/6.1.0-50-arm64/kernel"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "lib/modules/6.1.0-50-arm64/kernel/ext4.ko"), []byte("ko"), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "boot"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "boot/vmlinuz-6.1.0-50-arm64"), []byte("k"), 0o644))
+
+	require.NoError(t, mergeTree(src, root))
+	target, err := os.Readlink(filepath.Join(root, "lib"))
+	require.NoError(t, err, "/lib must still be a symlink")
+	require.Equal(t, "usr/lib", target)
+	b, err := os.ReadFile(filepath.Join(root, "usr/lib/modules/6.1.0-50-arm64/kernel/ext4.ko"))
+	require.NoError(t, err)
+	require.Equal(t, "ko", string(b))
+	_, err = os.Stat(filepath.Join(root, "lib/systemd/systemd"))
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(root, "boot/vmlinuz-6.1.0-50-arm64"))
+	require.NoError(t, err)
+}
