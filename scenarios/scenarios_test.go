@@ -96,30 +96,49 @@ func record(t *testing.T, rb *report.Board) {
 func TestBundledScenarios(t *testing.T) {
 	for _, slug := range selectedBoards(t) {
 		t.Run(slug, func(t *testing.T) {
-			out := outputDir(t)
-			opts := append([]harness.Option{harness.WithArtifactsDir(filepath.Join(out, slug))}, suiteOption()...)
-			b := harness.Boot(t, slug, opts...)
-			rb := b.Report()
-			defer record(t, rb)
-			t.Run("guest-clock", func(t *testing.T) {
-				// Set from the host's after boot: apt needs it.
-				out, err := b.SSH.Output(t.Context(), "date +%s")
-				require.NoError(t, err)
-				guest, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
-				require.NoError(t, err)
-				require.InDelta(t, time.Now().Unix(), guest, 120, "guest clock is off by more than two minutes")
-			})
-			for _, s := range Bundled() {
-				if !s.AppliesTo(b.Profile) {
-					continue
-				}
-				t.Run(s.Name, func(t *testing.T) {
-					res := b.RunScenario(t.Context(), s)
-					rb.Scenarios = append(rb.Scenarios, res)
-					t.Logf("%s: exit %d in %.2fs", s.Name, res.ExitCode, res.Seconds)
-					require.Empty(t, res.Failures, "scenario %s on %s (stdout %q, stderr %q)", s.Name, slug, clip(res.Stdout), clip(res.Stderr))
-				})
-			}
+			runBundled(t, slug, filepath.Join(outputDir(t), slug), suiteOption()...)
+		})
+	}
+}
+
+// TestBookworm runs the bundled scenarios on the previous Debian release
+// (containerd 1.6), which many boards in the field still run. One board is
+// enough: the suite is what differs, not the machine. SOCBOX_SUITES=trixie
+// skips it.
+func TestBookworm(t *testing.T) {
+	if os.Getenv("SOCBOX_SUITES") == "trixie" || *suiteFlag != "" || os.Getenv("SOCBOX_SUITE") != "" {
+		t.Skip("suite chosen explicitly (-suite / SOCBOX_SUITE / SOCBOX_SUITES)")
+	}
+	slug := "raspi4b"
+	if sel := selectedBoards(t); len(sel) == 1 {
+		slug = sel[0]
+	}
+	runBundled(t, slug, filepath.Join(outputDir(t), slug+"-bookworm"), harness.WithSuite("bookworm"))
+}
+
+// runBundled boots one board and runs every bundled scenario that applies
+// to it as a subtest.
+func runBundled(t *testing.T, slug, artifacts string, opts ...harness.Option) {
+	b := harness.Boot(t, slug, append([]harness.Option{harness.WithArtifactsDir(artifacts)}, opts...)...)
+	rb := b.Report()
+	defer record(t, rb)
+	t.Run("guest-clock", func(t *testing.T) {
+		// Set from the host's after boot: apt needs it.
+		out, err := b.SSH.Output(t.Context(), "date +%s")
+		require.NoError(t, err)
+		guest, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+		require.NoError(t, err)
+		require.InDelta(t, time.Now().Unix(), guest, 120, "guest clock is off by more than two minutes")
+	})
+	for _, s := range Bundled() {
+		if !s.AppliesTo(b.Profile) {
+			continue
+		}
+		t.Run(s.Name, func(t *testing.T) {
+			res := b.RunScenario(t.Context(), s)
+			rb.Scenarios = append(rb.Scenarios, res)
+			t.Logf("%s: exit %d in %.2fs", s.Name, res.ExitCode, res.Seconds)
+			require.Empty(t, res.Failures, "scenario %s on %s (stdout %q, stderr %q)", s.Name, slug, clip(res.Stdout), clip(res.Stderr))
 		})
 	}
 }
