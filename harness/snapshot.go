@@ -5,8 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,12 +106,8 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 	if err := b.Machine.SaveState(ctx, filepath.Join(tmp, "vmstate")); err != nil {
 		return err
 	}
-	copyErr := copyFileSync(filepath.Join(b.RunDir, "disk.qcow2"), filepath.Join(tmp, "disk.qcow2"))
-	if err := b.Machine.Resume(ctx); err != nil {
+	if err := b.copyOverlayAndResume(ctx, tmp); err != nil {
 		return err
-	}
-	if copyErr != nil {
-		return copyErr
 	}
 	st, _ := os.Stat(filepath.Join(tmp, "vmstate"))
 	meta := snapshotMeta{Inputs: b.snapInputs, CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds()}
@@ -134,21 +130,14 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 	return b.reconnect(ctx)
 }
 
-func copyFileSync(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
+// copyOverlayAndResume copies the paused guest's overlay into dir, then
+// lets the guest go on whatever the copy did.
+func (b *Board) copyOverlayAndResume(ctx context.Context, dir string) error {
+	copyErr := images.CopyFile(filepath.Join(b.RunDir, "disk.qcow2"), filepath.Join(dir, "disk.qcow2"))
+	if err := b.Machine.Resume(ctx); err != nil {
+		return errors.Join(err, copyErr)
 	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return copyErr
 }
 
 // disconnect closes the containerd client and SSH connection.
@@ -182,12 +171,8 @@ func (b *Board) reconnect(ctx context.Context) error {
 
 // restore starts the board from a provisioned snapshot.
 func (b *Board) restore(ctx context.Context, cfg qemu.Config, dir string) error {
-	disk := filepath.Join(b.RunDir, "disk.qcow2")
-	_ = os.Remove(disk)
-	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-		"-b", filepath.Join(dir, "disk.qcow2"), disk).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("overlay on snapshot: %w: %s", err, out)
+	if err := images.CreateOverlayOn(ctx, filepath.Join(dir, "disk.qcow2"), "qcow2", filepath.Join(b.RunDir, "disk.qcow2"), 0); err != nil {
+		return err
 	}
 	cfg.Incoming = filepath.Join(dir, "vmstate")
 	if err := b.launch(ctx, cfg); err != nil {
@@ -219,12 +204,8 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	if _, err := b.Machine.QMP(ctx, "stop", nil); err != nil {
 		return err
 	}
-	copyErr := copyFileSync(filepath.Join(b.RunDir, "disk.qcow2"), filepath.Join(tmp, "disk.qcow2"))
-	if err := b.Machine.Resume(ctx); err != nil {
+	if err := b.copyOverlayAndResume(ctx, tmp); err != nil {
 		return err
-	}
-	if copyErr != nil {
-		return copyErr
 	}
 	meta := snapshotMeta{Inputs: b.snapInputs, CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds(), DiskOnly: true}
 	blob, _ := json.MarshalIndent(meta, "", "  ")
@@ -249,12 +230,5 @@ func diskSnapshotReady(dir string) bool {
 // overlayOnProvisionedDisk replaces the run's overlay with one backed by a
 // provisioned disk.
 func (b *Board) overlayOnProvisionedDisk(ctx context.Context, dir string) error {
-	disk := filepath.Join(b.RunDir, "disk.qcow2")
-	_ = os.Remove(disk)
-	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-		"-b", filepath.Join(dir, "disk.qcow2"), disk).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("overlay on provisioned disk: %w: %s", err, out)
-	}
-	return nil
+	return images.CreateOverlayOn(ctx, filepath.Join(dir, "disk.qcow2"), "qcow2", filepath.Join(b.RunDir, "disk.qcow2"), 0)
 }

@@ -118,7 +118,7 @@ func EnsureBootFiles(ctx context.Context, im *Image, board boards.Profile, archi
 	}
 	if board.Kernel.DTB != "" {
 		src := filepath.Join(kroot, "usr/lib/linux-image-"+im.KernelVersion, board.Kernel.DTB)
-		if err := copyFile(src, filepath.Join(files, "board.dtb")); err != nil {
+		if err := CopyFile(src, filepath.Join(files, "board.dtb")); err != nil {
 			return bf, fmt.Errorf("%s: device tree %s is not in the kernel package: %w", stage, board.Kernel.DTB, err)
 		}
 	}

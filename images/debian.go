@@ -307,7 +307,7 @@ func installKernel(ctx context.Context, spec DefaultSpec, arch, rootfs, out stri
 	}
 	// Kept with the image: each board's initrd and device tree are made
 	// from it (see BootFiles), without rebuilding the root filesystem.
-	if err := copyFile(deb, filepath.Join(out, "kernel.deb")); err != nil {
+	if err := CopyFile(deb, filepath.Join(out, "kernel.deb")); err != nil {
 		return "", fmt.Errorf("kernel: %w", err)
 	}
 	entries, err := os.ReadDir(filepath.Join(rootfs, "lib/modules"))
@@ -361,7 +361,7 @@ func mergeTree(src, root string) error {
 // copyKernelImage copies the kernel out of the root filesystem. arm64
 // kernels are shipped gzip-compressed, which QEMU loads as is.
 func copyKernelImage(src, dst string) error {
-	return copyFile(src, dst)
+	return CopyFile(src, dst)
 }
 
 // ELFMachine is the ELF machine of binaries for a platform.
@@ -462,7 +462,8 @@ func readHostKeys(rootfs string) ([]string, error) {
 	return keys, nil
 }
 
-func copyFile(src, dst string) error {
+// CopyFile copies src to dst (created or truncated, mode 0644).
+func CopyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 )
@@ -12,13 +13,20 @@ import (
 // run writes only to its overlay and never to the base. sizeBytes > 0 grows
 // the virtual disk (the base is untouched; the guest sees zeros past it).
 func CreateOverlay(ctx context.Context, im *Image, path string, sizeBytes int64) error {
-	args := []string{"create", "-q", "-f", "qcow2", "-F", im.DiskFormat, "-b", im.Path(im.Disk), path}
+	return CreateOverlayOn(ctx, im.Path(im.Disk), im.DiskFormat, path, sizeBytes)
+}
+
+// CreateOverlayOn makes a qcow2 file at path backed by the disk file
+// backing (of the given format), replacing any file at path.
+func CreateOverlayOn(ctx context.Context, backing, format, path string, sizeBytes int64) error {
+	_ = os.Remove(path)
+	args := []string{"create", "-q", "-f", "qcow2", "-F", format, "-b", backing, path}
 	if sizeBytes > 0 {
 		args = append(args, strconv.FormatInt(sizeBytes, 10))
 	}
 	out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("create overlay %s over %s: %w: %s (is qemu-utils installed?)", path, im.Path(im.Disk), err, out)
+		return fmt.Errorf("create overlay %s over %s: %w: %s (is qemu-utils installed?)", path, backing, err, out)
 	}
 	return nil
 }

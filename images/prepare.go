@@ -455,10 +455,10 @@ func installBoardKernel(ctx context.Context, archive *debarchive.Client, deb str
 	if o, err := exec.CommandContext(ctx, "depmod", "-b", base, kver).CombinedOutput(); err != nil {
 		return fmt.Errorf("kernel: depmod %s: %w: %s", kver, err, o)
 	}
-	if err := copyFile(deb, filepath.Join(out, "kernel.deb")); err != nil {
+	if err := CopyFile(deb, filepath.Join(out, "kernel.deb")); err != nil {
 		return err
 	}
-	if err := copyFile(filepath.Join(kroot, "boot", "vmlinuz-"+kver), filepath.Join(out, "vmlinuz")); err != nil {
+	if err := CopyFile(filepath.Join(kroot, "boot", "vmlinuz-"+kver), filepath.Join(out, "vmlinuz")); err != nil {
 		return fmt.Errorf("kernel: %w", err)
 	}
 	im.Kernel, im.KernelDeb, im.KernelVersion = "vmlinuz", "kernel.deb", kver
