@@ -167,7 +167,7 @@ func (b *Board) readyContainerd(ctx context.Context) error {
 		if rt, v, err := b.connectContainerd(ctx); err == nil {
 			b.logf("containerd %s already running", v)
 			b.Runtime = rt
-			return b.importBusybox(ctx)
+			return b.importBusybox(ctx, nil)
 		}
 	}
 	g, err := guestInfo(ctx, b.SSH)
@@ -198,19 +198,23 @@ func (b *Board) readyContainerd(ctx context.Context) error {
 	}
 	b.logf("containerd %s answers", version)
 	b.Runtime = rt
-	return b.importBusybox(ctx)
+	return b.importBusybox(ctx, &g)
 }
 
 // importBusybox builds the busybox image for the guest's platform from
-// Debian's busybox-static (of the guest's suite) and imports it.
-func (b *Board) importBusybox(ctx context.Context) error {
+// Debian's busybox-static (of the guest's suite) and imports it. g is the
+// guest's OS when the caller has read it already; nil reads it.
+func (b *Board) importBusybox(ctx context.Context, g *GuestInfo) error {
 	if b.Runtime.HasImage(ctx, BusyboxRef) {
 		b.BusyboxImage = BusyboxRef // restored from a snapshot
 		return nil
 	}
-	g, err := guestInfo(ctx, b.SSH)
-	if err != nil {
-		return err
+	if g == nil {
+		info, err := guestInfo(ctx, b.SSH)
+		if err != nil {
+			return err
+		}
+		g = &info
 	}
 	bb, err := images.BusyboxBinary(ctx, b.archive, g.Suite, g.Arch)
 	if err != nil {
