@@ -28,6 +28,7 @@ var BusyboxApplets = []string{
 	"id", "hostname", "mount", "ps", "nc", "wget", "ip", "ifconfig", "ping",
 	"seq", "tr", "sed", "awk", "tee", "touch", "test", "[", "printf", "find",
 	"xargs", "cut", "sort", "uniq", "df", "free", "top", "sync", "stat", "ln",
+	"httpd", "nslookup", "kill", "basename", "dirname", "readlink",
 }
 
 // DefaultPath is the PATH the images set.

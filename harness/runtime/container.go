@@ -18,6 +18,7 @@ import (
 type Container struct {
 	// Name prefixes the container's ID, which gets a random suffix so that
 	// runs never collide; "socbox" if empty. Letters, digits and . _ - only.
+	// On a Network it is also the container's host name there.
 	Name string
 	// Image is the name of an image already in the guest (see Import).
 	Image string
@@ -31,15 +32,37 @@ type Container struct {
 	WorkingDir string
 	// Mounts are bind mounts of guest paths into the container.
 	Mounts []Mount
+	// Files are copied into the container's root filesystem before it
+	// starts.
+	Files []File
+	// Collect names files (absolute paths in the container) to copy out
+	// of its root filesystem once it has exited, into
+	// ContainerResult.Files.
+	Collect []string
 	// Privileged gives the container every capability, access to all
 	// devices, a writable /sys and no seccomp, AppArmor or masked paths.
 	Privileged bool
+	// SeccompUnconfined turns off the default seccomp profile (the one
+	// Docker and nerdctl apply), which a container otherwise runs under.
+	SeccompUnconfined bool
 	// MemoryLimit caps the container's memory, in bytes, through its
 	// cgroup; swap is not allowed on top. Zero means no limit.
 	MemoryLimit int64
 	// HostNetwork runs the container in the guest's network namespace,
 	// with the guest's /etc/hosts and /etc/resolv.conf.
 	HostNetwork bool
+	// Network puts the container on a bridge network (see CreateNetwork)
+	// instead of a namespace of its own with only loopback.
+	Network *Network
+	// Ports are TCP ports the container serves; the runtime only checks
+	// that they can be reached (a Network or HostNetwork). The harness
+	// forwards them to the host.
+	Ports []int
+	// Restarts is how many times the container's process is started again
+	// after it exits, in the same container with the same root
+	// filesystem, as a restarted container is. Its output accumulates
+	// over the runs; the exit code is the last run's.
+	Restarts int
 }
 
 // Mount is a bind mount of a path in the guest into a container.
@@ -55,16 +78,24 @@ type Mount struct {
 // an error.
 type ContainerResult struct {
 	ID string
+	// IP is the container's address on its Network, if it had one.
+	IP string
 	// ExitCode is the process's exit status, or 128+n if signal n killed it.
 	ExitCode int
 	Stdout   []byte
 	Stderr   []byte
-	// Duration is from the task's start to its exit, measured on the host.
+	// Duration is from the first start to the last exit, measured on the
+	// host.
 	Duration time.Duration
+	// Runs is how many times the process ran: 1 + the restarts done.
+	Runs int
 	// OOMKilled is set when the kernel's OOM killer ended the container
 	// (ExitCode is then 137): with a MemoryLimit, because the container
 	// went over it. Read from the cgroup v2 memory.events of the container.
 	OOMKilled bool
+	// Files holds the Collect files the container left, by path; a file
+	// that was not there is missing.
+	Files map[string][]byte
 }
 
 // Run creates a container from c, starts it, waits for it to exit and
@@ -73,180 +104,344 @@ type ContainerResult struct {
 // and removed, and the error wraps ctx's cause; the result then holds what
 // the container wrote until then.
 func (r *Runtime) Run(ctx context.Context, c Container) (ContainerResult, error) {
+	rc, err := r.Start(ctx, c)
+	if err != nil {
+		return rc.result(), err
+	}
+	return rc.Wait(ctx)
+}
+
+// Running is a started container. Wait for it or Stop it: either removes
+// it, and only one of them may be called.
+type Running struct {
+	r     *Runtime
+	c     Container
+	res   ContainerResult
+	ctr   client.Container
+	task  client.Task
+	exit  <-chan client.ExitStatus
+	start time.Time
+	out   guestOutput
+	// outRead is set once the output files have been read and removed.
+	outRead bool
+	// cgroupsPath is the task's cgroup, for the OOM count.
+	cgroupsPath string
+	// cleanups run in reverse, once, on their own context.
+	cleanups []func(ctx context.Context) error
+	done     bool
+}
+
+// ID is the container's ID in the guest.
+func (rc *Running) ID() string { return rc.res.ID }
+
+// IP is the container's address on its Network, or "".
+func (rc *Running) IP() string { return rc.res.IP }
+
+// Exited reports, without waiting, whether the container's process has
+// ended; Wait or Stop then collect it.
+func (rc *Running) Exited() bool {
+	if rc.done || rc.task == nil {
+		return true
+	}
+	select {
+	case st := <-rc.exit:
+		// Put it back for Wait or Stop.
+		ch := make(chan client.ExitStatus, 1)
+		ch <- st
+		rc.exit = ch
+		return true
+	default:
+		return false
+	}
+}
+
+func (rc *Running) result() ContainerResult {
+	if rc == nil {
+		return ContainerResult{}
+	}
+	return rc.res
+}
+
+// Start creates a container from c and starts its process. It returns once
+// the process runs; on error, nothing is left in the guest.
+func (r *Runtime) Start(ctx context.Context, c Container) (*Running, error) {
 	prefix := c.Name
 	if prefix == "" {
 		prefix = "socbox"
 	}
-	id := prefix + "-" + randomSuffix()
-	res := ContainerResult{ID: id}
+	rc := &Running{r: r, c: c, res: ContainerResult{ID: prefix + "-" + randomSuffix()}}
+	id := rc.res.ID
 	if err := identifiers.Validate(id); err != nil {
-		return res, fmt.Errorf("run container %q: invalid name: %w", c.Name, err)
+		return rc, fmt.Errorf("run container %q: invalid name: %w", c.Name, err)
 	}
 	if c.Image == "" {
-		return res, fmt.Errorf("run container %s: no image", id)
+		return rc, fmt.Errorf("run container %s: no image", id)
 	}
 	if err := c.validate(); err != nil {
-		return res, fmt.Errorf("run container %s: %w", id, err)
+		return rc, fmt.Errorf("run container %s: %w", id, err)
 	}
-	if err := r.run(r.withNamespace(ctx), c, &res); err != nil {
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-			// Over gRPC the deadline often comes back as the server's
-			// status ("Unknown desc = context deadline exceeded"), which
-			// errors.Is does not see through.
-			err = fmt.Errorf("%w: %w", cerr, err)
-		}
-		return res, fmt.Errorf("run container %s (image %s): %w", id, c.Image, err)
+	if err := rc.create(r.withNamespace(ctx)); err != nil {
+		err = withCause(ctx, err)
+		cerr := rc.cleanup(ctx)
+		return rc, errors.Join(fmt.Errorf("run container %s (image %s): %w", id, c.Image, err), cerr)
 	}
-	return res, nil
+	return rc, nil
 }
 
-func (r *Runtime) run(ctx context.Context, c Container, res *ContainerResult) (err error) {
-	// Teardown runs on its own context: it must happen even, and above
-	// all, when ctx has been cancelled. Its time starts with the teardown,
-	// not with the run: a container may run for longer than teardown may
-	// take.
-	base := ctx // ctx gets a lease below
-	var cleanupCtx context.Context
-	var cancelCleanup context.CancelFunc
-	startCleanup := func() {
-		if cleanupCtx == nil {
-			cleanupCtx, cancelCleanup = context.WithTimeout(context.WithoutCancel(base), cleanupTimeout)
-		}
+// withCause makes sure an error that came from ctx ending says so.
+func withCause(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		// Over gRPC the deadline often comes back as the server's
+		// status ("Unknown desc = context deadline exceeded"), which
+		// errors.Is does not see through.
+		return fmt.Errorf("%w: %w", cerr, err)
 	}
-	defer func() {
-		if cancelCleanup != nil {
-			cancelCleanup()
-		}
-	}()
-	var cleanups []func() error // run in reverse
-	defer func() {
-		startCleanup()
-		var errs []error
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			errs = append(errs, cleanups[i]())
-		}
-		if cerr := errors.Join(errs...); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
-		}
-	}()
+	return err
+}
 
+// cleanup runs the cleanups, on a context of their own: they must happen
+// even, and above all, when ctx has been cancelled. Their time starts with
+// the teardown, not with the run.
+func (rc *Running) cleanup(ctx context.Context) error {
+	if rc.done {
+		return nil
+	}
+	rc.done = true
+	cctx, cancel := context.WithTimeout(rc.r.withNamespace(context.WithoutCancel(ctx)), cleanupTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(rc.cleanups) - 1; i >= 0; i-- {
+		errs = append(errs, rc.cleanups[i](cctx))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean up container %s: %w", rc.res.ID, err)
+	}
+	return nil
+}
+
+func (rc *Running) create(ctx context.Context) error {
+	r, c, id := rc.r, rc.c, rc.res.ID
 	// A lease keeps the garbage collector off the new snapshot until the
 	// container record refers to it.
 	ctx, doneLease, err := r.client.WithLease(ctx)
 	if err != nil {
 		return fmt.Errorf("create lease: %w", err)
 	}
-	cleanups = append(cleanups, func() error { return doneLease(cleanupCtx) })
+	defer func() { _ = doneLease(context.WithoutCancel(ctx)) }()
 
 	image, err := r.image(ctx, c.Image)
 	if err != nil {
 		return err
 	}
 
-	var cgroupsPath string
-	specOpts := append(containerSpecOpts(image, c), recordCgroupsPath(&cgroupsPath))
-	container, err := r.client.NewContainer(ctx, res.ID,
+	var att *attachment
+	if c.Network != nil {
+		a, err := c.Network.attach(ctx, id, c.Name)
+		if err != nil {
+			return err
+		}
+		att = &a
+		rc.res.IP = a.ip.String()
+		rc.cleanups = append(rc.cleanups, func(ctx context.Context) error { return c.Network.detach(ctx, id, c.Name) })
+	}
+
+	specOpts := append(containerSpecOpts(image, c, r.platform, att), recordCgroupsPath(&rc.cgroupsPath))
+	rc.ctr, err = r.client.NewContainer(ctx, id,
 		client.WithImage(image),
 		client.WithSnapshotter(r.snapshotter),
-		client.WithNewSnapshot(res.ID, image),
+		client.WithNewSnapshot(id, image),
 		client.WithNewSpec(specOpts...),
 	)
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
-	cleanups = append(cleanups, func() error {
-		// A task whose creation was cut short by ctx may exist without
-		// this side having its handle: it would block the Delete.
-		if task, err := container.Task(cleanupCtx, nil); err == nil {
-			if _, err := task.Delete(cleanupCtx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+	rc.cleanups = append(rc.cleanups, func(ctx context.Context) error {
+		// A task whose creation was cut short may exist without this
+		// side having its handle: it would block the Delete.
+		if task, err := rc.ctr.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 				return fmt.Errorf("remove task: %w", err)
 			}
 		}
-		if err := container.Delete(cleanupCtx, client.WithSnapshotCleanup); err != nil {
+		if err := rc.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil {
 			return fmt.Errorf("remove container: %w", err)
 		}
 		return nil
 	})
+	if len(c.Files) > 0 {
+		if err := r.copyIn(ctx, id, c.Files); err != nil {
+			return err
+		}
+	}
 
-	out := newGuestOutput(r.stateDir, res.ID)
-	// Removing the files must come after reading them, which comes after
-	// the task is deleted: push in reverse order.
-	removed := false
-	cleanups = append(cleanups, func() error {
-		if removed {
+	rc.out = newGuestOutput(r.stateDir, id)
+	rc.cleanups = append(rc.cleanups, func(ctx context.Context) error {
+		if rc.outRead {
 			return nil
 		}
-		if err := out.remove(cleanupCtx, r.sh); err != nil {
+		if err := rc.out.remove(ctx, r.sh); err != nil {
 			return fmt.Errorf("remove output files: %w", err)
 		}
 		return nil
 	})
-	if err := out.create(ctx, r.sh); err != nil {
+	if err := rc.out.create(ctx, r.sh); err != nil {
 		return fmt.Errorf("create output files in the guest: %w", err)
 	}
-	cleanups = append(cleanups, func() error {
-		var err error
-		// One SSH session reads both files and removes them: each session
-		// costs a process start in an emulated guest.
-		res.Stdout, res.Stderr, err = out.readAndRemove(cleanupCtx, r.sh)
-		if err != nil {
-			return fmt.Errorf("read output: %w", err)
-		}
-		removed = true
-		return nil
-	})
+	rc.start = time.Now()
+	return rc.startTask(ctx)
+}
 
-	task, err := container.NewTask(ctx, out.creator())
+// startTask creates and starts the container's process. The output files
+// are opened for appending, so a restart adds to them.
+func (rc *Running) startTask(ctx context.Context) error {
+	task, err := rc.ctr.NewTask(ctx, rc.out.creator())
 	if err != nil {
 		return fmt.Errorf("create task: %w", err)
 	}
-	cleanups = append(cleanups, func() error {
-		// WithProcessKill kills the task if it still runs. Delete returns
-		// once the shim has finished copying the output.
-		if _, err := task.Delete(cleanupCtx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("remove task: %w", err)
-		}
-		return nil
-	})
-
+	rc.task = task
 	// Wait before Start, so that an exit that comes at once is not missed.
-	exitCh, err := task.Wait(ctx)
-	if err != nil {
+	if rc.exit, err = task.Wait(ctx); err != nil {
 		return fmt.Errorf("wait for task: %w", err)
 	}
-	start := time.Now()
 	if err := task.Start(ctx); err != nil {
 		return fmt.Errorf("start task: %w", err)
 	}
+	rc.res.Runs++
+	return nil
+}
 
-	select {
-	case status := <-exitCh:
-		code, _, err := status.Result()
-		res.Duration = time.Since(start)
-		if err == nil {
-			// It exited, even if ctx ended at the same time.
-			res.ExitCode = int(code)
-			if res.ExitCode == 128+int(syscall.SIGKILL) {
-				// The cgroup goes with the task: ask before the
-				// deferred Delete.
-				res.OOMKilled = r.oomKilled(ctx, cgroupsPath)
-			}
-			return nil
-		}
-		if dl, ok := ctx.Deadline(); ok && ctx.Err() == nil && time.Until(dl) < time.Second {
-			// The deadline travels with the gRPC call and may fire on the
-			// daemon's side a moment before ours does.
-			<-ctx.Done()
-		}
-		if ctx.Err() == nil {
-			return fmt.Errorf("wait for exit: %w", err)
-		}
-	case <-ctx.Done():
+// deleteTask removes the exited process; the runc shim's Delete returns
+// once it has copied the last of the output into the files.
+func (rc *Running) deleteTask(ctx context.Context) error {
+	if rc.task == nil {
+		return nil
 	}
-	// Wait's call ended with ctx: kill, and wait anew.
-	startCleanup()
-	res.ExitCode, res.Duration = killTask(cleanupCtx, task, start)
-	return context.Cause(ctx)
+	if _, err := rc.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove task: %w", err)
+	}
+	rc.task = nil
+	return nil
+}
+
+// Wait waits for the container to exit (and restarts it as often as asked),
+// then collects its files and output and removes it. If ctx ends first, the
+// container is killed and removed, and the error wraps ctx's cause.
+func (rc *Running) Wait(ctx context.Context) (ContainerResult, error) {
+	if rc.done {
+		return rc.res, fmt.Errorf("container %s: already waited for or stopped", rc.res.ID)
+	}
+	err := rc.wait(rc.r.withNamespace(ctx))
+	if err != nil {
+		err = fmt.Errorf("run container %s (image %s): %w", rc.res.ID, rc.c.Image, withCause(ctx, err))
+	}
+	return rc.finish(ctx, err)
+}
+
+func (rc *Running) wait(ctx context.Context) error {
+	for {
+		select {
+		case status := <-rc.exit:
+			code, _, err := status.Result()
+			rc.res.Duration = time.Since(rc.start)
+			if err == nil {
+				// It exited, even if ctx ended at the same time.
+				rc.res.ExitCode = int(code)
+				if rc.res.ExitCode == 128+int(syscall.SIGKILL) {
+					// The cgroup goes with the task: ask before
+					// deleting it.
+					rc.res.OOMKilled = rc.r.oomKilled(ctx, rc.cgroupsPath)
+				}
+				if rc.res.Runs > rc.c.Restarts || ctx.Err() != nil {
+					return nil
+				}
+				if err := rc.deleteTask(ctx); err != nil {
+					return err
+				}
+				if err := rc.startTask(ctx); err != nil {
+					return fmt.Errorf("restart (run %d): %w", rc.res.Runs+1, err)
+				}
+				continue
+			}
+			if dl, ok := ctx.Deadline(); ok && ctx.Err() == nil && time.Until(dl) < time.Second {
+				// The deadline travels with the gRPC call and may fire
+				// on the daemon's side a moment before ours does.
+				<-ctx.Done()
+			}
+			if ctx.Err() == nil {
+				return fmt.Errorf("wait for exit: %w", err)
+			}
+		case <-ctx.Done():
+		}
+		// Wait's call ended with ctx: kill, and wait anew.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		rc.res.ExitCode, rc.res.Duration = killTask(cctx, rc.task, rc.start)
+		cancel()
+		return context.Cause(ctx)
+	}
+}
+
+// Stop ends the container: SIGTERM, then SIGKILL after grace, and then
+// collects and removes it as Wait does. Its exit code is what the signal
+// left (143 for a process that ends on SIGTERM).
+func (rc *Running) Stop(ctx context.Context, grace time.Duration) (ContainerResult, error) {
+	if rc.done {
+		return rc.res, nil
+	}
+	ctx = rc.r.withNamespace(ctx)
+	var err error
+	if rc.task != nil {
+		if kerr := rc.task.Kill(ctx, syscall.SIGTERM, client.WithKillAll); kerr != nil && !errdefs.IsNotFound(kerr) && !errdefs.IsFailedPrecondition(kerr) {
+			err = fmt.Errorf("stop container %s: %w", rc.res.ID, kerr)
+		}
+		select {
+		case status := <-rc.exit:
+			code, _, serr := status.Result()
+			rc.res.Duration = time.Since(rc.start)
+			rc.res.ExitCode = int(code)
+			if serr != nil {
+				rc.res.ExitCode = -1
+			}
+		case <-time.After(grace):
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			rc.res.ExitCode, rc.res.Duration = killTask(cctx, rc.task, rc.start)
+			cancel()
+		case <-ctx.Done():
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			rc.res.ExitCode, rc.res.Duration = killTask(cctx, rc.task, rc.start)
+			cancel()
+			err = errors.Join(err, context.Cause(ctx))
+		}
+	}
+	return rc.finish(ctx, err)
+}
+
+// finish deletes the task, reads the output and the Collect files, and
+// removes everything; err is the run's error so far.
+func (rc *Running) finish(ctx context.Context, err error) (ContainerResult, error) {
+	cctx, cancel := context.WithTimeout(rc.r.withNamespace(context.WithoutCancel(ctx)), cleanupTimeout)
+	defer cancel()
+	var errs []error
+	if derr := rc.deleteTask(cctx); derr != nil {
+		errs = append(errs, derr)
+	} else if len(rc.c.Collect) > 0 {
+		files, cerr := rc.r.copyOut(cctx, rc.res.ID, rc.c.Collect)
+		errs = append(errs, cerr)
+		rc.res.Files = files
+	}
+	if rc.out.dir != "" {
+		// One SSH session reads both files and removes them: each session
+		// costs a process start in an emulated guest.
+		stdout, stderr, rerr := rc.out.readAndRemove(cctx, rc.r.sh)
+		if rerr != nil {
+			errs = append(errs, fmt.Errorf("read output: %w", rerr))
+		}
+		rc.res.Stdout, rc.res.Stderr = stdout, stderr
+		rc.outRead = rerr == nil
+	}
+	if cerr := errors.Join(errs...); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("container %s: %w", rc.res.ID, cerr))
+	}
+	return rc.res, errors.Join(err, rc.cleanup(ctx))
 }
 
 // killTask sends SIGKILL to every process of task and waits for its exit.

@@ -212,16 +212,17 @@ func (d *testDaemon) logTail() string {
 }
 
 // localShell is a Shell on this host: what a guest would do over SSH, done
-// with os/exec, os and net. RunOptions are not used by the runtime and are
-// ignored.
+// with os/exec, os and net. Of the RunOptions, only the standard input is
+// used by the runtime.
 type localShell struct{}
 
 var _ Shell = localShell{}
 
-func (localShell) Run(ctx context.Context, cmd string, _ ...sshx.RunOption) (sshx.Result, error) {
+func (localShell) Run(ctx context.Context, cmd string, opts ...sshx.RunOption) (sshx.Result, error) {
 	start := time.Now()
 	var stdout, stderr bytes.Buffer
 	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	c.Stdin = sshx.StdinOf(opts...)
 	c.Stdout, c.Stderr = &stdout, &stderr
 	err := c.Run()
 	res := sshx.Result{Command: cmd, Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), Duration: time.Since(start)}

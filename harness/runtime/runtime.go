@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -129,6 +130,9 @@ type Runtime struct {
 	snapshotter string
 	stateDir    string
 	platform    boards.Platform
+
+	mu       sync.Mutex
+	networks int // made so far, for their subnets
 }
 
 // Connect opens a containerd client over sh and checks that the daemon

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
@@ -277,6 +278,75 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		require.NoError(t, err)
 		require.Equal(t, "ok\n", string(res.Stdout), string(res.Stderr))
 		require.False(t, res.OOMKilled)
+	})
+
+	t.Run("files in and out of the root filesystem", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c",
+			"cat /etc/greeting; ls -l /opt/tool/run | cut -c1-10; mkdir -p /out && echo made > /out/result"},
+			Files:   []File{{Path: "/etc/greeting", Content: []byte("hi from the host\n")}, {Path: "/opt/tool/run", Content: []byte("#!/bin/sh\n"), Mode: 0o755}},
+			Collect: []string{"/out/result", "/etc/greeting", "/not/there"}})
+		require.NoError(t, err)
+		require.Equal(t, "hi from the host\n-rwxr-xr-x\n", string(res.Stdout), string(res.Stderr))
+		require.Equal(t, map[string][]byte{"/out/result": []byte("made\n"), "/etc/greeting": []byte("hi from the host\n")}, res.Files)
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("a restart keeps the root filesystem", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, Restarts: 2, Cmd: []string{"sh", "-c",
+			"echo run >> /runs; wc -l < /runs; exit $(wc -l < /runs)"}})
+		require.NoError(t, err)
+		require.Equal(t, 3, res.Runs)
+		require.Equal(t, "1\n2\n3\n", string(res.Stdout), "output of every run: %s", res.Stderr)
+		require.Equal(t, 3, res.ExitCode, "the last run's")
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("seccomp: the default profile unless privileged or unconfined", func(t *testing.T) {
+		mode := []string{"sh", "-c", "grep Seccomp: /proc/self/status"}
+		res, err := r.Run(ctx, Container{Image: name, Cmd: mode})
+		require.NoError(t, err)
+		require.Equal(t, "Seccomp:\t2\n", string(res.Stdout), string(res.Stderr))
+		res, err = r.Run(ctx, Container{Image: name, Cmd: mode, SeccompUnconfined: true})
+		require.NoError(t, err)
+		require.Equal(t, "Seccomp:\t0\n", string(res.Stdout), string(res.Stderr))
+	})
+
+	t.Run("a service on a bridge network, reached by name", func(t *testing.T) {
+		if _, err := exec.LookPath("ip"); err != nil {
+			t.Skip("needs iproute2")
+		}
+		n, err := r.CreateNetwork(ctx, "utest")
+		require.NoError(t, err)
+		defer func() { require.NoError(t, n.Remove(context.WithoutCancel(ctx))) }()
+		web, err := r.Start(ctx, Container{Name: "web", Image: name, Network: n, Ports: []int{8080},
+			Cmd:   []string{"httpd", "-f", "-p", "8080", "-h", "/www"},
+			Files: []File{{Path: "/www/index.html", Content: []byte("served\n")}}})
+		require.NoError(t, err)
+		defer web.Stop(context.WithoutCancel(ctx), 0) // a no-op once stopped
+		require.Equal(t, "10.213.0.2", web.IP())
+		res, err := r.Run(ctx, Container{Name: "client", Image: name, Network: n, Cmd: []string{"sh", "-c",
+			// Debian bookworm's static busybox wget crashes at start; nc
+			// does the HTTP request instead.
+			"hostname; for i in $(seq 50); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc web 8080 | tail -n 1 | grep . && break; sleep 0.2; done; ping -c 1 -W 2 gateway >/dev/null && echo gateway answers"}})
+		require.NoError(t, err)
+		require.Equal(t, "client\nserved\ngateway answers\n", string(res.Stdout), string(res.Stderr))
+		require.Equal(t, "10.213.0.3", res.IP)
+		stopped, err := web.Stop(ctx, time.Second)
+		require.NoError(t, err)
+		// httpd is PID 1 in its namespace, where SIGTERM does nothing
+		// unless handled: the SIGKILL after the grace period ends it.
+		require.Equal(t, 137, stopped.ExitCode)
+		_, err = web.Wait(ctx)
+		require.ErrorContains(t, err, "already")
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("bad containers are refused before anything is made", func(t *testing.T) {
+		_, err := r.Run(ctx, Container{Image: name, Cmd: []string{"true"}, Ports: []int{80}})
+		require.ErrorContains(t, err, "only loopback cannot be reached")
+		_, err = r.Run(ctx, Container{Image: name, Cmd: []string{"true"}, Files: []File{{Path: "rel"}}})
+		require.ErrorContains(t, err, "absolute")
+		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 
 	t.Run("cancel kills and cleans up", func(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/socbox/socbox/boards"
 )
 
 const defaultEnvPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -119,7 +121,7 @@ func mergeEnv(defaults, overrides []string) []string {
 func containerSpecOpts(image interface {
 	Config(ctx context.Context) (ocispec.Descriptor, error)
 	ContentStore() content.Store
-}, c Container) []oci.SpecOpts {
+}, c Container, p boards.Platform, att *attachment) []oci.SpecOpts {
 	opts := []oci.SpecOpts{withImageConfig(image, c.Cmd)}
 	if len(c.Env) > 0 {
 		opts = append(opts, oci.WithEnv(c.Env))
@@ -132,6 +134,8 @@ func containerSpecOpts(image interface {
 	}
 	if c.Privileged {
 		opts = append(opts, withPrivileged)
+	} else if !c.SeccompUnconfined {
+		opts = append(opts, withDefaultSeccomp(p))
 	}
 	if c.MemoryLimit > 0 {
 		// Swap equal to the limit means no swap on top of it (cgroup v2's
@@ -144,6 +148,14 @@ func containerSpecOpts(image interface {
 		// ctr takes from the client's machine: here the container keeps
 		// its own UTS namespace, which starts with the guest's hostname.
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf)
+	}
+	if att != nil {
+		// The namespace made for the network, with the container's name
+		// as its host name, which the other containers' /etc/hosts know.
+		opts = append(opts,
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: att.netns}),
+			oci.WithHostname(c.Name),
+			oci.WithMounts([]specs.Mount{{Destination: "/etc/hosts", Type: "bind", Source: att.hosts, Options: []string{"rbind", "ro"}}}))
 	}
 	return opts
 }
@@ -196,6 +208,33 @@ func (c Container) validate() error {
 	for _, m := range c.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
 			return fmt.Errorf("mount %s -> %s: source and target must be absolute paths", m.Source, m.Target)
+		}
+	}
+	if c.HostNetwork && c.Network != nil {
+		return fmt.Errorf("host network and a bridge network (%s) at once: pick one", c.Network.Name)
+	}
+	if len(c.Ports) > 0 && !c.HostNetwork && c.Network == nil {
+		return fmt.Errorf("ports %v: a container with only loopback cannot be reached: put it on a network or the host network", c.Ports)
+	}
+	for _, port := range c.Ports {
+		if port < 1 || port > 65535 {
+			return fmt.Errorf("port %d: must be 1-65535", port)
+		}
+	}
+	if c.Network != nil && c.Name == "" {
+		return fmt.Errorf("a container on network %s needs a Name: it is its host name there", c.Network.Name)
+	}
+	if c.Restarts < 0 {
+		return fmt.Errorf("negative restarts %d", c.Restarts)
+	}
+	for _, f := range c.Files {
+		if !path.IsAbs(f.Path) || path.Clean(f.Path) == "/" {
+			return fmt.Errorf("file %q: must be an absolute path to a file", f.Path)
+		}
+	}
+	for _, p := range c.Collect {
+		if !path.IsAbs(p) || path.Clean(p) == "/" {
+			return fmt.Errorf("collect %q: must be an absolute path to a file", p)
 		}
 	}
 	if c.MemoryLimit < 0 {

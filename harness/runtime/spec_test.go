@@ -2,12 +2,16 @@ package runtime
 
 import (
 	"context"
+	"slices"
 	"testing"
 
+	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/socbox/socbox/boards"
 	"github.com/stretchr/testify/require"
 )
 
@@ -47,7 +51,7 @@ func TestContainerSpecOpts(t *testing.T) {
 	ctx := namespaces.WithNamespace(context.Background(), "socbox")
 	var cgroupsPath string
 	// The first option is the image's config, which needs an image.
-	opts := append(containerSpecOpts(nil, c)[1:], recordCgroupsPath(&cgroupsPath))
+	opts := append(containerSpecOpts(nil, c, boards.LinuxARM64, nil)[1:], recordCgroupsPath(&cgroupsPath))
 	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c1"}, opts...)
 	require.NoError(t, err)
 
@@ -66,7 +70,7 @@ func TestContainerSpecOpts(t *testing.T) {
 	require.Nil(t, s.Linux.Seccomp)
 	require.Equal(t, "/socbox/c1", cgroupsPath)
 
-	plain, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c2"}, containerSpecOpts(nil, Container{})[1:]...)
+	plain, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c2"}, containerSpecOpts(nil, Container{}, boards.LinuxARM64, nil)[1:]...)
 	require.NoError(t, err)
 	require.NotContains(t, plain.Process.Capabilities.Effective, "CAP_SYS_ADMIN")
 	require.NotEmpty(t, plain.Linux.MaskedPaths)
@@ -76,6 +80,49 @@ func TestContainerSpecOpts(t *testing.T) {
 		netns = netns || ns.Type == specs.NetworkNamespace
 	}
 	require.True(t, netns, "a network namespace of its own by default")
+	require.NotNil(t, plain.Linux.Seccomp, "the default seccomp profile unless privileged")
+
+	att := &attachment{netns: "/run/netns/web-1", hosts: "/run/socbox/networks/n/web-1.hosts"}
+	onNet, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c3"},
+		containerSpecOpts(nil, Container{Name: "web", SeccompUnconfined: true}, boards.LinuxARM64, att)[1:]...)
+	require.NoError(t, err)
+	require.Contains(t, onNet.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/run/netns/web-1"})
+	require.Equal(t, "web", onNet.Hostname)
+	require.Contains(t, onNet.Mounts, specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: att.hosts, Options: []string{"rbind", "ro"}})
+	require.Nil(t, onNet.Linux.Seccomp)
+}
+
+// The default profile must be made for the board, whatever the host: an
+// x86 host's profile lists x86 architectures and lacks ARM's set_tls.
+func TestSeccompProfileForTheBoard(t *testing.T) {
+	allowed := func(p *specs.LinuxSeccomp, name string) bool {
+		for _, sc := range p.Syscalls {
+			if sc.Action == specs.ActAllow && slices.Contains(sc.Names, name) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, tc := range []struct {
+		p      boards.Platform
+		arches []specs.Arch
+		has    string
+		hasNot string
+	}{
+		{boards.LinuxARM64, []specs.Arch{specs.ArchAARCH64, specs.ArchARM}, "set_tls", "arch_prctl"},
+		{boards.LinuxARMv7, []specs.Arch{specs.ArchARM}, "cacheflush", "modify_ldt"},
+		{boards.Platform{OS: "linux", Architecture: "amd64"}, []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}, "arch_prctl", "set_tls"},
+	} {
+		t.Run(tc.p.String(), func(t *testing.T) {
+			s := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}}
+			p := seccompProfile(seccomp.DefaultProfile(s), tc.p)
+			require.Equal(t, tc.arches, p.Architectures)
+			require.True(t, allowed(p, tc.has), tc.has)
+			require.False(t, allowed(p, tc.hasNot), tc.hasNot)
+			require.True(t, allowed(p, "read"))
+			require.Equal(t, specs.ActErrno, p.DefaultAction)
+		})
+	}
 }
 
 func TestContainerValidate(t *testing.T) {

@@ -33,6 +33,16 @@ func WithStdin(r io.Reader) RunOption {
 	return func(o *runOptions) { o.stdin = r }
 }
 
+// StdinOf returns the reader a WithStdin among opts gave, or nil: for
+// implementations of a Run-shaped interface other than Client.
+func StdinOf(opts ...RunOption) io.Reader {
+	var o runOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o.stdin
+}
+
 // WithStdout streams the command's standard output to w as it arrives, in
 // addition to capturing it in Result.Stdout. Writes to the WithStdout and
 // WithStderr writers never overlap, so both may be the same writer, and none

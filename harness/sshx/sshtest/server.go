@@ -205,6 +205,8 @@ func (s *Server) handleConn(nc net.Conn) {
 			s.goTracked(func() { s.session(nch) })
 		case "direct-streamlocal@openssh.com":
 			s.goTracked(func() { s.streamLocal(nch) })
+		case "direct-tcpip":
+			s.goTracked(func() { s.directTCP(nch) })
 		default:
 			nch.Reject(ssh.UnknownChannelType, "sshtest: unsupported channel type")
 		}
@@ -354,6 +356,22 @@ func signalName(sig syscall.Signal) string {
 	return "KILL" // not in the protocol's list: report it as the nearest fit
 }
 
+// directTCP serves a direct-tcpip channel (a local port forward) by
+// connecting it to the host and port the client named.
+func (s *Server) directTCP(nch ssh.NewChannel) {
+	var msg struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nch.ExtraData(), &msg); err != nil {
+		nch.Reject(ssh.ConnectionFailed, "sshtest: malformed direct-tcpip request")
+		return
+	}
+	s.relay(nch, "tcp", net.JoinHostPort(msg.Host, fmt.Sprint(msg.Port)))
+}
+
 // streamLocal serves a direct-streamlocal@openssh.com channel by connecting
 // it to the unix socket the client named.
 func (s *Server) streamLocal(nch ssh.NewChannel) {
@@ -366,7 +384,13 @@ func (s *Server) streamLocal(nch ssh.NewChannel) {
 		nch.Reject(ssh.ConnectionFailed, "sshtest: malformed direct-streamlocal request")
 		return
 	}
-	uc, err := net.Dial("unix", msg.SocketPath)
+	s.relay(nch, "unix", msg.SocketPath)
+}
+
+// relay accepts nch once addr answers and copies both ways until both
+// ends are done.
+func (s *Server) relay(nch ssh.NewChannel, network, addr string) {
+	uc, err := net.Dial(network, addr)
 	if err != nil {
 		nch.Reject(ssh.ConnectionFailed, err.Error())
 		return
@@ -388,7 +412,9 @@ func (s *Server) streamLocal(nch ssh.NewChannel) {
 	go func() {
 		defer wg.Done()
 		_, _ = io.Copy(uc, ch)
-		_ = uc.(*net.UnixConn).CloseWrite()
+		if cw, ok := uc.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
 	}()
 	go func() {
 		defer wg.Done()

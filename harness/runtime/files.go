@@ -1,0 +1,162 @@
+package runtime
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/mount"
+
+	"github.com/socbox/socbox/harness/sshx"
+)
+
+// File is a file put into a container's root filesystem before it starts,
+// as `docker cp` would: it replaces what the image has there, and the
+// container may change or delete it.
+type File struct {
+	// Path is absolute, inside the container.
+	Path    string
+	Content []byte
+	// Mode is the file's permission bits; 0644 if zero.
+	Mode os.FileMode
+}
+
+// rootfsDirs are the directories of a container's root filesystem as the
+// overlayfs snapshotter lays it out in the guest: the layer the container
+// writes to, and the image's layers below it, topmost first.
+type rootfsDirs struct {
+	upper  string
+	lowers []string
+}
+
+// rootfs reads where the container's snapshot lives from the snapshotter.
+// Only overlay (and the bind mount the snapshotter uses for an image of no
+// layers) are understood: they are what the guest's containerd uses.
+func (r *Runtime) rootfs(ctx context.Context, key string) (rootfsDirs, error) {
+	mounts, err := r.client.SnapshotService(r.snapshotter).Mounts(ctx, key)
+	if err != nil {
+		return rootfsDirs{}, fmt.Errorf("find the root filesystem of %s: %w", key, err)
+	}
+	if len(mounts) != 1 {
+		return rootfsDirs{}, fmt.Errorf("root filesystem of %s: %d mounts, want 1", key, len(mounts))
+	}
+	return parseRootfs(mounts[0])
+}
+
+func parseRootfs(m mount.Mount) (rootfsDirs, error) {
+	switch m.Type {
+	case "bind":
+		return rootfsDirs{upper: m.Source}, nil
+	case "overlay":
+		var d rootfsDirs
+		for _, o := range m.Options {
+			switch k, v, _ := strings.Cut(o, "="); k {
+			case "upperdir":
+				d.upper = v
+			case "lowerdir":
+				d.lowers = strings.Split(v, ":")
+			}
+		}
+		if d.upper == "" {
+			return d, fmt.Errorf("overlay root filesystem without an upper dir (options %v)", m.Options)
+		}
+		return d, nil
+	}
+	return rootfsDirs{}, fmt.Errorf("root filesystem of type %q: socbox copies files with the overlayfs snapshotter only", m.Type)
+}
+
+// copyIn writes files into the container's writable layer, in one SSH
+// session. The overlay is not mounted before the task starts, so writing
+// to its upper directory is what a copy-up would have done.
+func (r *Runtime) copyIn(ctx context.Context, key string, files []File) error {
+	d, err := r.rootfs(ctx, key)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		mode := f.Mode.Perm()
+		if mode == 0 {
+			mode = 0o644
+		}
+		hdr := &tar.Header{Name: strings.TrimPrefix(path.Clean(f.Path), "/"), Mode: int64(mode), Size: int64(len(f.Content)), Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.Content); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	// GNU tar makes missing parent directories (0755, root) itself.
+	cmd := fmt.Sprintf("tar -C %s --no-same-owner -xf -", sshx.Quote(d.upper))
+	res, err := r.sh.Run(ctx, cmd, sshx.WithStdin(&buf))
+	if err == nil && res.ExitCode != 0 {
+		err = fmt.Errorf("%q: exit status %d: %s", cmd, res.ExitCode, bytes.TrimSpace(res.Stderr))
+	}
+	if err != nil {
+		return fmt.Errorf("copy files into the container: %w", err)
+	}
+	return nil
+}
+
+// copyOut reads regular files from the container's root filesystem as the
+// container left it: a read-only overlay of its layers is mounted in the
+// guest for the copy. Files that are not there are missing from the map.
+func (r *Runtime) copyOut(ctx context.Context, key string, paths []string) (map[string][]byte, error) {
+	d, err := r.rootfs(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	rel := make([]string, len(paths))
+	for i, p := range paths {
+		rel[i] = sshx.Quote("./" + strings.TrimPrefix(path.Clean(p), "/"))
+	}
+	var cmd string
+	if len(d.lowers) == 0 {
+		cmd = fmt.Sprintf("cd %s && tar -cf - --ignore-failed-read -- %s 2>/dev/null; true", sshx.Quote(d.upper), strings.Join(rel, " "))
+	} else {
+		// Upper first, as the topmost of the read-only layers: no work
+		// dir is needed, and nothing can change the container's files.
+		lower := sshx.Quote(strings.Join(append([]string{d.upper}, d.lowers...), ":"))
+		cmd = fmt.Sprintf(`m=$(mktemp -d) && mount -t overlay overlay -o ro,lowerdir=%s "$m" || exit 1
+(cd "$m" && tar -cf - --ignore-failed-read -- %s 2>/dev/null)
+umount "$m"; rmdir "$m"; true`, lower, strings.Join(rel, " "))
+	}
+	res, err := r.sh.Run(ctx, cmd)
+	if err == nil && res.ExitCode != 0 {
+		err = fmt.Errorf("exit status %d: %s", res.ExitCode, bytes.TrimSpace(res.Stderr))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("copy files out of the container: %w", err)
+	}
+	out := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(res.Stdout))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("copy files out of the container: read tar: %w", err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, fmt.Errorf("copy files out of the container: %w", err)
+		}
+		out["/"+strings.TrimPrefix(path.Clean(hdr.Name), "./")] = b
+	}
+	return out, nil
+}
