@@ -47,6 +47,9 @@ type Board struct {
 	KeyPath string
 	// BusyboxImage is the name of the busybox image imported at start.
 	BusyboxImage string
+	// Target is set on a real board reached over SSH (Attach), which has
+	// no Machine, Image or RunDir.
+	Target *Target
 
 	boot images.BootFiles
 	// snapInputs are what the board's snapshot key was made from.
@@ -57,6 +60,11 @@ type Board struct {
 	logf        func(format string, args ...any)
 	archive     *debarchive.Client
 	signer      ssh.Signer
+
+	// bg is what Start and CreateNetwork left running.
+	bg containers
+	// imported is what ImportImage put in the guest (userimages.go).
+	imported importedImages
 
 	mu      sync.Mutex
 	stage   Stage
@@ -88,6 +96,9 @@ func (b *Board) Err() error {
 
 // SSHCommand is the command a person runs to log in to the board.
 func (b *Board) SSHCommand() string {
+	if b.Target != nil {
+		return b.Target.sshCommand(b.KeyPath)
+	}
 	return fmt.Sprintf("ssh -i %s -p %d -o UserKnownHostsFile=%s %s@127.0.0.1",
 		b.KeyPath, b.Endpoint.Port, filepath.Join(b.RunDir, "known_hosts"), b.Endpoint.User)
 }
@@ -131,6 +142,9 @@ func Start(ctx context.Context, opts ...Option) (*Board, error) {
 
 func (b *Board) fail(stage Stage, err error, hint string) error {
 	se := &StageError{Stage: stage, Board: b.Profile.Slug, Err: err, Hint: hint}
+	if b.Target != nil {
+		se.Board = b.Target.URL
+	}
 	if b.RunDir != "" {
 		se.ConsoleLog = qemu.SerialLog(b.RunDir, b.consolePort())
 		se.ConsoleTail = qemu.TailFile(se.ConsoleLog, 25)
@@ -190,6 +204,9 @@ func (b *Board) step(ctx context.Context, stage Stage, fn func(ctx context.Conte
 }
 
 func (b *Board) hint(stage Stage) string {
+	if b.Target != nil {
+		return b.Target.hint(stage)
+	}
 	switch stage {
 	case StageImage:
 		return "run scripts/host-setup.sh, or `socbox doctor`, to check the host; delete the image cache to rebuild"
@@ -437,6 +454,9 @@ func (b *Board) consoleProblem() error {
 // alive is checked before every poll: a dead QEMU or a panicked kernel ends
 // the wait at once instead of at the timeout.
 func (b *Board) alive() error {
+	if b.Machine == nil {
+		return nil // a real board (Attach): no process or console to watch
+	}
 	if err := b.Machine.Alive(); err != nil {
 		return err
 	}
@@ -512,6 +532,15 @@ func (b *Board) Close() error {
 	b.mu.Unlock()
 	var errs []error
 	if b.Runtime != nil {
+		// Only what a test left behind: on a QEMU board it goes with the
+		// machine anyway, on a real one it must not stay.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs = append(errs, b.stopBackground(ctx))
+		if b.Machine == nil {
+			// A real board stays up: take the shim keeper away too.
+			errs = append(errs, b.Runtime.StopShimKeeper(ctx))
+		}
+		cancel()
 		_ = b.Runtime.Close()
 	}
 	if b.SSH != nil {

@@ -167,7 +167,11 @@ func (b *Board) readyContainerd(ctx context.Context) error {
 		if rt, v, err := b.connectContainerd(ctx); err == nil {
 			b.logf("containerd %s already running", v)
 			b.Runtime = rt
-			return b.importBusybox(ctx, nil)
+			if err := b.importBusybox(ctx, nil); err != nil {
+				return err
+			}
+			b.warmShim(ctx)
+			return nil
 		}
 	}
 	g, err := guestInfo(ctx, b.SSH)
@@ -198,7 +202,24 @@ func (b *Board) readyContainerd(ctx context.Context) error {
 	}
 	b.logf("containerd %s answers", version)
 	b.Runtime = rt
-	return b.importBusybox(ctx, &g)
+	if err := b.importBusybox(ctx, &g); err != nil {
+		return err
+	}
+	b.warmShim(ctx)
+	return nil
+}
+
+// warmShim starts the shim keeper (see runtime.KeepShimWarm); a board
+// without it only runs each container a little slower.
+func (b *Board) warmShim(ctx context.Context) {
+	start := time.Now()
+	if err := b.Runtime.KeepShimWarm(ctx, b.BusyboxImage); err != nil {
+		b.logf("containerd: %v (containers will start their own shim)", err)
+		return
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		b.logf("containerd: shim kept warm (%.1fs)", d.Seconds())
+	}
 }
 
 // importBusybox builds the busybox image for the guest's platform from

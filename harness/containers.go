@@ -33,14 +33,32 @@ func (b *Board) Run(ctx context.Context, c Container) (ContainerResult, error) {
 	if b.Runtime == nil {
 		return ContainerResult{}, fmt.Errorf("run on %s: containerd is not ready (board booted WithoutContainerd?)", b.Profile.Slug)
 	}
-	if c.Image == "" {
-		c.Image = b.BusyboxImage
+	var err error
+	if c, err = b.resolveImage(ctx, c); err != nil {
+		return ContainerResult{}, err
 	}
 	res, err := b.Runtime.Run(ctx, c)
 	if err != nil {
 		return res, fmt.Errorf("run on %s: %w", b.Profile.Slug, err)
 	}
 	return res, nil
+}
+
+// resolveImage names the image c runs in the guest: the built-in busybox
+// for an empty Image, and for an image source (oci:, docker-archive:,
+// docker://) the name ImportImage stored it under.
+func (b *Board) resolveImage(ctx context.Context, c Container) (Container, error) {
+	switch {
+	case c.Image == "":
+		c.Image = b.BusyboxImage
+	case ociimage.IsSource(c.Image):
+		name, err := b.ImportImage(ctx, c.Image)
+		if err != nil {
+			return c, err
+		}
+		c.Image = name
+	}
+	return c, nil
 }
 
 func importBusyboxImage(ctx context.Context, rt *ctrd.Runtime, busybox string, p boards.Platform) (string, error) {

@@ -38,6 +38,7 @@ type options struct {
 	snapshots     bool
 	smp           int
 	logf          func(format string, args ...any)
+	attach        attachOptions // Attach only: how to reach and trust a real board
 }
 
 func defaultOptions() options {

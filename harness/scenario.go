@@ -2,10 +2,14 @@ package harness
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net/http"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -13,13 +17,25 @@ import (
 	"github.com/socbox/socbox/harness/report"
 )
 
-// Scenario is one check run as a container on a board.
+// Scenario is one check run as a container on a board, with, optionally,
+// services running beside it on a network of its own.
 type Scenario struct {
 	Name        string
 	Description string
 	// Boards limits the scenario to these board slugs or guest platforms
 	// ("raspi4b", "linux/arm/v7"); empty means every board.
-	Boards    []string
+	Boards []string
+	// Network is "bridge" to put the scenario's containers on a bridge
+	// network made for it (they reach each other by name), or empty for a
+	// network namespace of their own each (loopback only) unless they ask
+	// for the host's.
+	Network string
+	// Services start first, in order, run in the background while the
+	// Container runs, and are stopped after. A service with Ports is
+	// waited for until each accepts connections.
+	Services []Container
+	// Container is the check itself. It may be left empty (no Cmd) when
+	// Services and Expect.HTTP say everything.
 	Container Container
 	Expect    Expect
 	// File and Line say where the scenario was defined, for messages; empty
@@ -27,6 +43,10 @@ type Scenario struct {
 	File string
 	Line int
 }
+
+// NetworkBridge is Scenario.Network for a bridge network of the scenario's
+// own.
+const NetworkBridge = "bridge"
 
 // AppliesTo reports whether the scenario runs on board p: when it names no
 // boards, or names p's slug or platform.
@@ -63,6 +83,32 @@ type Expect struct {
 	// OOMKilled, when set, is whether the OOM killer must have ended the
 	// container (see ContainerResult.OOMKilled).
 	OOMKilled *bool
+	// Files are files the container must leave in its root filesystem,
+	// by absolute path.
+	Files map[string]FileExpect
+	// HTTP are requests made from this machine to services' forwarded
+	// ports while the services run.
+	HTTP []HTTPCheck
+}
+
+// FileExpect is what a file the container leaves must hold: any of exact
+// content, a regular expression, a sha256; just being there if none.
+type FileExpect struct {
+	Content *string
+	Regex   string
+	SHA256  string
+}
+
+// HTTPCheck is a GET from this machine to a service's port, through the
+// forward Board.Start makes.
+type HTTPCheck struct {
+	Service string
+	Port    int
+	// Path defaults to "/".
+	Path string
+	// Status defaults to 200.
+	Status    int
+	BodyRegex string
 }
 
 // Str is a helper for Expect's optional exact strings.
@@ -89,17 +135,140 @@ func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
 	}
 	start := time.Now()
 	out.StartedAt = start.UTC()
-	res, err := b.Run(ctx, s.Container)
-	out.Seconds = time.Since(start).Seconds()
-	if err != nil {
+	defer func() { out.Seconds = time.Since(start).Seconds() }()
+	fail := func(what string, err error) *report.Scenario {
 		out.Error = err.Error()
-		out.Failures = []string{"container did not run: " + err.Error()}
+		out.Failures = append(out.Failures, what+": "+err.Error())
 		return out
 	}
+
+	var network *Network
+	if s.Network == NetworkBridge {
+		n, err := b.CreateNetwork(ctx, "s"+randomHex(4))
+		if err != nil {
+			return fail("network did not come up", err)
+		}
+		network = n
+		defer func() {
+			if err := n.Remove(context.WithoutCancel(ctx)); err != nil {
+				out.Failures = append(out.Failures, "network not removed: "+err.Error())
+			}
+		}()
+	} else if s.Network != "" {
+		return fail("bad scenario", fmt.Errorf("network %q: only %q is known", s.Network, NetworkBridge))
+	}
+
+	services := map[string]*Service{}
+	var started []*Service
+	// Services stop after the check, in reverse order, and what they did
+	// goes into the report.
+	defer func() {
+		for i := len(started) - 1; i >= 0; i-- {
+			svc := started[i]
+			res, err := svc.Stop(context.WithoutCancel(ctx))
+			c := s.Services[i]
+			rs := report.Service{Name: svc.Name, Image: c.Image, Command: c.Cmd, IP: svc.IP(),
+				ExitCode: res.ExitCode, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}
+			if rs.Image == "" {
+				rs.Image = b.BusyboxImage
+			}
+			out.Services = append([]report.Service{rs}, out.Services...)
+			if err != nil {
+				out.Failures = append(out.Failures, fmt.Sprintf("service %s: %v", svc.Name, err))
+			}
+		}
+		out.Passed = len(out.Failures) == 0 && out.Error == ""
+	}()
+	for _, c := range s.Services {
+		c.Network = network
+		svc, err := b.Start(ctx, c)
+		if err != nil {
+			return fail("service "+c.Name+" did not start", err)
+		}
+		services[c.Name] = svc
+		started = append(started, svc)
+	}
+	for _, h := range s.Expect.HTTP {
+		out.Failures = append(out.Failures, b.checkHTTP(ctx, h, services)...)
+	}
+	if len(s.Container.Cmd) == 0 && len(s.Services) > 0 {
+		return out // the services were the check
+	}
+
+	c := s.Container
+	c.Network = network
+	if c.Network != nil && c.Name == "" {
+		c.Name = "check"
+	}
+	for p := range s.Expect.Files {
+		c.Collect = append(c.Collect, p)
+	}
+	sort.Strings(c.Collect)
+	res, err := b.Run(ctx, c)
+	if err != nil {
+		return fail("container did not run", err)
+	}
 	out.ExitCode, out.Stdout, out.Stderr = res.ExitCode, string(res.Stdout), string(res.Stderr)
-	out.Failures = b.check(s.Expect, res)
-	out.Passed = len(out.Failures) == 0
+	out.Failures = append(out.Failures, b.check(s.Expect, res)...)
+	if len(res.Files) > 0 {
+		out.Files = map[string]string{}
+		for p, content := range res.Files {
+			out.Files[p] = clip(content)
+		}
+	}
 	return out
+}
+
+// checkHTTP makes one request to a service's forwarded port.
+func (b *Board) checkHTTP(ctx context.Context, h HTTPCheck, services map[string]*Service) []string {
+	what := fmt.Sprintf("GET %s port %d%s", h.Service, h.Port, h.Path)
+	svc := services[h.Service]
+	if svc == nil {
+		return []string{what + ": no such service in the scenario"}
+	}
+	addr := svc.Endpoint(h.Port)
+	if addr == "" {
+		return []string{fmt.Sprintf("%s: the service does not publish port %d (add it to its ports)", what, h.Port)}
+	}
+	path := h.Path
+	if path == "" {
+		path = "/"
+	}
+	status := h.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return []string{fmt.Sprintf("%s: %v", what, err)}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return []string{fmt.Sprintf("%s from this machine (forwarded %s): %v", what, addr, err)}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var f []string
+	if resp.StatusCode != status {
+		f = append(f, fmt.Sprintf("%s: status %d, want %d", what, resp.StatusCode, status))
+	}
+	if h.BodyRegex != "" {
+		re, err := regexp.Compile(b.expand(h.BodyRegex))
+		if err != nil {
+			f = append(f, fmt.Sprintf("%s: bad body regex %q: %v", what, h.BodyRegex, err))
+		} else if !re.Match(body) {
+			f = append(f, fmt.Sprintf("%s: body %q does not match %q", what, clip(body), h.BodyRegex))
+		}
+	}
+	return f
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func (b *Board) check(e Expect, res ContainerResult) []string {
@@ -139,15 +308,44 @@ func (b *Board) check(e Expect, res ContainerResult) []string {
 		}
 	}
 	if e.StdoutSHA256 != "" {
-		sum := sha256.Sum256(res.Stdout)
-		if got := hex.EncodeToString(sum[:]); got != e.StdoutSHA256 {
+		if got := sha256Hex(res.Stdout); got != e.StdoutSHA256 {
 			f = append(f, fmt.Sprintf("stdout (%d bytes) has sha256 %s, want %s: output was altered on its way", len(res.Stdout), got, e.StdoutSHA256))
+		}
+	}
+	paths := make([]string, 0, len(e.Files))
+	for p := range e.Files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		fe := e.Files[p]
+		got, ok := res.Files[p]
+		switch {
+		case !ok:
+			f = append(f, fmt.Sprintf("file %s was not left in the container (or is not a regular file)", p))
+		case fe.Content != nil && string(got) != b.expand(*fe.Content):
+			f = append(f, fmt.Sprintf("file %s holds %q, want %q", p, clip(got), b.expand(*fe.Content)))
+		case fe.SHA256 != "" && sha256Hex(got) != fe.SHA256:
+			f = append(f, fmt.Sprintf("file %s (%d bytes) has sha256 %s, want %s", p, len(got), sha256Hex(got), fe.SHA256))
+		}
+		if ok && fe.Regex != "" {
+			re, err := regexp.Compile(b.expand(fe.Regex))
+			if err != nil {
+				f = append(f, fmt.Sprintf("bad regex for file %s %q: %v", p, fe.Regex, err))
+			} else if !re.Match(got) {
+				f = append(f, fmt.Sprintf("file %s %q does not match %q", p, clip(got), fe.Regex))
+			}
 		}
 	}
 	if e.MaxDuration > 0 && res.Duration > e.MaxDuration {
 		f = append(f, fmt.Sprintf("took %s, at most %s allowed", res.Duration.Round(time.Millisecond), e.MaxDuration))
 	}
 	return f
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func clip(b []byte) string {
@@ -182,5 +380,6 @@ func (b *Board) Report() *report.Board {
 		r.SSHCommand = b.SSHCommand()
 		r.ConsoleLogs = b.ConsoleLogs()
 	}
+	b.describeTarget(r)
 	return r
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/socbox/socbox/harness/ociimage"
 	"github.com/socbox/socbox/harness/qemu"
 	"github.com/socbox/socbox/images"
 )
@@ -27,7 +28,8 @@ import (
 // atomically and can be deleted at any time.
 
 // snapshotVersion changes whenever what a snapshot holds changes.
-const snapshotVersion = 1
+// 2: the shim keeper runs in it.
+const snapshotVersion = 2
 
 type snapshotInputs struct {
 	Version    int      `json:"version"`
@@ -37,6 +39,9 @@ type snapshotInputs struct {
 	QEMU       string   `json:"qemu"`
 	Args       []string `json:"args"`
 	Containerd string   `json:"containerd"`
+	// Busybox is what the busybox image imported at provisioning holds,
+	// which a restored board keeps.
+	Busybox string `json:"busybox"`
 }
 
 type snapshotMeta struct {
@@ -80,7 +85,8 @@ func (b *Board) snapshotDir(cfg qemu.Config) (string, error) {
 		return "", err
 	}
 	in := snapshotInputs{Version: snapshotVersion, Image: b.Image.Key, ImageBuilt: b.Image.BuiltAt.String(), Board: b.Profile.Slug,
-		QEMU: qemuVersion(exe), Args: args, Containerd: string(b.opts.containerd)}
+		QEMU: qemuVersion(exe), Args: args, Containerd: string(b.opts.containerd),
+		Busybox: strings.Join(ociimage.BusyboxApplets, " ")}
 	b.snapInputs = in
 	blob, _ := json.Marshal(in)
 	return filepath.Join(cache, "snapshots", b.Profile.Slug+"-"+shortHash(blob)), nil

@@ -75,18 +75,7 @@ func BenchmarkSpeed(b *testing.B) {
 		benchReport(b, "cold start to containerd-ready", secs(st["qemu"]+st["kernel"]+st["ssh"]+st["containerd"]), "cold-ready-s")
 
 		// 3. Per-container overhead on the warm board.
-		var runs []time.Duration
-		for j := 0; j < 10; j++ {
-			start := time.Now()
-			res, err := cold.Run(ctx, harness.Container{Cmd: []string{"true"}})
-			must(b, err)
-			if res.ExitCode != 0 {
-				b.Fatalf("true exited %d", res.ExitCode)
-			}
-			runs = append(runs, time.Since(start))
-		}
-		sort.Slice(runs, func(i, j int) bool { return runs[i] < runs[j] })
-		benchReport(b, "container on a warm board (median of 10)", runs[len(runs)/2], "container-s")
+		benchContainers(b, cold)
 		must(b, cold.Close())
 
 		// 4. Provision the snapshot (once), then restore-to-ready.
@@ -127,6 +116,50 @@ func BenchmarkSpeed(b *testing.B) {
 	}
 }
 
+// BenchmarkContainer measures only the cost of a container on a warm
+// (restored) board, phase by phase:
+//
+//	go test -run '^$' -bench Container -benchtime 1x ./scenarios/
+func BenchmarkContainer(b *testing.B) {
+	slug := "raspi4b"
+	if s := os.Getenv("SOCBOX_BOARDS"); s != "" && s != "all" {
+		slug = s
+	}
+	for i := 0; i < b.N; i++ {
+		bd, err := harness.Start(context.Background(), harness.WithBoard(slug), harness.WithLogf(func(string, ...any) {}))
+		must(b, err)
+		benchContainers(b, bd)
+		must(b, bd.Close())
+	}
+}
+
+// benchContainers runs `true` ten times on bd and prints the median time
+// of a run and of each of its phases.
+func benchContainers(b *testing.B, bd *harness.Board) {
+	var runs []time.Duration
+	phases := map[string][]time.Duration{}
+	var order []string
+	for j := 0; j < 10; j++ {
+		start := time.Now()
+		res, err := bd.Run(context.Background(), harness.Container{Cmd: []string{"true"}})
+		must(b, err)
+		if res.ExitCode != 0 {
+			b.Fatalf("true exited %d", res.ExitCode)
+		}
+		runs = append(runs, time.Since(start))
+		for _, p := range res.Phases {
+			if _, seen := phases[p.Name]; !seen {
+				order = append(order, p.Name)
+			}
+			phases[p.Name] = append(phases[p.Name], p.Duration)
+		}
+	}
+	benchReport(b, "container on a warm board (median of 10)", median(runs), "container-s")
+	for _, name := range order {
+		fmt.Printf("  %-43s %8.2fs\n", name, median(phases[name]).Seconds())
+	}
+}
+
 // tenScenarios is the bundled scenarios repeated to ten.
 func tenScenarios() []harness.Scenario {
 	var out []harness.Scenario
@@ -146,6 +179,12 @@ func stageSeconds(bd *harness.Board) map[string]float64 {
 		out[string(t.Stage)] += t.Seconds
 	}
 	return out
+}
+
+// median of ds, which it sorts.
+func median(ds []time.Duration) time.Duration {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2]
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

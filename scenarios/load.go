@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -201,10 +202,15 @@ func (p *parser) yamlError(err error) error {
 }
 
 var (
-	scenarioFields  = []string{"name", "description", "boards", "container", "expect"}
-	containerFields = []string{"image", "cmd", "env", "workdir", "mounts", "privileged", "memory_limit", "host_network"}
+	scenarioFields  = []string{"name", "description", "boards", "network", "services", "container", "expect"}
+	containerFields = []string{"name", "image", "cmd", "env", "workdir", "mounts", "files", "privileged", "seccomp", "memory_limit", "host_network", "ports", "restarts"}
 	mountFields     = []string{"source", "target", "read_only"}
-	expectFields    = []string{"exit_code", "stdout", "stdout_regex", "stderr", "stderr_regex", "stdout_sha256", "max_duration", "oom_killed"}
+	expectFields    = []string{"exit_code", "stdout", "stdout_regex", "stderr", "stderr_regex", "stdout_sha256", "max_duration", "oom_killed", "files", "http"}
+	fileFields      = []string{"content", "regex", "sha256"}
+	httpFields      = []string{"service", "port", "path", "status", "body_regex"}
+	// hostName is what a service's name may be: other containers reach it
+	// by that name.
+	hostName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 	// scenarioName is what a name may be: it becomes part of test names
 	// (board/scenario) and of the guest's container IDs.
 	scenarioName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -250,24 +256,133 @@ func (p *parser) scenario(n *yaml.Node) (harness.Scenario, bool) {
 	}
 	s.Description, _ = p.str(f["description"], "description")
 	s.Boards = p.boards(f["boards"])
-	if v := f["container"]; v == nil {
+	if v, ok := p.str(f["network"], "network"); ok {
+		if v != harness.NetworkBridge {
+			p.errorf(f["network"], "network %q: the only one is %q (containers reach each other by name); leave it out for a namespace of their own each", v, harness.NetworkBridge)
+		}
+		s.Network = v
+	}
+	if v := f["services"]; v != nil && !isNull(v) {
+		s.Services = p.services(v, s.Network)
+	}
+	if v := f["container"]; v != nil {
+		s.Container = p.container(v, false)
+		p.ports(v, s.Container, s.Network)
+	} else if len(s.Services) == 0 {
 		p.errorf(n, "scenario %q has no container (with at least cmd)", s.Name)
-	} else {
-		s.Container = p.container(v)
 	}
 	if v := f["expect"]; v != nil {
 		s.Expect = p.expect(v)
+		if f["container"] == nil && hasContainerExpectations(p.fields(v, "expect", expectFields)) {
+			p.errorf(v, "scenario %q has expectations about a container but no container: only http checks apply to services", s.Name)
+		}
+		p.httpTargets(v, s)
 	}
 	return s, len(p.errs) == before
 }
 
-func (p *parser) container(n *yaml.Node) harness.Container {
+// hasContainerExpectations reports whether expect says anything but http.
+func hasContainerExpectations(f map[string]*yaml.Node) bool {
+	for k := range f {
+		if k != "http" {
+			return true
+		}
+	}
+	return false
+}
+
+// services reads a scenario's background containers: each needs a name,
+// which is its host name on the scenario's network.
+func (p *parser) services(n *yaml.Node, network string) []harness.Container {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "services must be a list of containers, each with a name, got %s", kindName(n))
+		return nil
+	}
+	var out []harness.Container
+	seen := map[string]int{}
+	for _, item := range n.Content {
+		item = deref(item)
+		c := p.container(item, true)
+		if item.Kind != yaml.MappingNode {
+			continue
+		}
+		switch {
+		case c.Name == "":
+			p.errorf(item, "a service needs a name: the other containers reach it by that name")
+		case !hostName.MatchString(c.Name):
+			p.errorf(item, "service name %q: use lowercase letters, digits and dashes (it is a host name)", c.Name)
+		case seen[c.Name] != 0:
+			p.errorf(item, "service %q given twice (first at line %d)", c.Name, seen[c.Name])
+		default:
+			seen[c.Name] = item.Line
+		}
+		p.ports(item, c, network)
+		out = append(out, c)
+	}
+	return out
+}
+
+// ports checks that a container with ports can be reached.
+func (p *parser) ports(n *yaml.Node, c harness.Container, network string) {
+	if len(c.Ports) > 0 && network == "" && !c.HostNetwork {
+		p.errorf(n, "ports %v cannot be reached in a namespace with only loopback: give the scenario network: bridge, or the container host_network: true", c.Ports)
+	}
+}
+
+// httpTargets checks that each http check names a service and a port it
+// publishes.
+func (p *parser) httpTargets(n *yaml.Node, s harness.Scenario) {
+	f := p.fields(n, "expect", expectFields)
+	list := f["http"]
+	if list == nil || list.Kind != yaml.SequenceNode {
+		return
+	}
+	for i, h := range s.Expect.HTTP {
+		if i >= len(list.Content) {
+			break
+		}
+		item := deref(list.Content[i])
+		var svc *harness.Container
+		for j := range s.Services {
+			if s.Services[j].Name == h.Service {
+				svc = &s.Services[j]
+			}
+		}
+		switch {
+		case svc == nil:
+			p.errorf(item, "http check names service %q, which the scenario does not have", h.Service)
+		case !slices.Contains(svc.Ports, h.Port):
+			p.errorf(item, "http check on port %d of %s: add %d to the service's ports, so it is forwarded", h.Port, h.Service, h.Port)
+		}
+	}
+}
+
+// container reads a container; a service's may leave out cmd (the image's
+// own then runs).
+func (p *parser) container(n *yaml.Node, service bool) harness.Container {
 	var c harness.Container
-	f := p.fields(n, "container", containerFields)
+	what := "container"
+	if service {
+		what = "service"
+	}
+	f := p.fields(n, what, containerFields)
+	c.Name, _ = p.str(f["name"], "name")
+	if c.Name != "" && !service && !scenarioName.MatchString(c.Name) {
+		p.errorf(f["name"], "container name %q: use letters, digits and . _ - only", c.Name)
+	}
 	c.Image, _ = p.str(f["image"], "image")
+	// An image source's relative path is taken from the scenario file's
+	// directory, and must exist before anything boots.
+	if img, err := harness.ResolveImage(c.Image, filepath.Dir(p.file)); err != nil {
+		p.errorf(f["image"], "%v", err)
+	} else {
+		c.Image = img
+	}
 	c.WorkingDir, _ = p.str(f["workdir"], "workdir")
 	if v := f["cmd"]; v == nil {
-		p.errorf(n, "container has no cmd: give the command as a list, e.g. cmd: [uname, -m]")
+		if !service {
+			p.errorf(n, "container has no cmd: give the command as a list, e.g. cmd: [uname, -m]")
+		}
 	} else if c.Cmd, _ = p.strList(v, "cmd"); len(c.Cmd) == 0 && v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
 		p.errorf(v, "cmd is empty: give the command as a list, e.g. cmd: [uname, -m]")
 	} else if len(c.Cmd) > 0 && c.Cmd[0] == "" {
@@ -285,8 +400,42 @@ func (p *parser) container(n *yaml.Node) harness.Container {
 	if v := f["mounts"]; v != nil && !isNull(v) {
 		c.Mounts = p.mounts(v)
 	}
+	if v := f["files"]; v != nil && !isNull(v) {
+		c.Files = p.files(v)
+	}
 	c.Privileged, _ = p.boolean(f["privileged"], "privileged")
+	if v, ok := p.str(f["seccomp"], "seccomp"); ok {
+		switch v {
+		case "default":
+		case "unconfined":
+			c.SeccompUnconfined = true
+		default:
+			p.errorf(f["seccomp"], "seccomp %q: default (containerd's profile, as Docker's) or unconfined", v)
+		}
+	}
 	c.HostNetwork, _ = p.boolean(f["host_network"], "host_network")
+	if v := f["ports"]; v != nil && !isNull(v) {
+		if v.Kind != yaml.SequenceNode {
+			p.errorf(v, "ports must be a list of TCP port numbers, e.g. ports: [80], got %s", kindName(v))
+		} else {
+			for _, item := range v.Content {
+				item = deref(item)
+				port, err := strconv.Atoi(item.Value)
+				if item.Kind != yaml.ScalarNode || err != nil || port < 1 || port > 65535 {
+					p.errorf(item, "port must be a number from 1 to 65535, got %s", kindName(item))
+					continue
+				}
+				c.Ports = append(c.Ports, port)
+			}
+		}
+	}
+	if v := f["restarts"]; v != nil && !isNull(v) {
+		n, err := strconv.Atoi(v.Value)
+		if v.Kind != yaml.ScalarNode || err != nil || n < 0 || n > 100 {
+			p.errorf(v, "restarts must be a whole number from 0 to 100, got %s", kindName(v))
+		}
+		c.Restarts = n
+	}
 	if v := f["memory_limit"]; v != nil && !isNull(v) {
 		if s, ok := p.str(v, "memory_limit"); ok {
 			n, err := parseBytes(s)
@@ -330,6 +479,28 @@ func (p *parser) mounts(n *yaml.Node) []harness.Mount {
 		}
 		m.ReadOnly, _ = p.boolean(f["read_only"], "read_only")
 		out = append(out, m)
+	}
+	return out
+}
+
+// files reads files to copy into a container: a mapping of absolute path
+// to content.
+func (p *parser) files(n *yaml.Node) []harness.File {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "files must be a mapping of path to content, e.g. files: {/etc/motd: \"hello\\n\"}, got %s", kindName(n))
+		return nil
+	}
+	var out []harness.File
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		if !path.IsAbs(k.Value) || path.Clean(k.Value) == "/" {
+			p.errorf(k, "file %q must be an absolute path in the container", k.Value)
+		}
+		content, ok := p.str(v, "file "+k.Value)
+		if !ok && !isNull(v) {
+			continue
+		}
+		out = append(out, harness.File{Path: k.Value, Content: []byte(content)})
 	}
 	return out
 }
@@ -425,6 +596,12 @@ func (p *parser) expect(n *yaml.Node) harness.Expect {
 		}
 		e.MaxDuration = d
 	}
+	if v := f["files"]; v != nil && !isNull(v) {
+		e.Files = p.fileExpects(v)
+	}
+	if v := f["http"]; v != nil && !isNull(v) {
+		e.HTTP = p.httpChecks(v)
+	}
 	if b, ok := p.boolean(f["oom_killed"], "oom_killed"); ok {
 		e.OOMKilled = harness.Bool(b)
 		if v := f["exit_code"]; b && (v == nil || isNull(v)) {
@@ -432,6 +609,100 @@ func (p *parser) expect(n *yaml.Node) harness.Expect {
 		}
 	}
 	return e
+}
+
+// fileExpects reads what files the container must leave: path to the exact
+// content, or to a mapping of content, regex and sha256.
+func (p *parser) fileExpects(n *yaml.Node) map[string]harness.FileExpect {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "files must be a mapping of path to content or to {content, regex, sha256}, got %s", kindName(n))
+		return nil
+	}
+	out := map[string]harness.FileExpect{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		if !path.IsAbs(k.Value) || path.Clean(k.Value) == "/" {
+			p.errorf(k, "file %q must be an absolute path in the container", k.Value)
+		}
+		var fe harness.FileExpect
+		switch v.Kind {
+		case yaml.ScalarNode:
+			if !isNull(v) {
+				p.variables(v, "file "+k.Value, v.Value)
+				fe.Content = harness.Str(v.Value)
+			}
+		default:
+			f := p.fields(v, "file "+k.Value, fileFields)
+			if s, ok := p.str(f["content"], "content"); ok {
+				p.variables(f["content"], "content", s)
+				fe.Content = harness.Str(s)
+			}
+			if s, ok := p.str(f["regex"], "regex"); ok {
+				p.variables(f["regex"], "regex", s)
+				if _, err := regexp.Compile(variable.ReplaceAllString(s, "x")); err != nil {
+					p.errorf(f["regex"], "regex is not a valid regular expression: %v", err)
+				}
+				fe.Regex = s
+			}
+			if s, ok := p.str(f["sha256"], "sha256"); ok {
+				s = strings.ToLower(s)
+				if !sha256Hex.MatchString(s) {
+					p.errorf(f["sha256"], "sha256 must be 64 hex digits, got %q", s)
+				}
+				fe.SHA256 = s
+			}
+		}
+		out[path.Clean(k.Value)] = fe
+	}
+	return out
+}
+
+// httpChecks reads requests made from the host to services' ports.
+func (p *parser) httpChecks(n *yaml.Node) []harness.HTTPCheck {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "http must be a list, e.g. http: [{service: web, port: 80, body_regex: hello}], got %s", kindName(n))
+		return nil
+	}
+	var out []harness.HTTPCheck
+	for _, item := range n.Content {
+		item = deref(item)
+		f := p.fields(item, "http check", httpFields)
+		var h harness.HTTPCheck
+		if s, ok := p.str(f["service"], "service"); ok {
+			h.Service = s
+		} else {
+			p.errorf(item, "http check has no service")
+		}
+		if v := f["port"]; v == nil {
+			p.errorf(item, "http check has no port")
+		} else if port, err := strconv.Atoi(v.Value); err != nil || port < 1 || port > 65535 {
+			p.errorf(v, "port must be a number from 1 to 65535, got %s", kindName(v))
+		} else {
+			h.Port = port
+		}
+		if s, ok := p.str(f["path"], "path"); ok {
+			if !strings.HasPrefix(s, "/") {
+				p.errorf(f["path"], "path %q must start with /", s)
+			}
+			h.Path = s
+		}
+		if v := f["status"]; v != nil && !isNull(v) {
+			st, err := strconv.Atoi(v.Value)
+			if err != nil || st < 100 || st > 599 {
+				p.errorf(v, "status must be an HTTP status from 100 to 599, got %s", kindName(v))
+			}
+			h.Status = st
+		}
+		if s, ok := p.str(f["body_regex"], "body_regex"); ok {
+			p.variables(f["body_regex"], "body_regex", s)
+			if _, err := regexp.Compile(variable.ReplaceAllString(s, "x")); err != nil {
+				p.errorf(f["body_regex"], "body_regex is not a valid regular expression: %v", err)
+			}
+			h.BodyRegex = s
+		}
+		out = append(out, h)
+	}
+	return out
 }
 
 // variables checks that an expectation only uses the variables the harness

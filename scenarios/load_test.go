@@ -41,10 +41,14 @@ func TestShippedScenarioFilesParse(t *testing.T) {
 		require.True(t, strings.HasPrefix(s.File, "scenarios/bundled/"), s.File)
 		require.Positive(t, s.Line)
 		require.NotEmpty(t, s.Description, s.Name)
-		require.NotEmpty(t, s.Container.Cmd, s.Name)
+		if len(s.Services) == 0 {
+			require.NotEmpty(t, s.Container.Cmd, s.Name)
+		}
 	}
 	require.Equal(t, []string{"arch", "exit-code", "output-intact", "env",
-		"kernel-features", "memory-limit", "memory-limit-set", "privileged", "loopback-network", "host-network"}, got)
+		"kernel-features", "memory-limit", "memory-limit-set", "privileged", "seccomp",
+		"loopback-network", "host-network", "bridge-network", "port-forward",
+		"files-in-and-out", "restart-keeps-writes"}, got)
 	byName := map[string]harness.Scenario{}
 	for _, s := range list {
 		byName[s.Name] = s
@@ -58,6 +62,13 @@ func TestShippedScenarioFilesParse(t *testing.T) {
 	require.True(t, byName["privileged"].Container.Privileged)
 	require.False(t, byName["loopback-network"].Container.HostNetwork)
 	require.True(t, byName["host-network"].Container.HostNetwork)
+	require.Equal(t, harness.NetworkBridge, byName["bridge-network"].Network)
+	require.Equal(t, []int{8080}, byName["bridge-network"].Services[0].Ports)
+	require.Equal(t, []harness.HTTPCheck{{Service: "web", Port: 80, Path: "/index.html", Status: 200, BodyRegex: `^hello from the board\n$`}},
+		byName["port-forward"].Expect.HTTP)
+	require.Equal(t, []harness.File{{Path: "/input/data.txt", Content: []byte("socbox\n")}}, byName["files-in-and-out"].Container.Files)
+	require.Equal(t, "SOCBOX\n", *byName["files-in-and-out"].Expect.Files["/output/result.txt"].Content)
+	require.Equal(t, 1, byName["restart-keeps-writes"].Container.Restarts)
 }
 
 // seqOutput is what `seq 1 n` prints.
@@ -191,11 +202,11 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
   expect:
     stdout: "x"
     exitcode: 1
-`, `arch.yaml:6: unknown field "exitcode" in expect (known: exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration, oom_killed)`},
+`, `arch.yaml:6: unknown field "exitcode" in expect (known: exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration, oom_killed, files, http)`},
 		{"unknown scenario field", "name: a\ncontainer: {cmd: [true]}\nexpects: {}\n",
-			`arch.yaml:3: unknown field "expects" in scenario (known: name, description, boards, container, expect)`},
+			`arch.yaml:3: unknown field "expects" in scenario (known: name, description, boards, network, services, container, expect)`},
 		{"unknown container field", "name: a\ncontainer:\n  command: [true]\n",
-			`arch.yaml:3: unknown field "command" in container (known: image, cmd, env, workdir, mounts, privileged, memory_limit, host_network)`},
+			`arch.yaml:3: unknown field "command" in container (known: name, image, cmd, env, workdir, mounts, files, privileged, seccomp, memory_limit, host_network, ports, restarts)`},
 		{"unknown mount field", "name: a\ncontainer:\n  cmd: [true]\n  mounts:\n    - {source: /a, target: /b, readonly: true}\n",
 			`arch.yaml:5: unknown field "readonly" in mount (known: source, target, read_only)`},
 		{"mount without target", "name: a\ncontainer:\n  cmd: [true]\n  mounts:\n    - source: /a\n",
@@ -254,13 +265,41 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		{"unknown variable", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout: \"${UNAME}\\n\"\n",
 			"arch.yaml:4: stdout uses unknown variable ${UNAME} (known: ${UNAME_M}, ${BOARD}, ${PLATFORM})"},
 		{"expect not a mapping", "name: a\ncontainer: {cmd: [true]}\nexpect: 0\n",
-			`arch.yaml:3: expect must be a mapping (exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration, oom_killed), got "0"`},
+			`arch.yaml:3: expect must be a mapping (exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration, oom_killed, files, http), got "0"`},
 		{"stdout is a list", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout: [a]\n",
 			"arch.yaml:4: stdout must be a string, got a list"},
 		{"not a scenario", "just text\n", `arch.yaml:1: want a scenario (a mapping with name, container, expect) or a list of them, got "just text"`},
 		{"yaml syntax", "name: a\ncontainer:\n  cmd: [true\n", "arch.yaml:2: did not find expected ',' or ']'"},
 		{"bad indentation", "- name: a\n  container:\n    cmd: [true]\n   expect: {}\n", "arch.yaml:3: did not find expected key"},
 		{"empty file", "# nothing yet\n", "arch.yaml:1: no scenarios in the file"},
+		{"unknown network", "name: a\nnetwork: host\ncontainer: {cmd: [true]}\n",
+			`arch.yaml:2: network "host": the only one is "bridge"`},
+		{"service without name", "name: a\nnetwork: bridge\nservices:\n  - cmd: [httpd]\n",
+			"arch.yaml:4: a service needs a name"},
+		{"service name not a host name", "name: a\nnetwork: bridge\nservices:\n  - {name: Web_1, cmd: [httpd]}\n",
+			`arch.yaml:4: service name "Web_1": use lowercase letters, digits and dashes`},
+		{"service twice", "name: a\nnetwork: bridge\nservices:\n  - {name: web}\n  - {name: web}\n",
+			`arch.yaml:5: service "web" given twice (first at line 4)`},
+		{"ports without a network", "name: a\nservices:\n  - {name: web, ports: [80]}\n",
+			"arch.yaml:3: ports [80] cannot be reached in a namespace with only loopback: give the scenario network: bridge"},
+		{"bad port", "name: a\nnetwork: bridge\nservices:\n  - {name: web, ports: [http]}\n",
+			`arch.yaml:4: port must be a number from 1 to 65535, got "http"`},
+		{"http on an unknown service", "name: a\nnetwork: bridge\nservices:\n  - {name: web, ports: [80]}\nexpect:\n  http:\n    - {service: api, port: 80}\n",
+			`arch.yaml:7: http check names service "api", which the scenario does not have`},
+		{"http on an unpublished port", "name: a\nnetwork: bridge\nservices:\n  - {name: web, ports: [80]}\nexpect:\n  http:\n    - {service: web, port: 8080}\n",
+			"arch.yaml:7: http check on port 8080 of web: add 8080 to the service's ports"},
+		{"container expectations without a container", "name: a\nnetwork: bridge\nservices:\n  - {name: web}\nexpect:\n  exit_code: 1\n",
+			`arch.yaml:6: scenario "a" has expectations about a container but no container`},
+		{"relative file", "name: a\ncontainer:\n  cmd: [true]\n  files: {etc/x: hi}\n",
+			`arch.yaml:4: file "etc/x" must be an absolute path in the container`},
+		{"bad seccomp", "name: a\ncontainer:\n  cmd: [true]\n  seccomp: off\n",
+			`arch.yaml:4: seccomp "off": default (containerd's profile, as Docker's) or unconfined`},
+		{"bad restarts", "name: a\ncontainer:\n  cmd: [true]\n  restarts: -1\n",
+			`arch.yaml:4: restarts must be a whole number from 0 to 100, got "-1"`},
+		{"bad file regex", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  files:\n    /out: {regex: '('}\n",
+			"arch.yaml:5: regex is not a valid regular expression"},
+		{"unknown file expectation", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  files:\n    /out: {contents: x}\n",
+			`arch.yaml:5: unknown field "contents" in file /out (known: content, regex, sha256)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			list, err := Parse("arch.yaml", []byte(strings.TrimPrefix(tc.src, "\n")))

@@ -211,6 +211,7 @@ func (f bootFlags) options(slug string, im *images.Image, logf func(string, ...a
 func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(command{name: "boot",
 		synopsis: "Boot a board to containerd-ready and keep it up until Ctrl-C; prints the ssh command to log in.\n" +
+			"While it is up, `socbox ssh` (in another terminal) logs in to it or runs a command on it.\n" +
 			"With --image, your own board image is acquired and prepared for the board first (see socbox image prepare).",
 		examples: `  socbox boot
   socbox boot --board raspi4b --suite bookworm
@@ -248,8 +249,15 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s is ready. Log in with:\n  %s\nQEMU: %s\nCtrl-C stops the board and removes its run directory.\n",
-		b.Profile.Slug, b.SSHCommand(), b.RunDir)
+	// Recorded for `socbox ssh`, and forgotten when the board stops.
+	forget, err := writeBootState(b)
+	if err != nil {
+		fmt.Fprintf(stderr, "socbox boot: %v (socbox ssh will not find this board; use the ssh command below)\n", err)
+	} else {
+		defer forget()
+	}
+	fmt.Fprintf(stdout, "%s is ready. Log in with:\n  socbox ssh --board %s\nor:\n  %s\nQEMU: %s\nCtrl-C stops the board and removes its run directory.\n",
+		b.Profile.Slug, b.Profile.Slug, b.SSHCommand(), b.RunDir)
 	select {
 	case <-ctx.Done():
 	case <-b.Machine.Done():

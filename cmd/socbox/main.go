@@ -26,7 +26,9 @@ Commands:
   image prepare   make the bootable copy of your own board image (Raspberry Pi OS, BeagleBone Debian)
   image inspect   show the partitions, boot files, family, release and architecture of a board image
   boot            boot a board and keep it up; prints the ssh command; Ctrl-C cleans up
-  run             boot boards, run scenarios on them, write results.json, junit.xml, report.html
+  ssh             log in to (or run a command on) a board that boot keeps up
+  run             boot boards, run scenarios on them, write results.json, junit.xml, report.html;
+                  --target ssh://USER@HOST runs them on a real board instead
   report          render junit.xml and report.html again from a results.json
   doctor          check that this host has what socbox needs, and say how to fix what is missing
   help            this text, or 'socbox help <command>' for a command's flags
@@ -36,9 +38,11 @@ Examples:
   socbox boards
   socbox image build --board raspi4b --suite bookworm
   socbox boot --board raspi4b
+  socbox ssh -- uname -a                        # on the board boot keeps up
   socbox run                                    # raspi4b, Debian trixie, the bundled scenarios
   socbox run --board all --out ./results        # every board, one after the other
   socbox run --board raspi4b,raspi3b my-checks.yaml more-checks/
+  socbox run --target ssh://root@raspberrypi.local   # the same scenarios on the real, flashed board
   socbox image inspect ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
   socbox run --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
   socbox report ./results/results.json
@@ -91,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdImage(ctx, args[1:], stdout, stderr)
 	case "boot":
 		return cmdBoot(ctx, args[1:], stdout, stderr)
+	case "ssh":
+		return cmdSSH(ctx, args[1:], stdout, stderr)
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
 	case "report":

@@ -29,6 +29,15 @@ verified, unpacked and prepared for each board (see socbox image prepare) before
 An image suits the boards whose CPU runs its userland (socbox image inspect lists them); with
 --board all the others are left out.
 
+With --target ssh://USER@HOST[:PORT], the same scenarios run on a real board (the flashed one)
+instead: socbox logs in with your key only (--identity, else ssh-agent, else ~/.ssh/id_ed25519,
+id_ecdsa or id_rsa), checks the board's host key against ~/.ssh/known_hosts (an unknown board is refused with
+its fingerprint and the fix; --accept-new-host-key pins it; a changed key is always refused),
+installs containerd and runc if missing (--containerd), imports the busybox image and runs the
+scenarios. USER must be root: containerd's socket is root's. --board names the profile the results
+are compared against (default: detected from the board's model and architecture); the reports say
+which board, user, OS and kernel ran them.
+
 Exit status: 0 all passed, 1 something failed, 2 bad arguments (scenarios, boards, image).`,
 	examples: `  socbox run
   socbox run --board all --out ./results
@@ -36,6 +45,9 @@ Exit status: 0 all passed, 1 something failed, 2 bad arguments (scenarios, board
   socbox run --containerd apt --no-snapshot
   socbox run --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
   socbox run --board raspi4b --image https://example.org/raspios-arm64-lite.img.xz --sha256 "$SHA256" checks.yaml
+  socbox run --target ssh://root@raspberrypi.local
+  socbox run --target ssh://root@192.168.1.50:2222 --board raspi3b -i ~/.ssh/pi_ed25519 checks.yaml
+  socbox run --target ssh://root@raspberrypi.local --accept-new-host-key --containerd apt
 `}
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,8 +55,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var bf bootFlags
 	addBootFlags(fs, &bf, "`BOARDS` to run on, one after the other: a slug, a comma-separated list, or all (see socbox boards)")
 	out := fs.String("out", "", "`directory` for results.json, junit.xml, report.html and console logs (default: a new directory under ./socbox-results)")
+	var tf targetFlags
+	addTargetFlags(fs, &tf)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if tf.target != "" {
+		return runTarget(ctx, fs, bf, tf, *out, stdout, stderr)
+	}
+	if err := tf.checkWithoutTarget(fs); err != nil {
+		return usageError(fs, stderr, "%v", err)
 	}
 	slugs, err := parseBoardList(bf.board)
 	if err != nil {
@@ -289,6 +309,13 @@ func printRun(w io.Writer, run *report.Run) {
 			st = append(st, fmt.Sprintf("%s %.1fs", s.Name, s.Seconds))
 		}
 		fmt.Fprintf(w, "\n%s (%s): %s\n", b.Board, strings.Join(about, ", "), strings.Join(st, ", "))
+		if t := b.Target; t != nil && t.Kernel != "" { // what a board said after login
+			against := "no board profile picked"
+			if t.ProfileFrom != "" {
+				against = "compared against " + b.Board + ", " + t.ProfileFrom
+			}
+			fmt.Fprintf(w, "  on %s (%s): %s, kernel %s %s; %s\n", t.Address, t.Hostname, t.OS, t.Kernel, t.Machine, against)
+		}
 		if b.Error != "" {
 			fmt.Fprintf(w, "  FAILED at %s: %s\n", b.FailedStage, strings.ReplaceAll(b.Error, "\n", "\n    "))
 		}

@@ -22,16 +22,23 @@ const (
 
 // WriteArchive writes img to w as an OCI image-layout tar stream (oci-layout,
 // index.json, blobs/sha256/...), the form containerd's client Import takes.
-// ref is a full reference with a tag, e.g. "socbox.local/busybox:latest": it
-// names the image in containerd, and its tag is the layout's ref name. The
-// index entry carries the image's platform so that importers can filter by
-// it without reading the config.
+// ref is a full reference with a tag or a digest, e.g.
+// "socbox.local/busybox:latest": it names the image in containerd, and a tag
+// is also the layout's ref name. The index entry carries the image's
+// platform so that importers can filter by it without reading the config.
+// Layers are streamed from img, never held in memory.
 func WriteArchive(w io.Writer, img v1.Image, ref string) error {
-	tag, err := name.NewTag(ref, name.StrictValidation)
+	parsed, err := name.ParseReference(ref, name.StrictValidation)
 	if err != nil {
-		return fmt.Errorf("write oci archive: image name %q must be a full reference with a tag, like socbox.local/busybox:latest: %w", ref, err)
+		return fmt.Errorf("write oci archive: image name %q must be a full reference with a tag or digest, like socbox.local/busybox:latest: %w", ref, err)
 	}
-	if err := writeArchive(w, img, ref, tag.TagStr()); err != nil {
+	// A digest reference has no tag to give the layout; containerd names
+	// the image by the full reference anyway.
+	tag := ""
+	if t, ok := parsed.(name.Tag); ok {
+		tag = t.TagStr()
+	}
+	if err := writeArchive(w, img, ref, tag); err != nil {
 		return fmt.Errorf("write oci archive %s: %w", ref, err)
 	}
 	return nil
@@ -67,18 +74,19 @@ func writeArchive(w io.Writer, img v1.Image, ref, tag string) error {
 		return err
 	}
 
+	annotations := map[string]string{AnnotationImageName: ref}
+	if tag != "" {
+		annotations[AnnotationRefName] = tag
+	}
 	index, err := json.Marshal(v1.IndexManifest{
 		SchemaVersion: 2,
 		MediaType:     types.OCIImageIndex,
 		Manifests: []v1.Descriptor{{
-			MediaType: manifestType,
-			Size:      int64(len(manifest)),
-			Digest:    manifestDigest,
-			Platform:  configFile.Platform(),
-			Annotations: map[string]string{
-				AnnotationImageName: ref,
-				AnnotationRefName:   tag,
-			},
+			MediaType:   manifestType,
+			Size:        int64(len(manifest)),
+			Digest:      manifestDigest,
+			Platform:    configFile.Platform(),
+			Annotations: annotations,
 		}},
 	})
 	if err != nil {

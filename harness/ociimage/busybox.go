@@ -1,6 +1,8 @@
 // Package ociimage builds the container images socbox runs in a guest, on the
-// host and in Go, and writes them as OCI image-layout archives that
-// containerd's Import accepts. The guest needs no registry.
+// host and in Go, reads users' images (OCI layouts, docker save tarballs,
+// registries: see Source) for the guest's platform, and writes them as OCI
+// image-layout archives that containerd's Import accepts. The guest needs no
+// registry.
 package ociimage
 
 import (

@@ -247,7 +247,7 @@ func TestWriteArchiveNeedsTag(t *testing.T) {
 	img, err := Busybox(fakeELF(t, elf.ELFCLASS64, elf.EM_AARCH64), boards.LinuxARM64)
 	require.NoError(t, err)
 	err = WriteArchive(io.Discard, img, "busybox")
-	require.ErrorContains(t, err, `image name "busybox" must be a full reference with a tag`)
+	require.ErrorContains(t, err, `image name "busybox" must be a full reference with a tag or digest`)
 }
 
 func readArchive(t *testing.T, archive []byte) map[string][]byte {

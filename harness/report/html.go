@@ -115,7 +115,7 @@ func (r *Run) htmlView(dir string) htmlRun {
 		} else if hb.Counts.Failed+hb.Counts.Errors > 0 {
 			hb.Status = "fail"
 		}
-		for _, m := range []string{b.Tier, b.Platform, b.Image, suiteKernel(b), containerd(b)} {
+		for _, m := range []string{b.Tier, b.Platform, b.Image, suiteKernel(b), containerd(b), b.Target.describe(b.Board)} {
 			if m != "" {
 				hb.Meta = append(hb.Meta, m)
 			}
@@ -139,6 +139,27 @@ func (r *Run) htmlView(dir string) htmlRun {
 		v.Boards = append(v.Boards, hb)
 	}
 	return v
+}
+
+// describe says which real board ran the scenarios, as who, and which
+// profile it is compared against; "" for an emulated board.
+func (t *Target) describe(profile string) string {
+	if t == nil {
+		return ""
+	}
+	s := "on " + t.Address
+	if t.Hostname != "" {
+		s += " (" + t.Hostname + ")"
+	}
+	for _, part := range []string{t.OS, t.Model} {
+		if part != "" {
+			s += ", " + part
+		}
+	}
+	if t.ProfileFrom == "" {
+		return s + ", no board profile picked"
+	}
+	return s + ", compared against " + profile + " (" + t.ProfileFrom + ")"
 }
 
 func suiteKernel(b *Board) string {

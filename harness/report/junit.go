@@ -115,10 +115,16 @@ func (b *Board) junitSuite(hostname string, runStart time.Time) junitSuite {
 	if !start.IsZero() {
 		s.Timestamp = start.UTC().Format("2006-01-02T15:04:05")
 	}
+	var target Target // a real board's, when it is one
+	if b.Target != nil {
+		target = *b.Target
+	}
 	for _, p := range [][2]string{
 		{"tier", b.Tier}, {"platform", b.Platform}, {"image", b.Image}, {"suite", b.Suite},
 		{"kernel", b.KernelVersion}, {"containerd", b.Containerd},
 		{"qemu_command", b.QEMUCommand}, {"ssh_command", b.SSHCommand},
+		{"target", target.Address}, {"target_os", target.OS}, {"target_kernel", target.Kernel},
+		{"target_model", target.Model}, {"target_profile_from", target.ProfileFrom},
 	} {
 		if p[1] != "" {
 			s.Properties = append(s.Properties, junitProperty{Name: p[0], Value: p[1]})

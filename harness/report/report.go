@@ -55,11 +55,29 @@ type Board struct {
 	// Error is set when the board did not get ready; FailedStage says where.
 	Error       string `json:"error,omitempty"`
 	FailedStage string `json:"failed_stage,omitempty"`
+	// Target is set when the board is a real one reached over SSH
+	// (socbox run --target) rather than an emulated one.
+	Target *Target `json:"target,omitempty"`
 	// Reproducer: how to look at the same board again.
 	QEMUCommand string   `json:"qemu_command,omitempty"`
 	SSHCommand  string   `json:"ssh_command,omitempty"`
 	Overlay     string   `json:"overlay,omitempty"`
 	ConsoleLogs []string `json:"console_logs,omitempty"`
+}
+
+// Target is the real board a run attached to, as it described itself.
+type Target struct {
+	Address  string `json:"address"` // user@host:port
+	Hostname string `json:"hostname,omitempty"`
+	OS       string `json:"os,omitempty"`      // PRETTY_NAME from /etc/os-release
+	Kernel   string `json:"kernel,omitempty"`  // uname -r
+	Machine  string `json:"machine,omitempty"` // uname -m
+	Model    string `json:"model,omitempty"`   // the device tree's model
+	UID      int    `json:"uid"`
+	Identity string `json:"identity,omitempty"` // the key file logged in with, or ssh-agent
+	// ProfileFrom says how the board profile the results are compared
+	// against was chosen.
+	ProfileFrom string `json:"profile_from,omitempty"`
 }
 
 // Scenario is one scenario's outcome on one board.
@@ -79,6 +97,21 @@ type Scenario struct {
 	Seconds   float64   `json:"seconds"`
 	// Error is a harness error (the container could not run at all).
 	Error string `json:"error,omitempty"`
+	// Services are the scenario's background containers.
+	Services []Service `json:"services,omitempty"`
+	// Files are the files the container left that the scenario checked.
+	Files map[string]string `json:"files,omitempty"`
+}
+
+// Service is what one of a scenario's background containers did.
+type Service struct {
+	Name     string   `json:"name"`
+	Image    string   `json:"image"`
+	Command  []string `json:"command"`
+	IP       string   `json:"ip,omitempty"`
+	ExitCode int      `json:"exit_code"`
+	Stdout   string   `json:"stdout"`
+	Stderr   string   `json:"stderr"`
 }
 
 // Passed reports whether every board got ready and every scenario passed.

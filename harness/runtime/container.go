@@ -96,6 +96,25 @@ type ContainerResult struct {
 	// Files holds the Collect files the container left, by path; a file
 	// that was not there is missing.
 	Files map[string][]byte
+	// Phases is where the time went, in order: what a container costs on
+	// a board beyond its own run.
+	Phases []Phase
+}
+
+// Phase is one step of a container's life and how long it took.
+type Phase struct {
+	Name     string
+	Duration time.Duration
+}
+
+// phase records the time since the last phase under name.
+func (rc *Running) phase(name string) {
+	now := time.Now()
+	if rc.mark.IsZero() {
+		rc.mark = now
+	}
+	rc.res.Phases = append(rc.res.Phases, Phase{Name: name, Duration: now.Sub(rc.mark)})
+	rc.mark = now
 }
 
 // Run creates a container from c, starts it, waits for it to exit and
@@ -129,6 +148,8 @@ type Running struct {
 	// cleanups run in reverse, once, on their own context.
 	cleanups []func(ctx context.Context) error
 	done     bool
+	// mark is when the last phase ended.
+	mark time.Time
 }
 
 // ID is the container's ID in the guest.
@@ -169,7 +190,7 @@ func (r *Runtime) Start(ctx context.Context, c Container) (*Running, error) {
 	if prefix == "" {
 		prefix = "socbox"
 	}
-	rc := &Running{r: r, c: c, res: ContainerResult{ID: prefix + "-" + randomSuffix()}}
+	rc := &Running{r: r, c: c, res: ContainerResult{ID: prefix + "-" + randomSuffix()}, mark: time.Now()}
 	id := rc.res.ID
 	if err := identifiers.Validate(id); err != nil {
 		return rc, fmt.Errorf("run container %q: invalid name: %w", c.Name, err)
@@ -233,6 +254,7 @@ func (rc *Running) create(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rc.phase("image")
 
 	var att *attachment
 	if c.Network != nil {
@@ -243,6 +265,7 @@ func (rc *Running) create(ctx context.Context) error {
 		att = &a
 		rc.res.IP = a.ip.String()
 		rc.cleanups = append(rc.cleanups, func(ctx context.Context) error { return c.Network.detach(ctx, id, c.Name) })
+		rc.phase("network")
 	}
 
 	specOpts := append(containerSpecOpts(image, c, r.platform, att), recordCgroupsPath(&rc.cgroupsPath))
@@ -255,6 +278,7 @@ func (rc *Running) create(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
+	rc.phase("create container")
 	rc.cleanups = append(rc.cleanups, func(ctx context.Context) error {
 		// A task whose creation was cut short may exist without this
 		// side having its handle: it would block the Delete.
@@ -272,6 +296,7 @@ func (rc *Running) create(ctx context.Context) error {
 		if err := r.copyIn(ctx, id, c.Files); err != nil {
 			return err
 		}
+		rc.phase("copy files in")
 	}
 
 	rc.out = newGuestOutput(r.stateDir, id)
@@ -287,6 +312,7 @@ func (rc *Running) create(ctx context.Context) error {
 	if err := rc.out.create(ctx, r.sh); err != nil {
 		return fmt.Errorf("create output files in the guest: %w", err)
 	}
+	rc.phase("output files")
 	rc.start = time.Now()
 	return rc.startTask(ctx)
 }
@@ -299,6 +325,7 @@ func (rc *Running) startTask(ctx context.Context) error {
 		return fmt.Errorf("create task: %w", err)
 	}
 	rc.task = task
+	rc.phase("create task")
 	// Wait before Start, so that an exit that comes at once is not missed.
 	if rc.exit, err = task.Wait(ctx); err != nil {
 		return fmt.Errorf("wait for task: %w", err)
@@ -306,6 +333,7 @@ func (rc *Running) startTask(ctx context.Context) error {
 	if err := task.Start(ctx); err != nil {
 		return fmt.Errorf("start task: %w", err)
 	}
+	rc.phase("start task")
 	rc.res.Runs++
 	return nil
 }
@@ -343,6 +371,7 @@ func (rc *Running) wait(ctx context.Context) error {
 		case status := <-rc.exit:
 			code, _, err := status.Result()
 			rc.res.Duration = time.Since(rc.start)
+			rc.phase("run")
 			if err == nil {
 				// It exited, even if ctx ended at the same time.
 				rc.res.ExitCode = int(code)
@@ -357,6 +386,7 @@ func (rc *Running) wait(ctx context.Context) error {
 				if err := rc.deleteTask(ctx); err != nil {
 					return err
 				}
+				rc.phase("remove task")
 				if err := rc.startTask(ctx); err != nil {
 					return fmt.Errorf("restart (run %d): %w", rc.res.Runs+1, err)
 				}
@@ -423,10 +453,11 @@ func (rc *Running) finish(ctx context.Context, err error) (ContainerResult, erro
 	var errs []error
 	if derr := rc.deleteTask(cctx); derr != nil {
 		errs = append(errs, derr)
-	} else if len(rc.c.Collect) > 0 {
+	} else if rc.phase("remove task"); len(rc.c.Collect) > 0 {
 		files, cerr := rc.r.copyOut(cctx, rc.res.ID, rc.c.Collect)
 		errs = append(errs, cerr)
 		rc.res.Files = files
+		rc.phase("copy files out")
 	}
 	if rc.out.dir != "" {
 		// One SSH session reads both files and removes them: each session
@@ -437,11 +468,14 @@ func (rc *Running) finish(ctx context.Context, err error) (ContainerResult, erro
 		}
 		rc.res.Stdout, rc.res.Stderr = stdout, stderr
 		rc.outRead = rerr == nil
+		rc.phase("read output")
 	}
 	if cerr := errors.Join(errs...); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("container %s: %w", rc.res.ID, cerr))
 	}
-	return rc.res, errors.Join(err, rc.cleanup(ctx))
+	err = errors.Join(err, rc.cleanup(ctx))
+	rc.phase("remove container")
+	return rc.res, err
 }
 
 // killTask sends SIGKILL to every process of task and waits for its exit.

@@ -349,6 +349,27 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 
+	t.Run("a warm shim serves the next containers", func(t *testing.T) {
+		require.NoError(t, r.KeepShimWarm(ctx, name))
+		require.NoError(t, r.KeepShimWarm(ctx, name), "a second call finds it running")
+		require.Len(t, d.shims(), 1, "the keeper's shim")
+		for range 2 {
+			res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "echo in the group"}})
+			require.NoError(t, err)
+			require.Equal(t, "in the group\n", string(res.Stdout), string(res.Stderr))
+			require.Len(t, d.shims(), 1, "no shim of its own")
+			var names []string
+			for _, p := range res.Phases {
+				names = append(names, p.Name)
+			}
+			require.Equal(t, []string{"image", "create container", "output files", "create task", "start task", "run", "remove task", "read output", "remove container"}, names)
+		}
+		require.NoError(t, r.StopShimKeeper(ctx))
+		require.NoError(t, r.StopShimKeeper(ctx), "nothing to stop")
+		require.Eventually(t, func() bool { return len(d.shims()) == 0 }, 10*time.Second, 100*time.Millisecond, "the shim exits with its last container")
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
 	t.Run("cancel kills and cleans up", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 		defer cancel()

@@ -122,7 +122,7 @@ func containerSpecOpts(image interface {
 	Config(ctx context.Context) (ocispec.Descriptor, error)
 	ContentStore() content.Store
 }, c Container, p boards.Platform, att *attachment) []oci.SpecOpts {
-	opts := []oci.SpecOpts{withImageConfig(image, c.Cmd)}
+	opts := []oci.SpecOpts{withImageConfig(image, c.Cmd), oci.WithAnnotations(map[string]string{shimGroupAnnotation: shimGroup})}
 	if len(c.Env) > 0 {
 		opts = append(opts, oci.WithEnv(c.Env))
 	}

@@ -25,9 +25,15 @@ type Config struct {
 	Endpoint Endpoint
 	// Signer is the client key; password authentication is never offered.
 	Signer ssh.Signer
-	// HostKeys holds the board's pinned host keys. Required: use
-	// NewHostKeys() to trust the first key seen.
+	// Signers, when not empty, are offered in order instead of Signer: a
+	// user's ssh-agent may hold several keys for a real board.
+	Signers []ssh.Signer
+	// HostKeys holds the board's pinned host keys. Required unless
+	// KnownHosts is set: use NewHostKeys() to trust the first key seen.
 	HostKeys *HostKeys
+	// KnownHosts, when set, checks the host key against a known_hosts file
+	// instead of HostKeys: for a real board reached by its name.
+	KnownHosts *KnownHosts
 	// Timeout bounds one connection attempt; zero means DefaultTimeout.
 	Timeout time.Duration
 }
@@ -50,13 +56,29 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 func (cfg Config) validate() error {
-	if cfg.Signer == nil {
+	if cfg.Signer == nil && len(cfg.Signers) == 0 {
 		return errors.New("no client key in config (see LoadOrCreateKey)")
 	}
-	if cfg.HostKeys == nil {
+	if cfg.HostKeys == nil && cfg.KnownHosts == nil {
 		return errors.New("no host keys in config (NewHostKeys() trusts the first key seen)")
 	}
 	return nil
+}
+
+// auth offers the client's keys, and nothing else.
+func (cfg Config) auth() []ssh.AuthMethod {
+	if len(cfg.Signers) > 0 {
+		return []ssh.AuthMethod{ssh.PublicKeys(cfg.Signers...)}
+	}
+	return []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)}
+}
+
+// hostKeyCheck is the check and the algorithm preference for addr.
+func (cfg Config) hostKeyCheck(addr string) (ssh.HostKeyCallback, []string) {
+	if cfg.KnownHosts != nil {
+		return cfg.KnownHosts.Callback(), cfg.KnownHosts.Algorithms(addr)
+	}
+	return cfg.HostKeys.Callback(), cfg.HostKeys.algorithms()
 }
 
 func dial(ctx context.Context, cfg Config) (*Client, error) {
@@ -84,11 +106,12 @@ func dial(ctx context.Context, cfg Config) (*Client, error) {
 	// under it when ctx ends (by cancellation or by the attempt's timeout).
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 
+	hostKeyCallback, hostKeyAlgorithms := cfg.hostKeyCheck(addr)
 	sshConn, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
 		User:              cfg.Endpoint.User,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
-		HostKeyCallback:   cfg.HostKeys.Callback(),
-		HostKeyAlgorithms: cfg.HostKeys.algorithms(),
+		Auth:              cfg.auth(),
+		HostKeyCallback:   hostKeyCallback,
+		HostKeyAlgorithms: hostKeyAlgorithms,
 	})
 	if !stop() && err == nil {
 		// ctx ended just as the handshake finished; the connection is
@@ -110,10 +133,11 @@ func dial(ctx context.Context, cfg Config) (*Client, error) {
 // DialRetry calls Dial every interval until it succeeds or ctx ends, for
 // waiting on a board that is still booting. Before each attempt it calls
 // alive (if not nil) and returns its error at once: that is how a wait on a
-// QEMU guest stops as soon as QEMU has died. A host key mismatch is returned
-// at once too, since retrying cannot fix it. Failed logins are retried: a
-// board may install its authorized key late in its first boot. A
-// non-positive interval means DefaultRetryInterval.
+// QEMU guest stops as soon as QEMU has died. A host key mismatch, or a host
+// known_hosts does not list, is returned at once too, since retrying cannot
+// fix it. Failed logins are retried: a board may install its authorized key
+// late in its first boot. A non-positive interval means
+// DefaultRetryInterval.
 func DialRetry(ctx context.Context, cfg Config, interval time.Duration, alive func() error) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
@@ -133,7 +157,7 @@ func DialRetry(ctx context.Context, cfg Config, interval time.Duration, alive fu
 		if err == nil {
 			return c, nil
 		}
-		if errors.Is(err, ErrHostKeyMismatch) {
+		if errors.Is(err, ErrHostKeyMismatch) || errors.Is(err, ErrUnknownHostKey) {
 			return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
 		}
 		if lastErr == nil || ctx.Err() == nil {

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/report"
+)
+
+// targetFlags are run's flags for a real board reached over SSH.
+type targetFlags struct {
+	target, identity, knownHosts string
+	acceptNewHostKey             bool
+}
+
+func addTargetFlags(fs *flag.FlagSet, f *targetFlags) {
+	fs.StringVar(&f.target, "target", "", "run on a real board over SSH instead of booting one: `ssh://USER@HOST[:PORT]`; --board then names the profile "+
+		"the results are compared against (default: detected from the board). USER must be root to install and reach containerd")
+	identityHelp := "with --target: the private `KEY` to log in with (default: the ssh-agent's keys, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"
+	fs.StringVar(&f.identity, "identity", "", identityHelp)
+	fs.StringVar(&f.identity, "i", "", "short for --identity `KEY`")
+	fs.StringVar(&f.knownHosts, "known-hosts", "", "with --target: the known_hosts `FILE` the board's host key must be in (default ~/.ssh/known_hosts)")
+	fs.BoolVar(&f.acceptNewHostKey, "accept-new-host-key", false, "with --target: trust a board the known_hosts file does not list yet and pin its key there "+
+		"(trust on first use); a changed key is refused all the same")
+}
+
+// setFlags are the flags given on the command line.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	return set
+}
+
+// checkWithoutTarget refuses the target's own flags on a run that boots.
+func (f targetFlags) checkWithoutTarget(fs *flag.FlagSet) error {
+	set := setFlags(fs)
+	for _, name := range []string{"identity", "i", "known-hosts", "accept-new-host-key"} {
+		if set[name] {
+			return fmt.Errorf("--%s goes with --target", name)
+		}
+	}
+	return nil
+}
+
+// options are the harness options for the target.
+func (f targetFlags) options(board, containerd string, logf func(string, ...any)) []harness.Option {
+	opts := []harness.Option{harness.WithContainerd(harness.ContainerdStrategy(containerd)), harness.WithLogf(logf)}
+	if board != "" {
+		opts = append(opts, harness.WithBoard(board))
+	}
+	if f.identity != "" {
+		opts = append(opts, harness.WithIdentity(f.identity))
+	}
+	if f.knownHosts != "" {
+		opts = append(opts, harness.WithKnownHosts(f.knownHosts))
+	}
+	if f.acceptNewHostKey {
+		opts = append(opts, harness.WithAcceptNewHostKey())
+	}
+	return opts
+}
+
+// runTarget is `socbox run --target`: attach to the real board, run the
+// scenarios that apply to its profile, and write the same reports as for
+// emulated boards.
+func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFlags, out string, stdout, stderr io.Writer) error {
+	set := setFlags(fs)
+	for _, name := range []string{"image", "sha256", "password-hash", "suite", "no-snapshot"} {
+		if set[name] {
+			return usageError(fs, stderr, "--%s does not apply to --target: a real board runs the OS it has, and is never snapshotted", name)
+		}
+	}
+	if _, err := harness.ParseTarget(tf.target); err != nil {
+		return usageError(fs, stderr, "--target: %v", err)
+	}
+	board := ""
+	if set["board"] {
+		board = strings.TrimSpace(bf.board)
+		if board == "all" || strings.Contains(board, ",") {
+			return usageError(fs, stderr, "--board %q: with --target it names the one profile the board is compared against", bf.board)
+		}
+		if _, err := boards.Lookup(board); err != nil {
+			return usageError(fs, stderr, "--board: %v", err)
+		}
+	}
+	switch harness.ContainerdStrategy(bf.containerd) {
+	case harness.ContainerdAuto, harness.ContainerdBundle, harness.ContainerdApt:
+	default:
+		return usageError(fs, stderr, "--containerd %q: use auto, bundle or apt", bf.containerd)
+	}
+	list, err := loadScenarios(fs.Args())
+	if err != nil {
+		fmt.Fprintf(stderr, "socbox run: bad scenarios, nothing was run:\n%v\n", err)
+		return exitCode(2)
+	}
+	if out == "" {
+		out = filepath.Join("socbox-results", time.Now().Format("20060102-150405"))
+	}
+	dir, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+
+	prog := newProgress(stdout, isTerminal(stdout))
+	defer prog.Close()
+	run := &report.Run{StartedAt: time.Now().UTC(), Host: report.ThisHost()}
+	ep, _ := harness.ParseTarget(tf.target)
+	prog.Board(1, 1, ep.String())
+	prog.Status("attaching (containerd %s)", bf.containerd)
+	b, err := harness.Attach(ctx, tf.target, tf.options(board, bf.containerd, prog.Logf)...)
+	defer func() {
+		if cerr := b.Close(); cerr != nil {
+			prog.Logf("%v", cerr)
+		}
+	}()
+	rb := &report.Board{Board: tf.target}
+	if b != nil {
+		rb = b.Report()
+	}
+	if err != nil {
+		if rb.Error == "" {
+			rb.Error = err.Error()
+		}
+		prog.Logf("did not get ready: %s", firstLine(err.Error()))
+		for _, s := range list {
+			if b == nil || b.Profile.Slug == "" || s.AppliesTo(b.Profile) {
+				rb.Scenarios = append(rb.Scenarios, &report.Scenario{
+					Name: s.Name, Description: s.Description, Source: s.Where(), Command: s.Container.Cmd,
+					Error: fmt.Sprintf("not run: target %s did not get ready", tf.target),
+				})
+			}
+		}
+	} else {
+		var applies []harness.Scenario
+		for _, s := range list {
+			if s.AppliesTo(b.Profile) {
+				applies = append(applies, s)
+			}
+		}
+		if len(applies) == 0 {
+			prog.Close()
+			fmt.Fprintf(stderr, "socbox run: no scenario applies to %s, the profile %s is compared against (see each scenario's boards:)\n", b.Profile.Slug, tf.target)
+			return exitCode(2)
+		}
+		for i, s := range applies {
+			prog.Status("scenario %d of %d: %s", i+1, len(applies), s.Name)
+			res := b.RunScenario(ctx, s)
+			prog.Logf("%s %s in %.2fs", strings.ToUpper(res.Status()), s.Name, res.Seconds)
+			rb.Scenarios = append(rb.Scenarios, res)
+		}
+	}
+	run.Boards = append(run.Boards, rb)
+	run.FinishedAt = time.Now().UTC()
+	werr := writeReports(run, dir)
+	prog.Close()
+	printRun(stdout, run)
+	if werr != nil {
+		return fmt.Errorf("write results: %w", werr)
+	}
+	fmt.Fprintf(stdout, "results: %s\nreport:  %s\njunit:   %s\n",
+		filepath.Join(dir, "results.json"), filepath.Join(dir, "report.html"), filepath.Join(dir, "junit.xml"))
+	if !run.Passed() || ctx.Err() != nil {
+		return exitCode(1)
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+)
+
+// Every container socbox runs is in one runc shim group: the runc v2 shim
+// serves all the containers whose spec carries the same group annotation
+// from one process, and lives as long as one of them does.
+//
+// Under TCG each Go program that starts costs a noticeable part of a
+// second. A container of its own shim starts three (the shim's start
+// command, the shim daemon, and after the task is gone its cleanup); in a
+// group whose shim already runs, only the start command, which finds the
+// running shim's socket and hands its address back. A keeper container
+// (see KeepShimWarm) holds the group's shim up between runs.
+const (
+	shimGroupAnnotation = "io.containerd.runc.v2.group"
+	shimGroup           = "socbox"
+	// KeeperID is the container that keeps the shim up.
+	KeeperID = "socbox-shim-keeper"
+)
+
+// KeepShimWarm starts, unless it runs already, a container from image
+// that sleeps for as long as the guest is up, so that the group's shim
+// does not exit between containers. A board's snapshot keeps it running.
+// It takes a few MiB of the guest's memory.
+func (r *Runtime) KeepShimWarm(ctx context.Context, image string) error {
+	ctx = r.withNamespace(ctx)
+	if ctr, err := r.client.LoadContainer(ctx, KeeperID); err == nil {
+		if task, err := ctr.Task(ctx, nil); err == nil {
+			if st, err := task.Status(ctx); err == nil && st.Status == client.Running {
+				return nil
+			}
+			_, _ = task.Delete(ctx, client.WithProcessKill)
+		}
+		if err := ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("keep the shim warm: remove the old keeper: %w", err)
+		}
+	}
+	img, err := r.image(ctx, image)
+	if err != nil {
+		return fmt.Errorf("keep the shim warm: %w", err)
+	}
+	// The keeper's output goes nowhere: it prints nothing.
+	ctr, err := r.client.NewContainer(ctx, KeeperID,
+		client.WithImage(img),
+		client.WithSnapshotter(r.snapshotter),
+		client.WithNewSnapshot(KeeperID, img),
+		client.WithNewSpec(containerSpecOpts(img, Container{Cmd: []string{"sleep", "2147483647"}}, r.platform, nil)...),
+	)
+	if err != nil {
+		return fmt.Errorf("keep the shim warm: create the keeper: %w", err)
+	}
+	task, err := ctr.NewTask(ctx, cio.NullIO)
+	if err == nil {
+		err = task.Start(ctx)
+	}
+	if err != nil {
+		cctx := context.WithoutCancel(ctx)
+		if task != nil {
+			_, _ = task.Delete(cctx, client.WithProcessKill)
+		}
+		_ = ctr.Delete(cctx, client.WithSnapshotCleanup)
+		return fmt.Errorf("keep the shim warm: start the keeper: %w", err)
+	}
+	return nil
+}
+
+// StopShimKeeper removes the keeper, on a board that stays up after socbox
+// is done with it (a real board).
+func (r *Runtime) StopShimKeeper(ctx context.Context) error {
+	ctx = r.withNamespace(ctx)
+	ctr, err := r.client.LoadContainer(ctx, KeeperID)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if task, err := ctr.Task(ctx, nil); err == nil {
+		if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("stop the shim keeper: %w", err)
+		}
+	}
+	if err := ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("stop the shim keeper: %w", err)
+	}
+	return nil
+}
