@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,12 +33,19 @@ type bootInputs struct {
 	DTB           string   `json:"dtb"`
 	Arch          string   `json:"arch"`
 	Suite         string   `json:"suite"`
+	// From is "root" when the modules come from the image's own root
+	// filesystem rather than a kernel package.
+	From string `json:"from,omitempty"`
 }
 
 // EnsureBootFiles returns the kernel, initrd and device tree to boot im on
 // board, making the initrd and dtb on the host from the image's kernel
 // package on first use (about a second) and caching them in the image's
-// directory, so boards sharing a root filesystem share one image.
+// directory, so boards sharing a root filesystem share one image. A user
+// image booting its own kernel brings its device tree and, if any, its
+// initramfs; when its kernel needs modules to mount the root and it has no
+// initramfs (im.RootModules), the initrd is made from the modules in the
+// image's root filesystem, cached the same way.
 func EnsureBootFiles(ctx context.Context, im *Image, board boards.Profile, archive *debarchive.Client, logf func(string, ...any)) (BootFiles, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -60,14 +68,20 @@ func EnsureBootFiles(ctx context.Context, im *Image, board boards.Profile, archi
 			bf.DTB = im.Path(im.DTB)
 		}
 		bf.Initrd = im.Path(im.Initrd)
-		return bf, nil
+		if len(im.RootModules) == 0 {
+			return bf, nil
+		}
 	}
 	arch := board.Platform.DebianArch()
 	in := bootInputs{Version: initrdVersion, KernelVersion: im.KernelVersion, Modules: board.Kernel.InitrdModules,
 		DTB: board.Kernel.DTB, Arch: arch, Suite: im.Suite}
+	fromRoot := im.KernelDeb == ""
+	if fromRoot {
+		in.Modules, in.DTB, in.From = im.RootModules, "", "root"
+	}
 	dir := filepath.Join(im.Dir, "boot-"+cacheKey(in)[:12])
-	out := BootFiles{Kernel: bf.Kernel, Initrd: filepath.Join(dir, "initrd.img")}
-	if board.Kernel.DTB != "" {
+	out := BootFiles{Kernel: bf.Kernel, Initrd: filepath.Join(dir, "initrd.img"), DTB: bf.DTB}
+	if board.Kernel.DTB != "" && !fromRoot {
 		out.DTB = filepath.Join(dir, "board.dtb")
 	}
 	if _, err := os.Stat(out.Initrd); err == nil {
@@ -82,51 +96,78 @@ func EnsureBootFiles(ctx context.Context, im *Image, board boards.Profile, archi
 		return out, nil
 	}
 	stage := fmt.Sprintf("boot files for %s from %s", board.Slug, im.Name)
+	if fromRoot {
+		stage = fmt.Sprintf("initrd for %s's own kernel %s on %s", im.Name, im.KernelVersion, board.Slug)
+	}
+	if archive == nil {
+		return bf, fmt.Errorf("%s: no Debian archive client to fetch busybox-static for %s", stage, im.Suite)
+	}
 	tmp, err := os.MkdirTemp(im.Dir, "boot.tmp-")
 	if err != nil {
 		return bf, fmt.Errorf("%s: %w", stage, err)
 	}
 	defer os.RemoveAll(tmp)
-	kroot := filepath.Join(tmp, "kernel")
-	if err := debarchive.ExtractDeb(ctx, im.Path(im.KernelDeb), kroot); err != nil {
-		return bf, fmt.Errorf("%s: %w", stage, err)
-	}
-	modDir, base, err := findModuleDir(kroot, im.KernelVersion)
-	if err != nil {
-		return bf, fmt.Errorf("%s: %w", stage, err)
-	}
-	if o, err := exec.CommandContext(ctx, "depmod", "-b", base, im.KernelVersion).CombinedOutput(); err != nil {
-		return bf, fmt.Errorf("%s: depmod: %w: %s", stage, err, o)
+	files := filepath.Join(tmp, "out")
+	if err := os.MkdirAll(files, 0o755); err != nil {
+		return bf, err
 	}
 	bb, err := BusyboxBinary(ctx, archive, im.Suite, arch)
 	if err != nil {
 		return bf, fmt.Errorf("%s: %w", stage, err)
 	}
 	var buf bytes.Buffer
-	contents, err := initrd.Build(initrd.Spec{
-		Busybox: bb, ModulesDir: modDir, Modules: board.Kernel.InitrdModules, Machine: ELFMachine(board.Platform),
-	}, &buf)
+	var contents initrd.Contents
+	if fromRoot {
+		contents, err = buildRootModulesInitrd(ctx, im, bb, tmp, ELFMachine(board.Platform), &buf)
+	} else {
+		contents, err = buildKernelDebBootFiles(ctx, im, board, bb, tmp, files, &buf)
+	}
 	if err != nil {
 		return bf, fmt.Errorf("%s: %w", stage, err)
-	}
-	files := filepath.Join(tmp, "out")
-	if err := os.MkdirAll(files, 0o755); err != nil {
-		return bf, err
 	}
 	if err := os.WriteFile(filepath.Join(files, "initrd.img"), buf.Bytes(), 0o444); err != nil {
 		return bf, err
 	}
-	if board.Kernel.DTB != "" {
-		src := filepath.Join(kroot, "usr/lib/linux-image-"+im.KernelVersion, board.Kernel.DTB)
-		if err := CopyFile(src, filepath.Join(files, "board.dtb")); err != nil {
-			return bf, fmt.Errorf("%s: device tree %s is not in the kernel package: %w", stage, board.Kernel.DTB, err)
-		}
-	}
 	if err := os.Rename(files, dir); err != nil {
 		return bf, fmt.Errorf("%s: %w", stage, err)
 	}
-	logf("image: initrd for %s with busybox and %d modules (%d KiB)", board.Slug, len(contents.LoadOrder), buf.Len()/1024)
+	from := "the kernel package"
+	if fromRoot {
+		from = "the image's root filesystem"
+	}
+	logf("image: initrd for %s with busybox and %d modules from %s (%d KiB)", board.Slug, len(contents.LoadOrder), from, buf.Len()/1024)
 	return out, nil
+}
+
+// buildKernelDebBootFiles writes the initrd for im's Debian kernel package
+// to w, with the modules from the package, and the board's device tree
+// from it into files.
+func buildKernelDebBootFiles(ctx context.Context, im *Image, board boards.Profile, busybox, tmp, files string, w io.Writer) (initrd.Contents, error) {
+	var c initrd.Contents
+	kroot := filepath.Join(tmp, "kernel")
+	if err := debarchive.ExtractDeb(ctx, im.Path(im.KernelDeb), kroot); err != nil {
+		return c, err
+	}
+	modDir, base, err := findModuleDir(kroot, im.KernelVersion)
+	if err != nil {
+		return c, err
+	}
+	if o, err := exec.CommandContext(ctx, "depmod", "-b", base, im.KernelVersion).CombinedOutput(); err != nil {
+		return c, fmt.Errorf("depmod: %w: %s", err, o)
+	}
+	c, err = initrd.Build(initrd.Spec{
+		Busybox: busybox, ModulesDir: modDir, Modules: board.Kernel.InitrdModules, Machine: ELFMachine(board.Platform),
+	}, w)
+	if err != nil {
+		return c, err
+	}
+	if board.Kernel.DTB != "" {
+		src := filepath.Join(kroot, "usr/lib/linux-image-"+im.KernelVersion, board.Kernel.DTB)
+		if err := CopyFile(src, filepath.Join(files, "board.dtb")); err != nil {
+			return c, fmt.Errorf("device tree %s is not in the kernel package: %w", board.Kernel.DTB, err)
+		}
+	}
+	return c, nil
 }
 
 // findModuleDir finds lib/modules/<version> in an unpacked kernel package:

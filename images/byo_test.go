@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/images/imagetest"
 )
 
 const testKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOcOV4Jc1pSVXz0hZtQ0S+6I9rlDe1Kq5eBqU0zVwFfH socbox-test"
@@ -63,31 +65,31 @@ func compress(t *testing.T, src, format string) string {
 		require.NoError(t, err)
 		require.NoError(t, zw.Close())
 	case "qcow2":
-		needTools(t, "qemu-img")
+		imagetest.NeedTools(t, "qemu-img")
 		out.Close()
-		run(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, dst)
+		imagetest.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, dst)
 	}
 	return dst
 }
 
 func TestAcquireFormats(t *testing.T) {
 	testCache(t)
-	img := raspiImage(t, raspiOpts{})
-	want := sha256File(t, img)
+	img := imagetest.RaspiOS{}.Image(t)
+	want := imagetest.SHA256File(t, img)
 	for _, format := range []string{"img", "xz", "gz", "zip", "qcow2"} {
 		t.Run(format, func(t *testing.T) {
 			src := img
 			if format != "img" {
 				src = compress(t, img, format)
 			}
-			before := sha256File(t, src)
+			before := imagetest.SHA256File(t, src)
 			var lines []string
 			acq, err := Acquire(t.Context(), Source{Location: src, SHA256: before, Logf: func(f string, a ...any) { lines = append(lines, f) }})
 			require.NoError(t, err)
 			require.Equal(t, format, acq.Format)
 			require.Equal(t, before, acq.SHA256)
-			require.Equal(t, want, sha256File(t, acq.Disk), "the unpacked image is the original")
-			require.Equal(t, before, sha256File(t, src), "the source is never written")
+			require.Equal(t, want, imagetest.SHA256File(t, acq.Disk), "the unpacked image is the original")
+			require.Equal(t, before, imagetest.SHA256File(t, src), "the source is never written")
 			// A second acquire hits the cache.
 			again, err := Acquire(t.Context(), Source{Location: src})
 			require.NoError(t, err)
@@ -98,7 +100,7 @@ func TestAcquireFormats(t *testing.T) {
 
 func TestAcquireHTTPS(t *testing.T) {
 	testCache(t)
-	img := raspiImage(t, raspiOpts{})
+	img := imagetest.RaspiOS{}.Image(t)
 	xzFile := compress(t, img, "xz")
 	data, err := os.ReadFile(xzFile)
 	require.NoError(t, err)
@@ -106,12 +108,12 @@ func TestAcquireHTTPS(t *testing.T) {
 	defer srv.Close()
 	client := srv.Client()
 	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the test's own server
-	sum := sha256File(t, xzFile)
+	sum := imagetest.SHA256File(t, xzFile)
 
 	acq, err := Acquire(t.Context(), Source{Location: srv.URL + "/raspios.img.xz", SHA256: sum, HTTPClient: client})
 	require.NoError(t, err)
 	require.Equal(t, "xz", acq.Format)
-	require.Equal(t, sha256File(t, img), sha256File(t, acq.Disk))
+	require.Equal(t, imagetest.SHA256File(t, img), imagetest.SHA256File(t, acq.Disk))
 
 	_, err = Acquire(t.Context(), Source{Location: srv.URL + "/other.img.xz", SHA256: strings.Repeat("0", 64), HTTPClient: client})
 	require.ErrorIs(t, err, ErrChecksumMismatch)
@@ -125,7 +127,7 @@ func TestAcquireHTTPS(t *testing.T) {
 
 func TestAcquireBadInput(t *testing.T) {
 	testCache(t)
-	img := raspiImage(t, raspiOpts{})
+	img := imagetest.RaspiOS{}.Image(t)
 	dir := t.TempDir()
 
 	t.Run("checksum mismatch", func(t *testing.T) {
@@ -201,12 +203,12 @@ func TestAcquireBadInput(t *testing.T) {
 }
 
 func TestInspectRaspberryPiOS(t *testing.T) {
-	img := raspiImage(t, raspiOpts{})
-	before := sha256File(t, img)
+	img := imagetest.RaspiOS{}.Image(t)
+	before := imagetest.SHA256File(t, img)
 	info, err := Inspect(t.Context(), img)
 	require.NoError(t, err)
 	require.Equal(t, "mbr", info.Layout.Table)
-	require.Equal(t, testDiskID, info.Layout.DiskID)
+	require.Equal(t, imagetest.DiskID, info.Layout.DiskID)
 	require.Len(t, info.Layout.Partitions, 2)
 	require.NotNil(t, info.Boot)
 	require.Equal(t, 1, info.Boot.Index)
@@ -215,11 +217,11 @@ func TestInspectRaspberryPiOS(t *testing.T) {
 	require.Equal(t, 2, info.Root.Index)
 	require.Equal(t, "ext4", info.Root.FS)
 	require.Equal(t, "rootfs", info.Root.FSLabel)
-	require.Equal(t, testDiskID+"-02", info.Root.PartUUID)
+	require.Equal(t, imagetest.DiskID+"-02", info.Root.PartUUID)
 	require.Equal(t, []string{"kernel8.img"}, info.Kernels)
 	require.Equal(t, []string{"bcm2710-rpi-3-b-plus.dtb", "bcm2710-rpi-3-b.dtb", "bcm2711-rpi-4-b.dtb"}, info.DTBs)
 	require.True(t, info.Overlays)
-	require.Contains(t, info.Cmdline, "root=PARTUUID="+testDiskID+"-02")
+	require.Contains(t, info.Cmdline, "root=PARTUUID="+imagetest.DiskID+"-02")
 	require.Contains(t, info.Config, "arm_64bit=1")
 	require.Equal(t, FamilyRaspiOS, info.Family)
 	require.Equal(t, "bookworm", info.Suite)
@@ -228,16 +230,16 @@ func TestInspectRaspberryPiOS(t *testing.T) {
 	require.Equal(t, 1000, info.FirstUserUID)
 	require.True(t, info.RaspberryPi)
 	require.Equal(t, []string{"6.6.51+rpt-rpi-v8"}, info.ModuleVersions)
-	require.Equal(t, before, sha256File(t, img))
+	require.Equal(t, before, imagetest.SHA256File(t, img))
 
-	trixie, err := Inspect(t.Context(), raspiImage(t, raspiOpts{suite: "trixie", cloudInit: true}))
+	trixie, err := Inspect(t.Context(), imagetest.RaspiOS{Suite: "trixie", CloudInit: true}.Image(t))
 	require.NoError(t, err)
 	require.Equal(t, FamilyRaspiOSCloudInit, trixie.Family)
 	require.Equal(t, "trixie", trixie.Suite)
 }
 
 func TestInspectBeagleBone(t *testing.T) {
-	info, err := Inspect(t.Context(), beagleImage(t))
+	info, err := Inspect(t.Context(), imagetest.BeagleBone(t))
 	require.NoError(t, err)
 	require.Nil(t, info.Boot)
 	require.Equal(t, 1, info.Root.Index)
@@ -249,10 +251,10 @@ func TestInspectBeagleBone(t *testing.T) {
 }
 
 func TestKernelArch(t *testing.T) {
-	a, err := KernelArch([]byte(arm64Kernel(t)))
+	a, err := KernelArch([]byte(imagetest.ARM64Kernel(t, "")))
 	require.NoError(t, err)
 	require.Equal(t, "arm64", a)
-	a, err = KernelArch([]byte(zImage()))
+	a, err = KernelArch([]byte(imagetest.ZImage()))
 	require.NoError(t, err)
 	require.Equal(t, "arm", a)
 	_, err = KernelArch([]byte("not a kernel at all, just some text that is long enough"))
@@ -262,7 +264,7 @@ func TestKernelArch(t *testing.T) {
 // fsckVfat checks the boot partition of a prepared disk with fsck.vfat.
 func fsckVfat(t *testing.T, disk string, p Partition) {
 	t.Helper()
-	needTools(t, "fsck.vfat")
+	imagetest.NeedTools(t, "fsck.vfat")
 	part := filepath.Join(t.TempDir(), "boot.img")
 	in, err := os.Open(disk)
 	require.NoError(t, err)
@@ -280,14 +282,14 @@ func fsckVfat(t *testing.T, disk string, p Partition) {
 
 func TestPrepareRaspberryPiOSBookworm(t *testing.T) {
 	testCache(t)
-	img := raspiImage(t, raspiOpts{})
-	before := sha256File(t, img)
+	img := imagetest.RaspiOS{}.Image(t)
+	before := imagetest.SHA256File(t, img)
 	acq, err := Acquire(t.Context(), Source{Location: img})
 	require.NoError(t, err)
 	b := board(t, "raspi3b")
 	im, err := Prepare(t.Context(), PrepareSpec{Image: acq, Board: b, AuthorizedKey: testKey, HeadroomMiB: 64, Logf: t.Logf})
 	require.NoError(t, err)
-	require.Equal(t, before, sha256File(t, img), "the source is never written")
+	require.Equal(t, before, imagetest.SHA256File(t, img), "the source is never written")
 
 	require.Equal(t, "root", im.User)
 	require.Empty(t, im.HostKeys)
@@ -315,7 +317,7 @@ func TestPrepareRaspberryPiOSBookworm(t *testing.T) {
 
 	// The command line: cmdline.txt's root= and the rest, without the
 	// firmware's console names, quiet, or the first-boot resizer.
-	require.Equal(t, "root=PARTUUID="+testDiskID+"-02 rootfstype=ext4 fsck.repair=yes rootwait 8250.nr_uarts=1 console=ttyS0,115200", im.Append)
+	require.Equal(t, "root=PARTUUID="+imagetest.DiskID+"-02 rootfstype=ext4 fsck.repair=yes rootwait 8250.nr_uarts=1 console=ttyS0,115200", im.Append)
 
 	disk := im.Path(im.Disk)
 	info, err := Inspect(t.Context(), disk)
@@ -352,12 +354,12 @@ func TestPrepareRaspberryPiOSBookworm(t *testing.T) {
 	again, err := Prepare(t.Context(), PrepareSpec{Image: acq, Board: b, AuthorizedKey: testKey, HeadroomMiB: 64})
 	require.NoError(t, err)
 	require.Equal(t, im.Dir, again.Dir)
-	require.Equal(t, before, sha256File(t, img))
+	require.Equal(t, before, imagetest.SHA256File(t, img))
 }
 
 func TestPrepareRaspberryPiOSTrixieCloudInit(t *testing.T) {
 	testCache(t)
-	img := raspiImage(t, raspiOpts{suite: "trixie", cloudInit: true})
+	img := imagetest.RaspiOS{Suite: "trixie", CloudInit: true}.Image(t)
 	acq, err := Acquire(t.Context(), Source{Location: img})
 	require.NoError(t, err)
 	hash := "$6$saltsalt$Sx3rp9Ld9Z7R2Qw1i2Jx7b6kFQbY9i8Zc1a0pUo4Q1d7m6W5h0v1YV4bPq0cXe3nA2s1t0u9v8w7x6y5z4A3B."
@@ -394,7 +396,7 @@ func mustList(t *testing.T, b bootFS) bootListing {
 
 func TestPrepareBookwormPassword(t *testing.T) {
 	testCache(t)
-	acq, err := Acquire(t.Context(), Source{Location: raspiImage(t, raspiOpts{})})
+	acq, err := Acquire(t.Context(), Source{Location: imagetest.RaspiOS{}.Image(t)})
 	require.NoError(t, err)
 	im, err := Prepare(t.Context(), PrepareSpec{Image: acq, Board: board(t, "raspi3b"), AuthorizedKey: testKey,
 		PasswordHash: "$6$x$y", HeadroomMiB: 16})
@@ -410,31 +412,31 @@ func TestPrepareBookwormPassword(t *testing.T) {
 // linux-image-*-armmp: /boot/vmlinuz-<v> and /usr/lib/modules/<v>.
 func fakeKernelDeb(t *testing.T, version string) string {
 	t.Helper()
-	needTools(t, "dpkg-deb", "depmod")
+	imagetest.NeedTools(t, "dpkg-deb", "depmod")
 	dir := filepath.Join(t.TempDir(), "pkg")
-	writeTree(t, dir, map[string]string{
+	imagetest.WriteTree(t, dir, map[string]string{
 		"DEBIAN/control":                                               "Package: linux-image-" + version + "\nVersion: 1\nArchitecture: armhf\nMaintainer: t <t@example.org>\nDescription: test kernel\n",
-		"boot/vmlinuz-" + version:                                      zImage(),
+		"boot/vmlinuz-" + version:                                      imagetest.ZImage(),
 		"usr/lib/modules/" + version + "/modules.builtin":              "kernel/fs/ext4/ext4.ko\n",
 		"usr/lib/modules/" + version + "/modules.order":                "",
 		"usr/lib/linux-image-" + version + "/sun4i-a10-cubieboard.dtb": "\xd0\x0d\xfe\xed",
 	})
 	deb := filepath.Join(t.TempDir(), "linux-image.deb")
-	run(t, "dpkg-deb", "--root-owner-group", "-Zgzip", "--build", dir, deb)
+	imagetest.Run(t, "dpkg-deb", "--root-owner-group", "-Zgzip", "--build", dir, deb)
 	return deb
 }
 
 func TestPrepareBeagleBoneWithBoardKernel(t *testing.T) {
 	testCache(t)
-	img := beagleImage(t)
-	before := sha256File(t, img)
+	img := imagetest.BeagleBone(t)
+	before := imagetest.SHA256File(t, img)
 	acq, err := Acquire(t.Context(), Source{Location: img})
 	require.NoError(t, err)
 	const kver = "6.1.0-99-armmp"
 	im, err := Prepare(t.Context(), PrepareSpec{Image: acq, Board: board(t, "beaglebone-black"), AuthorizedKey: testKey,
 		HeadroomMiB: 32, KernelDeb: fakeKernelDeb(t, kver), Logf: t.Logf})
 	require.NoError(t, err)
-	require.Equal(t, before, sha256File(t, img))
+	require.Equal(t, before, imagetest.SHA256File(t, img))
 	require.Equal(t, "kernel.deb", im.KernelDeb)
 	require.Equal(t, kver, im.KernelVersion)
 	require.Equal(t, "vmlinuz", im.Kernel)
@@ -459,52 +461,52 @@ func TestPrepareBadInput(t *testing.T) {
 		return acq
 	}
 	prepare := func(t *testing.T, p, slug string, headroom int) error {
-		before := sha256File(t, p)
+		before := imagetest.SHA256File(t, p)
 		_, err := Prepare(t.Context(), PrepareSpec{Image: acquire(t, p), Board: board(t, slug), AuthorizedKey: testKey, HeadroomMiB: headroom})
-		require.Equal(t, before, sha256File(t, p), "a refused image is not written either")
+		require.Equal(t, before, imagetest.SHA256File(t, p), "a refused image is not written either")
 		return err
 	}
 
 	t.Run("no partition table", func(t *testing.T) {
-		needTools(t, "mkfs.ext4")
+		imagetest.NeedTools(t, "mkfs.ext4")
 		p := filepath.Join(t.TempDir(), "rootfs.img")
-		run(t, "mkfs.ext4", "-q", "-F", p, "8M")
+		imagetest.Run(t, "mkfs.ext4", "-q", "-F", p, "8M")
 		err := prepare(t, p, "raspi3b", 16)
 		require.ErrorIs(t, err, ErrNoPartitionTable)
 		require.ErrorContains(t, err, p)
 		require.ErrorContains(t, err, "whole-disk image")
 	})
 	t.Run("no boot partition", func(t *testing.T) {
-		p := raspiImage(t, raspiOpts{noBoot: true})
+		p := imagetest.RaspiOS{NoBoot: true}.Image(t)
 		err := prepare(t, p, "raspi3b", 16)
 		require.ErrorContains(t, err, "no boot partition")
 		require.ErrorContains(t, err, p)
 	})
 	t.Run("no kernel", func(t *testing.T) {
-		p := raspiImage(t, raspiOpts{kernels: map[string]string{}})
+		p := imagetest.RaspiOS{Kernels: map[string]string{}}.Image(t)
 		err := prepare(t, p, "raspi3b", 16)
 		require.ErrorContains(t, err, "no kernel: boot partition 1 has no kernel8.img")
 	})
 	t.Run("wrong-arch kernel", func(t *testing.T) {
-		p := raspiImage(t, raspiOpts{kernels: map[string]string{"kernel7.img": zImage(), "kernel7l.img": zImage()}})
+		p := imagetest.RaspiOS{Kernels: map[string]string{"kernel7.img": imagetest.ZImage(), "kernel7l.img": imagetest.ZImage()}}.Image(t)
 		err := prepare(t, p, "raspi3b", 16)
 		require.ErrorContains(t, err, "wrong-arch kernel: board raspi3b needs an arm64 kernel8.img, the boot partition has kernel7.img (arm), kernel7l.img (arm)")
 	})
 	t.Run("32-bit kernel named kernel8.img", func(t *testing.T) {
-		p := raspiImage(t, raspiOpts{kernels: map[string]string{"kernel8.img": zImage()}})
+		p := imagetest.RaspiOS{Kernels: map[string]string{"kernel8.img": imagetest.ZImage()}}.Image(t)
 		err := prepare(t, p, "raspi3b", 16)
 		require.ErrorContains(t, err, "wrong-arch kernel: kernel8.img is a arm kernel but board raspi3b is arm64")
 	})
 	t.Run("armhf image on an arm64 board", func(t *testing.T) {
-		err := prepare(t, beagleImage(t), "raspi3b-fast", 16)
+		err := prepare(t, imagetest.BeagleBone(t), "raspi3b-fast", 16)
 		require.ErrorContains(t, err, "the image is armhf but board raspi3b-fast runs arm64; use beaglebone-black or beaglebone-black-fast")
 	})
 	t.Run("too large for the board", func(t *testing.T) {
-		err := prepare(t, raspiImage(t, raspiOpts{}), "raspi3b", 40<<10)
+		err := prepare(t, imagetest.RaspiOS{}.Image(t), "raspi3b", 40<<10)
 		require.ErrorContains(t, err, "image too large for the board")
 	})
 	t.Run("truncated image", func(t *testing.T) {
-		src := raspiImage(t, raspiOpts{})
+		src := imagetest.RaspiOS{}.Image(t)
 		p := filepath.Join(t.TempDir(), "cut.img")
 		data, err := os.ReadFile(src)
 		require.NoError(t, err)
@@ -521,4 +523,46 @@ func TestPrepareBadInput(t *testing.T) {
 		require.True(t, errors.As(err, &fe))
 		require.ErrorContains(t, err, "not a disk image socbox recognises")
 	})
+}
+
+func TestPrepareGrowsGPTRoot(t *testing.T) {
+	testCache(t)
+	img := imagetest.RaspiOS{GPT: true}.Image(t)
+	before := imagetest.SHA256File(t, img)
+	src, err := Inspect(t.Context(), img)
+	require.NoError(t, err)
+	require.Equal(t, "gpt", src.Layout.Table)
+	acq, err := Acquire(t.Context(), Source{Location: img})
+	require.NoError(t, err)
+	im, err := Prepare(t.Context(), PrepareSpec{Image: acq, Board: board(t, "raspi3b"), AuthorizedKey: testKey, HeadroomMiB: 64, Logf: t.Logf})
+	require.NoError(t, err)
+	require.Equal(t, before, imagetest.SHA256File(t, img), "the source is never written")
+
+	disk := im.Path(im.Disk)
+	info, err := Inspect(t.Context(), disk)
+	require.NoError(t, err)
+	require.Equal(t, "gpt", info.Layout.Table)
+	require.Equal(t, imagetest.GPTRootPartUUID, info.Root.PartUUID, "partition GUIDs are kept")
+	require.Equal(t, src.Root.Start, info.Root.Start)
+	require.GreaterOrEqual(t, info.Root.Size, src.Root.Size+64<<20, "the root partition grew")
+	require.Contains(t, im.Append, "root=PARTUUID="+imagetest.GPTRootPartUUID)
+	// Both tables consistent, the backup at the new end of the disk.
+	out := imagetest.Run(t, "sfdisk", "--verify", disk)
+	require.Contains(t, out, "No errors detected.")
+	for _, bad := range []string{"not on the end", "mismatch", "corrupt"} {
+		require.NotContains(t, out, bad)
+	}
+	e := ext4Part{file: disk, offset: info.Root.Start}
+	o, err := exec.Command("e2fsck", "-fn", e.spec()).CombinedOutput()
+	require.NoError(t, err, "e2fsck: %s", o)
+	o, err = exec.Command("dumpe2fs", "-h", e.spec()).CombinedOutput()
+	require.NoError(t, err, "%s", o)
+	var blocks, blockSize int64
+	for _, l := range strings.Split(string(o), "\n") {
+		fmt.Sscanf(l, "Block count: %d", &blocks)
+		fmt.Sscanf(l, "Block size: %d", &blockSize)
+	}
+	require.Equal(t, info.Root.Size, blocks*blockSize, "the filesystem fills the grown partition")
+	fsckVfat(t, disk, *info.Boot)
+	require.Equal(t, testKey+"\n", readExt4(t, disk, info.Root, "/root/.ssh/authorized_keys"))
 }

@@ -49,6 +49,11 @@ type Image struct {
 	// taken from the image's boot partition. Relative to Dir.
 	DTB    string `json:"dtb,omitempty"`
 	Initrd string `json:"initrd,omitempty"`
+	// RootModules are set on images whose own kernel has its SD card or
+	// ext4 drivers as modules and that ship no initramfs: EnsureBootFiles
+	// builds socbox's initrd with these modules, read from the image's
+	// /lib/modules/<KernelVersion>.
+	RootModules []string `json:"root_modules,omitempty"`
 	// Board is the board a user image was prepared for ("" for images any
 	// board of the platform boots); Family is the user image's family.
 	Board  string `json:"board,omitempty"`

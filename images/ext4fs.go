@@ -3,6 +3,7 @@ package images
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -134,6 +135,33 @@ func (e ext4Part) listDir(ctx context.Context, p string) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// dumpFiles copies files out of the filesystem, guest path → host path,
+// in one debugfs run. A missing file leaves no host file; callers check
+// for the ones they need.
+func (e ext4Part) dumpFiles(ctx context.Context, tmpDir string, files map[string]string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	var cmds []string
+	for src, dst := range files {
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		cmds = append(cmds, "dump "+quoteDebugfs(src)+" "+quoteDebugfs(dst))
+	}
+	script, err := os.CreateTemp(tmpDir, "debugfs-dump-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(script.Name())
+	_, werr := script.WriteString(strings.Join(cmds, "\n") + "\n")
+	if err := errors.Join(werr, script.Close()); err != nil {
+		return err
+	}
+	_, _, err = e.debugfs(ctx, "-f", script.Name())
+	return err
 }
 
 func quoteDebugfs(p string) string {

@@ -21,7 +21,7 @@ import (
 // prepareRulesVersion changes whenever Prepare makes a different copy from
 // the same inputs (first-boot rules, kernel choice), so old cache entries
 // are not reused.
-const prepareRulesVersion = 1
+const prepareRulesVersion = 2
 
 // MaxSDCardBytes is the largest SD card socbox offers an SD-card board: the
 // SDHC limit, the card class the Raspberry Pi 3 and BeagleBone Black boot
@@ -166,6 +166,17 @@ func Prepare(ctx context.Context, spec PrepareSpec) (*Image, error) {
 	if err := os.Mkdir(work, 0o700); err != nil {
 		return nil, err
 	}
+	if plan.from == kernelFromImage {
+		// Decided before the copy: a kernel that cannot reach its root
+		// fails here, in a second, whatever the image's size.
+		if err := plan.chooseInitrd(ctx, info, b, work, logf); err != nil {
+			var fe *ImageFormatError
+			if errors.As(err, &fe) {
+				return nil, err // names the file, the stage and the fix already
+			}
+			return nil, fmt.Errorf("%s: %w", stage, err)
+		}
+	}
 
 	im := &Image{
 		Name: name, Suite: info.Suite, Platform: b.Platform, Disk: "disk.img", DiskFormat: "raw",
@@ -269,13 +280,27 @@ type kernelPlan struct {
 	initrd string // on the boot partition, optional
 	data   []byte
 	arch   string
+	// release is the kernel's release read from its banner ("" if
+	// unreadable); rootModules, when set, are the modules socbox's initrd
+	// loads from the image's /lib/modules/<release> (see chooseInitrd).
+	release     string
+	rootModules []string
 }
 
 func (p kernelPlan) describe() string {
 	if p.from == kernelFromImage {
-		s := "the image's own " + p.kernel + " with " + p.dtb
-		if p.initrd != "" {
+		s := "the image's own " + p.kernel
+		if p.release != "" {
+			s += " (Linux " + p.release + ")"
+		}
+		s += " with " + p.dtb
+		switch {
+		case p.initrd != "":
 			s += " and " + p.initrd
+		case len(p.rootModules) > 0:
+			s += " and socbox's initrd with " + strings.Join(p.rootModules, ", ") + " from the image's /lib/modules"
+		default:
+			s += ", no initrd"
 		}
 		return s
 	}
@@ -420,6 +445,10 @@ func (p kernelPlan) copyOwnKernel(info *ImageInfo, out string, im *Image) error 
 		}
 	}
 	im.KernelVersion = "image's own " + p.kernel
+	if p.release != "" {
+		im.KernelVersion = p.release
+	}
+	im.RootModules = p.rootModules
 	return nil
 }
 
@@ -535,12 +564,16 @@ func buildAppend(info *ImageInfo, b boards.Profile, plan kernelPlan, root Partit
 	if info.Family == FamilyDebian {
 		src = uEnvValue(info.UEnv, "cmdline")
 	}
+	// socbox's initrd finds the root by filesystem UUID, whatever the
+	// board calls the disk (mmcblk0p2, vda2); busybox cannot read the
+	// partition table's PARTUUIDs.
+	socboxInitrd := plan.from == kernelFromBoard || len(plan.rootModules) > 0
 	var args []string
 	for _, a := range strings.Fields(src) {
 		if droppedCmdline(a) {
 			continue
 		}
-		if plan.from == kernelFromBoard {
+		if socboxInitrd {
 			k, _, _ := strings.Cut(a, "=")
 			if k == "root" || k == "rootfstype" || k == "rootwait" || k == "ro" || k == "rw" {
 				continue
@@ -548,14 +581,12 @@ func buildAppend(info *ImageInfo, b boards.Profile, plan kernelPlan, root Partit
 		}
 		args = append(args, a)
 	}
-	if plan.from == kernelFromBoard {
-		// socbox's initrd finds the root by filesystem UUID, whatever the
-		// board calls the disk (mmcblk0p2, vda2).
+	if socboxInitrd {
 		args = append([]string{"root=UUID=" + root.FSUUID, "rootfstype=ext4", "rootwait", "rw"}, args...)
-	} else {
-		if !strings.Contains(" "+strings.Join(args, " ")+" ", " root=") {
-			args = append([]string{"root=PARTUUID=" + root.PartUUID, "rootfstype=ext4"}, args...)
-		}
+	} else if !strings.Contains(" "+strings.Join(args, " ")+" ", " root=") {
+		args = append([]string{"root=PARTUUID=" + root.PartUUID, "rootfstype=ext4"}, args...)
+	}
+	if plan.from == kernelFromImage {
 		if !contains(args, "rootwait") {
 			args = append(args, "rootwait")
 		}
@@ -581,10 +612,10 @@ func uEnvValue(uenv, key string) string {
 }
 
 // copyPrepared makes the prepared copy of src at dst, growing the root
-// partition (when it is the last one on an MBR disk) and its filesystem by
-// extra bytes. resize2fs cuts a regular file to the filesystem's size
-// whatever its "?offset=", so the root filesystem is grown in a file of its
-// own and then placed into the copy.
+// partition (when it is the last one, on an MBR or GPT disk) and its
+// filesystem by extra bytes. resize2fs cuts a regular file to the
+// filesystem's size whatever its "?offset=", so the root filesystem is
+// grown in a file of its own and then placed into the copy.
 func copyPrepared(ctx context.Context, src, dst string, info *ImageInfo, extra int64, logf func(string, ...any)) (Partition, error) {
 	root := info.Root
 	last := true
@@ -593,7 +624,8 @@ func copyPrepared(ctx context.Context, src, dst string, info *ImageInfo, extra i
 			last = false
 		}
 	}
-	if info.Layout.Table != "mbr" || !last || extra <= 0 {
+	gpt := info.Layout.Table == "gpt"
+	if (info.Layout.Table != "mbr" && !gpt) || !last || extra <= 0 {
 		logf("image: copying %s (%d MiB, sparse); not growing the root filesystem (%s table, root is partition %d of %d)",
 			filepath.Base(src), info.Layout.Size>>20, info.Layout.Table, root.Index, len(info.Layout.Partitions))
 		if err := copyRange(ctx, src, dst, 0, 0, info.Layout.Size); err != nil {
@@ -604,7 +636,7 @@ func copyPrepared(ctx context.Context, src, dst string, info *ImageInfo, extra i
 	const align = 4 << 20
 	newEnd := (root.End() + extra + align - 1) / align * align
 	sectors := (newEnd - root.Start) / 512
-	if sectors > 0xFFFFFFFF {
+	if sectors > 0xFFFFFFFF && !gpt {
 		return root, fmt.Errorf("the root partition would exceed MBR's 2 TiB")
 	}
 	logf("image: copying %s (%d MiB, sparse) and growing its root filesystem by %d MiB", filepath.Base(src), info.Layout.Size>>20, (newEnd-root.End())>>20)
@@ -629,6 +661,18 @@ func copyPrepared(ctx context.Context, src, dst string, info *ImageInfo, extra i
 	}
 	if err := copyRange(ctx, rootImg, dst, 0, root.Start, newSize); err != nil {
 		return root, err
+	}
+	if gpt {
+		// The backup table (33 sectors) goes at the very end; a MiB keeps
+		// the disk size aligned.
+		if err := os.Truncate(dst, newEnd+1<<20); err != nil {
+			return root, err
+		}
+		if err := growGPTPartition(dst, root.Index, newEnd); err != nil {
+			return root, err
+		}
+		root.Size = newSize
+		return root, nil
 	}
 	if err := os.Truncate(dst, newEnd); err != nil {
 		return root, err

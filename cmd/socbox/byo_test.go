@@ -14,12 +14,13 @@ import (
 
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
+	"github.com/socbox/socbox/images/imagetest"
 )
 
 func TestImageInspectRaspberryPiOS(t *testing.T) {
 	t.Setenv("SOCBOX_CACHE", t.TempDir())
-	img := raspiImage(t)
-	before := sha256File(t, img)
+	img := imagetest.RaspiOS{FileName: "raspios-bookworm-arm64-lite.img"}.Image(t)
+	before := imagetest.SHA256File(t, img)
 
 	out, _, err := socbox(t, t.Context(), "image", "inspect", img)
 	require.NoError(t, err)
@@ -29,8 +30,8 @@ func TestImageInspectRaspberryPiOS(t *testing.T) {
 		"suite:       bookworm\n",
 		"arch:        arm64\n",
 		"first user:  pi (uid 1000, /home/pi)\n",
-		"table:       MBR, disk id " + testDiskID + "\n",
-		"boot files:  bcm2710-rpi-3-b.dtb bcm2711-rpi-4-b.dtb bootcode.bin cmdline.txt config.txt initramfs8 kernel8.img overlays/ start.elf\n",
+		"table:       MBR, disk id " + imagetest.DiskID + "\n",
+		"boot files:  bcm2710-rpi-3-b-plus.dtb bcm2710-rpi-3-b.dtb bcm2711-rpi-4-b.dtb bootcode.bin cmdline.txt config.txt fixup.dat initramfs8 issue.txt kernel8.img overlays/ start.elf\n",
 		"kernels:     kernel8.img (arm64)\n",
 		"modules:     6.6.51+rpt-rpi-v8\n",
 		"boards:      raspi3b, raspi3b-fast, raspi4b\n",
@@ -38,12 +39,12 @@ func TestImageInspectRaspberryPiOS(t *testing.T) {
 		require.Contains(t, out, want)
 	}
 	require.NotContains(t, out, "unpacked:", "a raw image is read in place")
-	require.Regexp(t, `(?m)^  1  boot  vfat  bootfs  4 MiB\s+40 MiB  0x0c  `+testDiskID+`-01$`, out)
-	require.Regexp(t, `(?m)^  2  root  ext4  rootfs  44 MiB\s+16 MiB  0x83  `+testDiskID+`-02$`, out)
-	require.Equal(t, before, sha256File(t, img), "inspect never writes the image")
+	require.Regexp(t, `(?m)^  1  boot  vfat  bootfs  4 MiB\s+40 MiB  0x0c  `+imagetest.DiskID+`-01$`, out)
+	require.Regexp(t, `(?m)^  2  root  ext4  rootfs  44 MiB\s+16 MiB  0x83  `+imagetest.DiskID+`-02$`, out)
+	require.Equal(t, before, imagetest.SHA256File(t, img), "inspect never writes the image")
 
 	// A compressed image is unpacked into the cache first; --json has it all.
-	gz := gzipFile(t, img)
+	gz := imagetest.GzipFile(t, img)
 	out, _, err = socbox(t, t.Context(), "image", "inspect", "--json", gz)
 	require.NoError(t, err)
 	var got struct {
@@ -54,7 +55,7 @@ func TestImageInspectRaspberryPiOS(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &got))
 	require.Equal(t, "gz", got.Source.Format)
-	require.Equal(t, before, sha256File(t, got.Source.Disk))
+	require.Equal(t, before, imagetest.SHA256File(t, got.Source.Disk))
 	require.Equal(t, images.FamilyRaspiOS, got.Image.Family)
 	require.Equal(t, map[string]string{"kernel8.img": "arm64"}, got.KernelArch)
 	require.Equal(t, []string{"raspi3b", "raspi3b-fast", "raspi4b"}, got.Boards)
@@ -62,7 +63,7 @@ func TestImageInspectRaspberryPiOS(t *testing.T) {
 
 func TestImageInspectBeagleBone(t *testing.T) {
 	t.Setenv("SOCBOX_CACHE", t.TempDir())
-	out, _, err := socbox(t, t.Context(), "image", "inspect", beagleImage(t))
+	out, _, err := socbox(t, t.Context(), "image", "inspect", imagetest.BeagleBone(t))
 	require.NoError(t, err)
 	require.Contains(t, out, "family:      debian (Debian: sshd enabled and the key written in the root filesystem)\n")
 	require.Contains(t, out, "arch:        armhf\n")
@@ -88,8 +89,8 @@ func TestImageInspectBadInput(t *testing.T) {
 func TestImagePrepare(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("SOCBOX_CACHE", cache)
-	img := raspiImage(t)
-	before := sha256File(t, img)
+	img := imagetest.RaspiOS{FileName: "raspios-bookworm-arm64-lite.img"}.Image(t)
+	before := imagetest.SHA256File(t, img)
 
 	out, stderr, err := socbox(t, t.Context(), "image", "prepare", "--board", "raspi3b", "--sha256", before, img)
 	require.NoError(t, err, stderr)
@@ -97,7 +98,7 @@ func TestImagePrepare(t *testing.T) {
 	require.NotNil(t, m, "prints name, dir and time: %q", out)
 	name, dir := m[1], m[2]
 	require.Equal(t, filepath.Join(cache, "images", name), dir)
-	require.Equal(t, before, sha256File(t, img), "the source is never written")
+	require.Equal(t, before, imagetest.SHA256File(t, img), "the source is never written")
 
 	im, err := images.LoadImage(dir)
 	require.NoError(t, err)
@@ -111,7 +112,7 @@ func TestImagePrepare(t *testing.T) {
 	require.NoError(t, err)
 	info, err := images.Inspect(t.Context(), im.Path(im.Disk))
 	require.NoError(t, err)
-	require.Equal(t, strings.TrimSpace(sshx.AuthorizedKey(signer))+"\n", readExt4(t, im.Path(im.Disk), info.Root.Start, "/root/.ssh/authorized_keys"))
+	require.Equal(t, strings.TrimSpace(sshx.AuthorizedKey(signer))+"\n", imagetest.ReadExt4(t, im.Path(im.Disk), info.Root.Start, "/root/.ssh/authorized_keys"))
 	require.Greater(t, info.Root.Size, int64(2<<30), "the root filesystem has room for containerd")
 
 	// A second prepare is a cache hit, and `image ls` lists the copy.
@@ -198,7 +199,7 @@ func TestRunWithImageFailsBeforeBooting(t *testing.T) {
 // directly so that no regression can reach a boot.
 func TestPrepareUserImageForTheBoardsToRun(t *testing.T) {
 	t.Setenv("SOCBOX_CACHE", t.TempDir())
-	img := raspiImage(t)
+	img := imagetest.RaspiOS{FileName: "raspios-bookworm-arm64-lite.img"}.Image(t)
 
 	// A board named on purpose that cannot run the image: Prepare's error.
 	bf := bootFlags{board: "beaglebone-black", imageFlags: imageFlags{image: img}}

@@ -1,4 +1,5 @@
-// Package initrd builds the small initramfs socbox boots Debian's kernels
+// Package initrd builds the small initramfs socbox boots Debian's kernels,
+// and user images' own kernels that have their root drivers as modules,
 // with: a static busybox for the guest's architecture, the kernel modules
 // the board needs to reach its root filesystem, and an /init script. It is
 // built on the host in a second, instead of running mkinitramfs under

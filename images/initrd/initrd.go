@@ -47,17 +47,11 @@ func Build(spec Spec, w io.Writer) (Contents, error) {
 	if err := checkELF(spec.Busybox, bb, spec.Machine); err != nil {
 		return c, err
 	}
-	deps, err := readModulesDep(filepath.Join(spec.ModulesDir, "modules.dep"))
+	c, err = Resolve(spec.ModulesDir, spec.Modules)
 	if err != nil {
 		return c, err
 	}
-	builtin := readBuiltin(filepath.Join(spec.ModulesDir, "modules.builtin"))
-	soft := readSoftdeps(filepath.Join(spec.ModulesDir, "modules.softdep"), filepath.Join(spec.ModulesDir, "modules.alias"))
-	order, bi, err := loadOrder(deps, builtin, soft, spec.Modules)
-	if err != nil {
-		return c, err
-	}
-	c.LoadOrder, c.Builtin = order, bi
+	order := c.LoadOrder
 
 	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	cw := newCPIOWriter(gz)
@@ -85,6 +79,72 @@ func Build(spec Spec, w io.Writer) (Contents, error) {
 		return c, fmt.Errorf("initrd: %w", err)
 	}
 	return c, nil
+}
+
+// Resolve says which module files Build would put in the initrd for
+// modules, dependencies first, and which of modules the kernel has built
+// in. It reads only the tree's index files (modules.dep, modules.builtin,
+// modules.softdep, modules.alias), so a caller can fetch just those files
+// and then the ones listed.
+func Resolve(modulesDir string, modules []string) (Contents, error) {
+	var c Contents
+	deps, err := readModulesDep(filepath.Join(modulesDir, "modules.dep"))
+	if err != nil {
+		return c, err
+	}
+	builtin := readBuiltin(filepath.Join(modulesDir, "modules.builtin"))
+	soft := readSoftdeps(filepath.Join(modulesDir, "modules.softdep"), filepath.Join(modulesDir, "modules.alias"))
+	c.LoadOrder, c.Builtin, err = loadOrder(deps, builtin, soft, modules)
+	return c, err
+}
+
+// Kind is how a kernel has a module.
+type Kind int
+
+const (
+	// Absent: neither built in nor in modules.dep. The kernel does without
+	// it, e.g. a Raspberry Pi kernel that drives the SD card with its own
+	// bcm2835-sdhost driver instead of the mainline bcm2835 one.
+	Absent Kind = iota
+	// Builtin: in modules.builtin; nothing to load.
+	Builtin
+	// Loadable: a module file in modules.dep, which something must load.
+	Loadable
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Builtin:
+		return "built in"
+	case Loadable:
+		return "module"
+	}
+	return "absent"
+}
+
+// Classify says how the kernel of a module tree has each named module,
+// from its modules.dep and modules.builtin alone.
+func Classify(modulesDir string, names []string) ([]Kind, error) {
+	deps, err := readModulesDep(filepath.Join(modulesDir, "modules.dep"))
+	if err != nil {
+		return nil, err
+	}
+	builtin := readBuiltin(filepath.Join(modulesDir, "modules.builtin"))
+	loadable := map[string]bool{}
+	for p := range deps {
+		loadable[moduleName(p)] = true
+	}
+	out := make([]Kind, len(names))
+	for i, n := range names {
+		n = strings.ReplaceAll(n, "-", "_")
+		switch {
+		case loadable[n]:
+			out[i] = Loadable
+		case builtin[n]:
+			out[i] = Builtin
+		}
+	}
+	return out, nil
 }
 
 func checkELF(name string, data []byte, want elf.Machine) error {

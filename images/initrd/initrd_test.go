@@ -167,3 +167,38 @@ func TestModuleDependencyCycle(t *testing.T) {
 	_, _, err := loadOrder(map[string][]string{"a.ko": {"b.ko"}, "b.ko": {"a.ko"}}, nil, nil, []string{"a"})
 	require.ErrorContains(t, err, "cycle")
 }
+
+func TestResolveReadsOnlyTheIndex(t *testing.T) {
+	dir := fakeModuleTree(t)
+	// Resolve names the files to fetch before they are there: a tree of
+	// index files alone is enough.
+	index := t.TempDir()
+	for _, f := range []string{"modules.dep", "modules.builtin", "modules.softdep", "modules.alias"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(index, f), b, 0o644))
+	}
+	c, err := Resolve(index, []string{"virtio_net", "ext4"})
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"kernel/crypto/crc32c_generic.ko.xz",
+		"kernel/lib/crc16.ko.xz",
+		"kernel/fs/mbcache.ko.xz",
+		"kernel/fs/jbd2/jbd2.ko.xz",
+		"kernel/fs/ext4/ext4.ko.xz",
+	}, c.LoadOrder)
+	require.Equal(t, []string{"virtio_net"}, c.Builtin)
+}
+
+func TestClassify(t *testing.T) {
+	dir := fakeModuleTree(t)
+	kinds, err := Classify(dir, []string{"ext4", "virtio-blk", "virtio_net", "sdhci_iproc"})
+	require.NoError(t, err)
+	require.Equal(t, []Kind{Loadable, Loadable, Builtin, Absent}, kinds)
+	require.Equal(t, "module", Loadable.String())
+	require.Equal(t, "built in", Builtin.String())
+	require.Equal(t, "absent", Absent.String())
+
+	_, err = Classify(t.TempDir(), []string{"ext4"})
+	require.ErrorContains(t, err, "run depmod")
+}
