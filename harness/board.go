@@ -537,8 +537,9 @@ func (b *Board) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		errs = append(errs, b.stopBackground(ctx))
 		if b.Machine == nil {
-			// A real board stays up: take the shim keeper away too.
-			errs = append(errs, b.Runtime.StopShimKeeper(ctx))
+			// A real board stays up: take the shim keeper and the
+			// output files made ahead away too.
+			errs = append(errs, b.Runtime.StopShimKeeper(ctx), b.Runtime.DropOutputs(ctx))
 		}
 		cancel()
 		_ = b.Runtime.Close()

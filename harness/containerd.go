@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,15 +30,18 @@ type ContainerdInstaller interface {
 
 // AptInstaller installs containerd with apt-get in the guest, which reaches
 // Debian's archive through QEMU's user network.
-type AptInstaller struct{}
+type AptInstaller struct {
+	// Extra packages to install with containerd and runc (crun).
+	Extra []string
+}
 
 func (AptInstaller) Name() string { return "apt" }
 
-func (AptInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestInfo, logf func(string, ...any)) error {
+func (ai AptInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestInfo, logf func(string, ...any)) error {
 	logf("containerd: apt-get install in the guest (Debian %s %s)", g.Suite, g.Arch)
 	cmd := "export DEBIAN_FRONTEND=noninteractive; " +
 		"apt-get -q -o Acquire::Retries=3 update && " +
-		"apt-get -q -y -o Acquire::Retries=3 install --no-install-recommends containerd runc"
+		"apt-get -q -y -o Acquire::Retries=3 install --no-install-recommends " + strings.Join(append([]string{"containerd", "runc"}, ai.Extra...), " ")
 	res, err := sh.Run(ctx, cmd)
 	if err != nil {
 		return fmt.Errorf("apt-get install containerd: %w", err)
@@ -55,12 +59,14 @@ func (AptInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestInfo, l
 // and installs them with dpkg. The guest needs no network.
 type BundleInstaller struct {
 	Archive *debarchive.Client
+	// Extra packages to install with containerd and runc (crun).
+	Extra []string
 }
 
 func (BundleInstaller) Name() string { return "bundle" }
 
 func (bi BundleInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestInfo, logf func(string, ...any)) error {
-	debs, err := bi.Archive.FetchDebs(ctx, g.Suite, g.Arch, []string{"containerd", "runc"}, g.Installed)
+	debs, err := bi.Archive.FetchDebs(ctx, g.Suite, g.Arch, append([]string{"containerd", "runc"}, bi.Extra...), g.Installed)
 	if err != nil {
 		return fmt.Errorf("fetch containerd for Debian %s %s: %w", g.Suite, g.Arch, err)
 	}
@@ -135,36 +141,47 @@ func guestInfo(ctx context.Context, sh *sshx.Client) (GuestInfo, error) {
 }
 
 func (b *Board) installer() ContainerdInstaller {
+	var extra []string
+	if b.opts.crun {
+		extra = append(extra, "crun")
+	}
 	switch b.opts.containerd {
 	case ContainerdApt:
-		return AptInstaller{}
+		return AptInstaller{Extra: extra}
 	default:
-		return BundleInstaller{Archive: b.archive}
+		return BundleInstaller{Archive: b.archive, Extra: extra}
 	}
 }
+
+// crunPath is where Debian's crun package puts the binary.
+const crunPath = "/usr/bin/crun"
 
 // connectContainerd dials the guest's containerd through SSH and checks it
 // answers.
 func (b *Board) connectContainerd(ctx context.Context) (*ctrd.Runtime, string, error) {
-	rt, err := ctrd.Connect(ctx, b.SSH)
+	var opts []ctrd.Option
+	if b.opts.crun {
+		opts = append(opts, ctrd.WithOCIRuntime(crunPath))
+	}
+	rt, err := ctrd.Connect(ctx, b.SSH, opts...)
 	if err != nil {
 		return nil, "", err
 	}
-	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := rt.Version(vctx)
-	if err != nil {
-		_ = rt.Close()
-		return nil, "", err
-	}
-	return rt, v, nil
+	return rt, rt.DaemonVersion(), nil
 }
 
 func (b *Board) readyContainerd(ctx context.Context) error {
 	// Skip the install when containerd already answers (a provisioned or
-	// real board).
-	if res, err := b.SSH.Run(ctx, "test -S /run/containerd/containerd.sock"); err == nil && res.ExitCode == 0 {
-		if rt, v, err := b.connectContainerd(ctx); err == nil {
+	// real board). sshd itself opens the socket: no process starts in the
+	// guest for the check.
+	if conn, err := b.SSH.DialUnix(ctx, ctrd.DefaultSocket); err == nil {
+		conn.Close()
+		rt, v, err := b.connectContainerd(ctx)
+		if err == nil && !b.hasCrunIfAsked(ctx) {
+			_ = rt.Close()
+			err = errors.New("crun is missing")
+		}
+		if err == nil {
 			b.logf("containerd %s already running", v)
 			b.Runtime = rt
 			if err := b.importBusybox(ctx, nil); err != nil {
@@ -207,6 +224,16 @@ func (b *Board) readyContainerd(ctx context.Context) error {
 	}
 	b.warmShim(ctx)
 	return nil
+}
+
+// hasCrunIfAsked reports whether crun is there when WithCrun asks for it;
+// a board with containerd but without crun goes through the install.
+func (b *Board) hasCrunIfAsked(ctx context.Context) bool {
+	if !b.opts.crun {
+		return true
+	}
+	res, err := b.SSH.Run(ctx, "test -x "+crunPath)
+	return err == nil && res.ExitCode == 0
 }
 
 // warmShim starts the shim keeper (see runtime.KeepShimWarm); a board

@@ -29,6 +29,7 @@ type options struct {
 	suite         string
 	image         *images.Image
 	containerd    ContainerdStrategy
+	crun          bool
 	noContainerd  bool
 	timeouts      map[Stage]time.Duration
 	keepOnFailure bool
@@ -92,6 +93,15 @@ func WithContainerd(s ContainerdStrategy) Option {
 		}
 		return fmt.Errorf("unknown containerd strategy %q: use auto, apt or bundle", s)
 	}
+}
+
+// WithCrun runs containers with crun instead of runc (installed beside
+// containerd). crun is written in C: under emulation it starts in a
+// fraction of the time runc, a Go program, takes, which makes each
+// container markedly cheaper. Boards in the field usually run runc: keep
+// the default to test what they run, use this to run many scenarios fast.
+func WithCrun() Option {
+	return func(o *options) error { o.crun = true; return nil }
 }
 
 // WithoutContainerd stops at SSH: the board is booted and logged in to.

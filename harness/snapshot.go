@@ -87,6 +87,9 @@ func (b *Board) snapshotDir(cfg qemu.Config) (string, error) {
 	in := snapshotInputs{Version: snapshotVersion, Image: b.Image.Key, ImageBuilt: b.Image.BuiltAt.String(), Board: b.Profile.Slug,
 		QEMU: qemuVersion(exe), Args: args, Containerd: string(b.opts.containerd),
 		Busybox: strings.Join(ociimage.BusyboxApplets, " ")}
+	if b.opts.crun {
+		in.Containerd += "+crun"
+	}
 	b.snapInputs = in
 	blob, _ := json.Marshal(in)
 	return filepath.Join(cache, "snapshots", b.Profile.Slug+"-"+shortHash(blob)), nil

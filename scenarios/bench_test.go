@@ -75,7 +75,7 @@ func BenchmarkSpeed(b *testing.B) {
 		benchReport(b, "cold start to containerd-ready", secs(st["qemu"]+st["kernel"]+st["ssh"]+st["containerd"]), "cold-ready-s")
 
 		// 3. Per-container overhead on the warm board.
-		benchContainers(b, cold)
+		benchContainers(b, cold, "container-s")
 		must(b, cold.Close())
 
 		// 4. Provision the snapshot (once), then restore-to-ready.
@@ -126,16 +126,24 @@ func BenchmarkContainer(b *testing.B) {
 		slug = s
 	}
 	for i := 0; i < b.N; i++ {
+		fmt.Println("runc (the default):")
 		bd, err := harness.Start(context.Background(), harness.WithBoard(slug), harness.WithLogf(func(string, ...any) {}))
 		must(b, err)
-		benchContainers(b, bd)
+		runc := benchContainers(b, bd, "container-s")
 		must(b, bd.Close())
+
+		fmt.Println("crun (WithCrun):")
+		bd, err = harness.Start(context.Background(), harness.WithBoard(slug), harness.WithCrun(), harness.WithLogf(func(string, ...any) {}))
+		must(b, err)
+		crun := benchContainers(b, bd, "container-crun-s")
+		must(b, bd.Close())
+		fmt.Printf("%-45s %.1fx\n", "container speed-up (runc / crun)", runc.Seconds()/crun.Seconds())
 	}
 }
 
 // benchContainers runs `true` ten times on bd and prints the median time
 // of a run and of each of its phases.
-func benchContainers(b *testing.B, bd *harness.Board) {
+func benchContainers(b *testing.B, bd *harness.Board, metric string) time.Duration {
 	var runs []time.Duration
 	phases := map[string][]time.Duration{}
 	var order []string
@@ -154,10 +162,12 @@ func benchContainers(b *testing.B, bd *harness.Board) {
 			phases[p.Name] = append(phases[p.Name], p.Duration)
 		}
 	}
-	benchReport(b, "container on a warm board (median of 10)", median(runs), "container-s")
+	m := median(runs)
+	benchReport(b, "container on a warm board (median of 10)", m, metric)
 	for _, name := range order {
 		fmt.Printf("  %-43s %8.2fs\n", name, median(phases[name]).Seconds())
 	}
+	return m
 }
 
 // tenScenarios is the bundled scenarios repeated to ten.

@@ -116,6 +116,17 @@ func TestBookworm(t *testing.T) {
 	runBundled(t, slug, filepath.Join(outputDir(t), slug+"-bookworm"), harness.WithSuite("bookworm"))
 }
 
+// TestCrun runs the bundled scenarios with crun as the OCI runtime
+// (harness.WithCrun), the faster choice under emulation, so that it stays
+// a drop-in for runc. One board, as for TestBookworm.
+func TestCrun(t *testing.T) {
+	slug := "raspi4b"
+	if sel := selectedBoards(t); len(sel) == 1 {
+		slug = sel[0]
+	}
+	runBundled(t, slug, filepath.Join(outputDir(t), slug+"-crun"), append(suiteOption(), harness.WithCrun())...)
+}
+
 // runBundled boots one board and runs every bundled scenario that applies
 // to it as a subtest.
 func runBundled(t *testing.T, slug, artifacts string, opts ...harness.Option) {

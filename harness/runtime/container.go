@@ -9,8 +9,10 @@ import (
 	"syscall"
 	"time"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
 )
 
@@ -274,6 +276,7 @@ func (rc *Running) create(ctx context.Context) error {
 		client.WithSnapshotter(r.snapshotter),
 		client.WithNewSnapshot(id, image),
 		client.WithNewSpec(specOpts...),
+		r.withRuntime(),
 	)
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
@@ -299,7 +302,9 @@ func (rc *Running) create(ctx context.Context) error {
 		rc.phase("copy files in")
 	}
 
-	rc.out = newGuestOutput(r.stateDir, id)
+	if rc.out, err = r.takeOutput(ctx); err != nil {
+		return fmt.Errorf("create output files in the guest: %w", err)
+	}
 	rc.cleanups = append(rc.cleanups, func(ctx context.Context) error {
 		if rc.outRead {
 			return nil
@@ -309,9 +314,6 @@ func (rc *Running) create(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err := rc.out.create(ctx, r.sh); err != nil {
-		return fmt.Errorf("create output files in the guest: %w", err)
-	}
 	rc.phase("output files")
 	rc.start = time.Now()
 	return rc.startTask(ctx)
@@ -462,9 +464,14 @@ func (rc *Running) finish(ctx context.Context, err error) (ContainerResult, erro
 	if rc.out.dir != "" {
 		// One SSH session reads both files and removes them: each session
 		// costs a process start in an emulated guest.
-		stdout, stderr, rerr := rc.out.readAndRemove(cctx, rc.r.sh)
+		next := newGuestOutput(rc.r.stateDir, "out-"+randomSuffix())
+		stdout, stderr, rerr := rc.out.readAndRemove(cctx, rc.r.sh, next)
 		if rerr != nil {
 			errs = append(errs, fmt.Errorf("read output: %w", rerr))
+		} else {
+			rc.r.mu.Lock()
+			rc.r.outputs = append(rc.r.outputs, next)
+			rc.r.mu.Unlock()
 		}
 		rc.res.Stdout, rc.res.Stderr = stdout, stderr
 		rc.outRead = rerr == nil
@@ -531,6 +538,15 @@ func (r *Runtime) image(ctx context.Context, name string) (client.Image, error) 
 		}
 	}
 	return image, nil
+}
+
+// withRuntime names the runc shim, with the OCI runtime binary when one
+// other than runc is asked for.
+func (r *Runtime) withRuntime() client.NewContainerOpts {
+	if r.ociRuntime == "" {
+		return client.WithRuntime(plugins.RuntimeRuncV2, nil)
+	}
+	return client.WithRuntime(plugins.RuntimeRuncV2, &runcoptions.Options{BinaryName: r.ociRuntime})
 }
 
 func randomSuffix() string {

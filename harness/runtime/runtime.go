@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"sync"
 	"time"
 
@@ -64,6 +65,7 @@ type options struct {
 	snapshotter string
 	stateDir    string
 	platform    *boards.Platform
+	ociRuntime  string
 }
 
 // WithSocket sets the path of containerd's socket in the guest.
@@ -112,6 +114,18 @@ func WithStateDir(dir string) Option {
 	}
 }
 
+// WithOCIRuntime makes the runc shim run containers with another OCI
+// runtime binary in the guest, such as /usr/bin/crun, instead of runc.
+func WithOCIRuntime(binary string) Option {
+	return func(o *options) error {
+		if !path.IsAbs(binary) {
+			return fmt.Errorf("OCI runtime %q: give the absolute path of the binary in the guest", binary)
+		}
+		o.ociRuntime = binary
+		return nil
+	}
+}
+
 // WithPlatform sets the platform containers run as, which picks the manifest
 // of a multi-platform image. Without it, the platform is the one the guest's
 // containerd reports for its task runtime.
@@ -130,9 +144,16 @@ type Runtime struct {
 	snapshotter string
 	stateDir    string
 	platform    boards.Platform
+	// ociRuntime is the runtime binary the shim runs, "" for runc.
+	ociRuntime string
+
+	// version is what the daemon said it was when connected.
+	version string
 
 	mu       sync.Mutex
 	networks int // made so far, for their subnets
+	// outputs are output files made ahead of time for later containers.
+	outputs []guestOutput
 }
 
 // Connect opens a containerd client over sh and checks that the daemon
@@ -184,11 +205,12 @@ func Connect(ctx context.Context, sh Shell, opts ...Option) (*Runtime, error) {
 		namespace:   o.namespace,
 		snapshotter: o.snapshotter,
 		stateDir:    o.stateDir,
+		ociRuntime:  o.ociRuntime,
 	}
 	// grpc.NewClient connects lazily: ask for the version now so that a
 	// daemon that is not there fails here, with a hint, and not in the
 	// first Import.
-	if _, err := r.Version(ctx); err != nil {
+	if r.version, err = r.Version(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("connect to containerd at %s (is containerd installed and running in the guest?): %w", socket, err)
 	}
@@ -200,6 +222,10 @@ func Connect(ctx context.Context, sh Shell, opts ...Option) (*Runtime, error) {
 	}
 	return r, nil
 }
+
+// DaemonVersion is the daemon's version as Connect found it, without asking
+// again.
+func (r *Runtime) DaemonVersion() string { return r.version }
 
 // Version returns the daemon's version, e.g. "1.6.20~ds1".
 func (r *Runtime) Version(ctx context.Context) (string, error) {

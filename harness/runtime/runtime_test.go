@@ -349,6 +349,25 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 
+	t.Run("output files are made ahead for the next container", func(t *testing.T) {
+		require.NoError(t, r.DropOutputs(ctx))
+		_, err := r.Run(ctx, Container{Image: name, Cmd: []string{"true"}})
+		require.NoError(t, err)
+		require.Len(t, r.outputs, 1)
+		ahead := r.outputs[0]
+		for _, f := range []string{ahead.stdout, ahead.stderr} {
+			st, err := os.Stat(f)
+			require.NoError(t, err)
+			require.Zero(t, st.Size())
+		}
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "echo used"}})
+		require.NoError(t, err)
+		require.Equal(t, "used\n", string(res.Stdout))
+		require.NoDirExists(t, ahead.dir, "taken and removed by the second container")
+		require.Len(t, r.outputs, 1, "and one more made")
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
 	t.Run("a warm shim serves the next containers", func(t *testing.T) {
 		require.NoError(t, r.KeepShimWarm(ctx, name))
 		require.NoError(t, r.KeepShimWarm(ctx, name), "a second call finds it running")
@@ -414,6 +433,9 @@ func requireNothingLeft(t *testing.T, ctx context.Context, r *Runtime, d *testDa
 
 	require.Empty(t, d.mounts(), "mounts under the daemon's directory")
 
+	// Output files made ahead for a next container are all that may be
+	// left; once dropped, nothing is.
+	require.NoError(t, r.DropOutputs(ctx))
 	entries, err := os.ReadDir(filepath.Join(stateDir, "containers"))
 	if !errors.Is(err, os.ErrNotExist) {
 		require.NoError(t, err)

@@ -33,11 +33,48 @@ func newGuestOutput(stateDir, id string) guestOutput {
 	return guestOutput{dir: dir, stdout: path.Join(dir, "stdout"), stderr: path.Join(dir, "stderr")}
 }
 
+// createCmd makes the directory and two empty files.
+func (g guestOutput) createCmd() string {
+	return fmt.Sprintf("mkdir -p -m 0700 %s && : > %s && : > %s",
+		sshx.Quote(g.dir), sshx.Quote(g.stdout), sshx.Quote(g.stderr))
+}
+
 // create makes the directory and two empty files.
 func (g guestOutput) create(ctx context.Context, sh Shell) error {
-	cmd := fmt.Sprintf("mkdir -p -m 0700 %s && : > %s && : > %s",
-		sshx.Quote(g.dir), sshx.Quote(g.stdout), sshx.Quote(g.stderr))
-	return runOK(ctx, sh, cmd)
+	return runOK(ctx, sh, g.createCmd())
+}
+
+// takeOutput returns a pair of empty output files for a container: one
+// made ahead of time by an earlier container's read (see readAndRemove),
+// or new ones, at the cost of an SSH session.
+func (r *Runtime) takeOutput(ctx context.Context) (guestOutput, error) {
+	r.mu.Lock()
+	if n := len(r.outputs); n > 0 {
+		g := r.outputs[n-1]
+		r.outputs = r.outputs[:n-1]
+		r.mu.Unlock()
+		return g, nil
+	}
+	r.mu.Unlock()
+	g := newGuestOutput(r.stateDir, "out-"+randomSuffix())
+	return g, g.create(ctx, r.sh)
+}
+
+// DropOutputs removes the output files made ahead of time, on a board that
+// stays up when socbox is done with it.
+func (r *Runtime) DropOutputs(ctx context.Context) error {
+	r.mu.Lock()
+	outs := r.outputs
+	r.outputs = nil
+	r.mu.Unlock()
+	if len(outs) == 0 {
+		return nil
+	}
+	var dirs []string
+	for _, g := range outs {
+		dirs = append(dirs, sshx.Quote(g.dir))
+	}
+	return runOK(ctx, r.sh, "rm -rf -- "+strings.Join(dirs, " "))
 }
 
 // creator hands the two paths to the task. The shim does the copying, so
@@ -54,9 +91,15 @@ func (g guestOutput) creator() cio.Creator {
 // shim answers Wait as soon as the process has exited, possibly before it
 // has copied the last of the pipes into the files; its Delete waits for the
 // copy (for up to two seconds, in case an orphan still holds a pipe open).
-func (g guestOutput) readAndRemove(ctx context.Context, sh Shell) (stdout, stderr []byte, err error) {
+//
+// The same command makes the files of a later container (next), which
+// would otherwise cost it a session of its own.
+func (g guestOutput) readAndRemove(ctx context.Context, sh Shell, next guestOutput) (stdout, stderr []byte, err error) {
 	cmd := fmt.Sprintf("wc -c < %[1]s && cat %[1]s %[2]s && rm -rf -- %[3]s",
 		sshx.Quote(g.stdout), sshx.Quote(g.stderr), sshx.Quote(g.dir))
+	if next.dir != "" {
+		cmd += " && " + next.createCmd()
+	}
 	res, err := sh.Run(ctx, cmd)
 	if err != nil {
 		return nil, nil, err
