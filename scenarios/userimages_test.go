@@ -1,8 +1,6 @@
 package scenarios
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
 	"io"
 	"log"
@@ -26,6 +24,7 @@ import (
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/ociimage"
+	"github.com/socbox/socbox/harness/ociimage/ociimagetest"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/debarchive"
 )
@@ -190,18 +189,7 @@ func busyboxFor(t *testing.T, p boards.Platform) v1.Image {
 
 // withHello adds a layer with /hello.txt to img.
 func withHello(t *testing.T, img v1.Image, hello string) v1.Image {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "hello.txt", Mode: 0o644, Size: int64(len(hello))}))
-	_, err := tw.Write([]byte(hello))
-	require.NoError(t, err)
-	require.NoError(t, tw.Close())
-	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
-	require.NoError(t, err)
-	img, err = mutate.AppendLayers(img, layer)
-	require.NoError(t, err)
-	return img
+	return ociimagetest.WithFile(t, img, "hello.txt", hello)
 }
 
 // claim makes img's config say it is for linux/arch, as an image built for

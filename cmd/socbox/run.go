@@ -116,6 +116,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// After every board, so finished boards survive a later crash.
 		werr = writeReports(run, dir)
 	}
+	return finishRun(ctx, stdout, prog, run, dir, werr)
+}
+
+// finishRun prints the summary and where the reports are, and says how the
+// run went: exit status 1 unless everything passed.
+func finishRun(ctx context.Context, stdout io.Writer, prog *progress, run *report.Run, dir string, werr error) error {
 	prog.Close()
 	printRun(stdout, run)
 	if werr != nil {
@@ -252,12 +258,19 @@ func runBoard(ctx context.Context, prog *progress, bf bootFlags, bp boardPlan, d
 	}
 	opts := append(bf.options(bp.slug, bp.image, prog.Logf), harness.WithArtifactsDir(filepath.Join(dir, bp.slug)))
 	b, err := harness.Start(ctx, opts...)
+	return runAndClose(ctx, prog, "board "+bp.slug, bp.slug, b, err, bp.scenarios)
+}
+
+// runAndClose runs scenarios on the board Start or Attach returned (b may
+// be nil; err is their error) and closes it. If the board did not get
+// ready, each scenario that applies to it is reported as not run.
+func runAndClose(ctx context.Context, prog *progress, what, name string, b *harness.Board, err error, scenarios []harness.Scenario) *report.Board {
 	defer func() {
 		if cerr := b.Close(); cerr != nil {
 			prog.Logf("%v", cerr)
 		}
 	}()
-	rb := &report.Board{Board: bp.slug}
+	rb := &report.Board{Board: name}
 	if b != nil {
 		rb = b.Report()
 	}
@@ -266,16 +279,18 @@ func runBoard(ctx context.Context, prog *progress, bf bootFlags, bp boardPlan, d
 			rb.Error = err.Error()
 		}
 		prog.Logf("did not get ready: %s", firstLine(err.Error()))
-		for _, s := range bp.scenarios {
-			rb.Scenarios = append(rb.Scenarios, &report.Scenario{
-				Name: s.Name, Description: s.Description, Source: s.Where(), Command: s.Container.Cmd,
-				Error: fmt.Sprintf("not run: board %s did not get ready", bp.slug),
-			})
+		for _, s := range scenarios {
+			if b == nil || b.Profile.Slug == "" || s.AppliesTo(b.Profile) {
+				rb.Scenarios = append(rb.Scenarios, &report.Scenario{
+					Name: s.Name, Description: s.Description, Source: s.Where(), Command: s.Container.Cmd,
+					Error: fmt.Sprintf("not run: %s did not get ready", what),
+				})
+			}
 		}
 		return rb
 	}
-	for i, s := range bp.scenarios {
-		prog.Status("scenario %d of %d: %s", i+1, len(bp.scenarios), s.Name)
+	for i, s := range scenarios {
+		prog.Status("scenario %d of %d: %s", i+1, len(scenarios), s.Name)
 		res := b.RunScenario(ctx, s)
 		prog.Logf("%s %s in %.2fs", strings.ToUpper(res.Status()), s.Name, res.Seconds)
 		rb.Scenarios = append(rb.Scenarios, res)

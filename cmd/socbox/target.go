@@ -115,59 +115,24 @@ func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFla
 	prog.Board(1, 1, ep.String())
 	prog.Status("attaching (containerd %s)", bf.containerd)
 	b, err := harness.Attach(ctx, tf.target, tf.options(board, bf.containerd, prog.Logf)...)
-	defer func() {
-		if cerr := b.Close(); cerr != nil {
-			prog.Logf("%v", cerr)
-		}
-	}()
-	rb := &report.Board{Board: tf.target}
-	if b != nil {
-		rb = b.Report()
-	}
-	if err != nil {
-		if rb.Error == "" {
-			rb.Error = err.Error()
-		}
-		prog.Logf("did not get ready: %s", firstLine(err.Error()))
-		for _, s := range list {
-			if b == nil || b.Profile.Slug == "" || s.AppliesTo(b.Profile) {
-				rb.Scenarios = append(rb.Scenarios, &report.Scenario{
-					Name: s.Name, Description: s.Description, Source: s.Where(), Command: s.Container.Cmd,
-					Error: fmt.Sprintf("not run: target %s did not get ready", tf.target),
-				})
-			}
-		}
-	} else {
-		var applies []harness.Scenario
+	scenarios := list
+	if err == nil {
+		scenarios = nil
 		for _, s := range list {
 			if s.AppliesTo(b.Profile) {
-				applies = append(applies, s)
+				scenarios = append(scenarios, s)
 			}
 		}
-		if len(applies) == 0 {
+		if len(scenarios) == 0 {
 			prog.Close()
-			fmt.Fprintf(stderr, "socbox run: no scenario applies to %s, the profile %s is compared against (see each scenario's boards:)\n", b.Profile.Slug, tf.target)
+			_ = b.Close()
+			fmt.Fprintf(stderr, "socbox run: no scenario applies to %s (compared against board profile %s): see each scenario's boards:, or pick another --board\n", tf.target, b.Profile.Slug)
 			return exitCode(2)
 		}
-		for i, s := range applies {
-			prog.Status("scenario %d of %d: %s", i+1, len(applies), s.Name)
-			res := b.RunScenario(ctx, s)
-			prog.Logf("%s %s in %.2fs", strings.ToUpper(res.Status()), s.Name, res.Seconds)
-			rb.Scenarios = append(rb.Scenarios, res)
-		}
 	}
+	rb := runAndClose(ctx, prog, "target "+tf.target, tf.target, b, err, scenarios)
 	run.Boards = append(run.Boards, rb)
 	run.FinishedAt = time.Now().UTC()
 	werr := writeReports(run, dir)
-	prog.Close()
-	printRun(stdout, run)
-	if werr != nil {
-		return fmt.Errorf("write results: %w", werr)
-	}
-	fmt.Fprintf(stdout, "results: %s\nreport:  %s\njunit:   %s\n",
-		filepath.Join(dir, "results.json"), filepath.Join(dir, "report.html"), filepath.Join(dir, "junit.xml"))
-	if !run.Passed() || ctx.Err() != nil {
-		return exitCode(1)
-	}
-	return nil
+	return finishRun(ctx, stdout, prog, run, dir, werr)
 }

@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"debug/elf"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/ociimage/ociimagetest"
 )
 
 func TestParseSource(t *testing.T) {
@@ -335,43 +335,11 @@ func TestLoadOCIArchive(t *testing.T) {
 	require.ErrorContains(t, err, "the image is for linux/arm64, but the board runs linux/amd64")
 }
 
-// dockerSave writes what `docker save` (before Docker 25) writes for img:
-// manifest.json, the config and each layer as a plain tar.
+// dockerSave writes img as `docker save` does into a new file.
 func dockerSave(t *testing.T, img v1.Image, tags ...string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "saved.tar")
-	f, err := os.Create(out)
-	require.NoError(t, err)
-	tw := tar.NewWriter(f)
-	add := func(name string, data []byte) {
-		require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data))}))
-		_, err := tw.Write(data)
-		require.NoError(t, err)
-	}
-	cfgName, err := img.ConfigName()
-	require.NoError(t, err)
-	cfg, err := img.RawConfigFile()
-	require.NoError(t, err)
-	add(cfgName.Hex+".json", cfg)
-	layers, err := img.Layers()
-	require.NoError(t, err)
-	var paths []string
-	for _, l := range layers {
-		diffID, err := l.DiffID()
-		require.NoError(t, err)
-		rc, err := l.Uncompressed()
-		require.NoError(t, err)
-		data, err := io.ReadAll(rc)
-		require.NoError(t, err)
-		require.NoError(t, rc.Close())
-		paths = append(paths, diffID.Hex+"/layer.tar")
-		add(paths[len(paths)-1], data)
-	}
-	manifest, err := json.Marshal([]map[string]any{{"Config": cfgName.Hex + ".json", "RepoTags": tags, "Layers": paths}})
-	require.NoError(t, err)
-	add("manifest.json", manifest)
-	require.NoError(t, tw.Close())
-	require.NoError(t, f.Close())
+	ociimagetest.DockerSave(t, out, img, tags...)
 	return out
 }
 

@@ -1,14 +1,10 @@
 package runtime
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,13 +15,12 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/require"
 
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/ociimage"
+	"github.com/socbox/socbox/harness/ociimage/ociimagetest"
 )
 
 // TestImportUserImages takes user images from each kind of source through
@@ -49,7 +44,7 @@ func TestImportUserImages(t *testing.T) {
 	require.NoError(t, lp.AppendImage(helloImage(t, p, "from a layout\n")))
 
 	saved := filepath.Join(dir, "saved.tar")
-	writeDockerSave(t, saved, helloImage(t, p, "from docker save\n"), "example.com/saved:1")
+	ociimagetest.DockerSave(t, saved, helloImage(t, p, "from docker save\n"), "example.com/saved:1")
 
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
@@ -94,53 +89,5 @@ func helloImage(t *testing.T, p boards.Platform, hello string) v1.Image {
 	}
 	img, err := ociimage.Busybox(busybox, p)
 	require.NoError(t, err)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "hello.txt", Mode: 0o644, Size: int64(len(hello))}))
-	_, err = tw.Write([]byte(hello))
-	require.NoError(t, err)
-	require.NoError(t, tw.Close())
-	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
-	require.NoError(t, err)
-	img, err = mutate.AppendLayers(img, layer)
-	require.NoError(t, err)
-	return img
-}
-
-// writeDockerSave writes img as `docker save` did before Docker 25:
-// manifest.json, the config, and every layer as a plain tar.
-func writeDockerSave(t *testing.T, path string, img v1.Image, tag string) {
-	t.Helper()
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	tw := tar.NewWriter(f)
-	add := func(name string, data []byte) {
-		require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data))}))
-		_, err := tw.Write(data)
-		require.NoError(t, err)
-	}
-	cfgName, err := img.ConfigName()
-	require.NoError(t, err)
-	cfg, err := img.RawConfigFile()
-	require.NoError(t, err)
-	add(cfgName.Hex+".json", cfg)
-	layers, err := img.Layers()
-	require.NoError(t, err)
-	var paths []string
-	for _, l := range layers {
-		diffID, err := l.DiffID()
-		require.NoError(t, err)
-		rc, err := l.Uncompressed()
-		require.NoError(t, err)
-		data, err := io.ReadAll(rc)
-		require.NoError(t, err)
-		require.NoError(t, rc.Close())
-		paths = append(paths, diffID.Hex+"/layer.tar")
-		add(diffID.Hex+"/layer.tar", data)
-	}
-	manifest, err := json.Marshal([]map[string]any{{"Config": cfgName.Hex + ".json", "RepoTags": []string{tag}, "Layers": paths}})
-	require.NoError(t, err)
-	add("manifest.json", manifest)
-	require.NoError(t, tw.Close())
-	require.NoError(t, f.Close())
+	return ociimagetest.WithFile(t, img, "hello.txt", hello)
 }
