@@ -338,6 +338,15 @@ func unpack(ctx context.Context, file, format, dst string, logf func(string, ...
 	label := "unpacking " + filepath.Base(file)
 	switch format {
 	case "xz":
+		if xzBin, err := exec.LookPath("xz"); err == nil {
+			xr, wait, err := xzCommand(ctx, xzBin, newProgress(f, st.Size(), label, logf))
+			if err != nil {
+				return err
+			}
+			defer wait()
+			r = xr
+			break
+		}
 		xr, err := xz.NewReader(newProgress(f, st.Size(), label, logf))
 		if err != nil {
 			return corrupt(file, "xz", err)
@@ -388,6 +397,56 @@ func unpack(ctx context.Context, file, format, dst string, logf func(string, ...
 		return corrupt(file, format, err)
 	}
 	return nil
+}
+
+// xzCommand decompresses in with the xz program, which is several times
+// faster than the Go decoder on a Raspberry Pi OS image (measured: a
+// 135 MiB .img.xz took ~100 s in Go). Its reader returns xz's complaint,
+// not a clean end of file, when the stream is corrupt or truncated; wait
+// reaps the process.
+func xzCommand(ctx context.Context, bin string, in io.Reader) (io.Reader, func(), error) {
+	cmd := exec.CommandContext(ctx, bin, "--decompress", "--stdout", "--threads=0")
+	cmd.Stdin = in
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	done := false
+	var werr error
+	wait := func() {
+		if !done {
+			done = true
+			_ = out.Close()
+			werr = cmd.Wait()
+		}
+	}
+	return &xzReader{out: out, finish: func() error {
+		wait()
+		if werr != nil {
+			return fmt.Errorf("xz: %s", strings.TrimSpace(stderr.String()))
+		}
+		return nil
+	}}, wait, nil
+}
+
+type xzReader struct {
+	out    io.Reader
+	finish func() error
+}
+
+func (x *xzReader) Read(p []byte) (int, error) {
+	n, err := x.out.Read(p)
+	if errors.Is(err, io.EOF) {
+		if ferr := x.finish(); ferr != nil {
+			return n, ferr
+		}
+	}
+	return n, err
 }
 
 func corrupt(file, format string, err error) error {
