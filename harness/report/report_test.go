@@ -206,6 +206,18 @@ func TestWriteHTML(t *testing.T) {
 	require.Contains(t, page, `href="file:///var/tmp/elsewhere/serial0.log"`)
 	require.Contains(t, page, `href="results.json"`)
 	require.Contains(t, page, "board bbb did not get ready: stage ssh failed")
+
+	// A scenario's services and the files it checked are shown with it.
+	r.Boards[0].Scenarios[0].Services = []Service{{Name: "web", IP: "10.213.0.2", ExitCode: 137, Stderr: "<i>served</i>"}}
+	r.Boards[0].Scenarios[0].Files = map[string]string{"/out/result.txt": "SOCBOX\n"}
+	p, err = r.WriteHTML(dir)
+	require.NoError(t, err)
+	data, err = os.ReadFile(p)
+	require.NoError(t, err)
+	page = string(data)
+	require.Contains(t, page, "service web at 10.213.0.2: exit 137")
+	require.Contains(t, page, "&lt;i&gt;served&lt;/i&gt;")
+	require.Contains(t, page, "file /out/result.txt</summary><pre>SOCBOX\n</pre>")
 }
 
 func TestTimelineLaysOutOldResultsEndToEnd(t *testing.T) {
