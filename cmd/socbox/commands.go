@@ -168,7 +168,7 @@ func addBootFlags(fs *flag.FlagSet, f *bootFlags, boardHelp string) {
 	fs.StringVar(&f.suite, "suite", images.DefaultSuite, "Debian `release` of the default image: trixie or bookworm (a user's --image keeps its own)")
 	fs.StringVar(&f.containerd, "containerd", "auto", "`strategy` for getting containerd into the guest: bundle (pushed from the host; what auto picks) or apt (the guest downloads it)")
 	fs.BoolVar(&f.noSnapshot, "no-snapshot", false, "boot cold: neither restore nor save a provisioned snapshot")
-	fs.BoolVar(&f.crun, "crun", false, "run containers with crun instead of runc (installed beside containerd): about half the time per container under emulation; boards in the field usually run runc")
+	fs.BoolVar(&f.crun, "crun", false, "run containers with crun instead of runc (installed beside containerd): a third less time per container under emulation (see BENCHMARKS.md); boards in the field usually run runc")
 	fs.StringVar(&f.image, "image", "", "your own board `IMAGE` to boot instead of the default one: a file ("+strings.Join(images.Formats, ", ")+") or an https:// URL; never written")
 	fs.StringVar(&f.sha256, "sha256", "", "with --image: "+sha256Help)
 	fs.StringVar(&f.passwordHash, "password-hash", "", "with --image: "+passwordHashHelp)
