@@ -1,8 +1,8 @@
 package scenarios
 
-// Unit tests: they parse files and never boot a board. Their names must not
-// start with TestB, so `go test -run 'Test[^B]' ./scenarios/` runs them
-// without TestBundledScenarios.
+// Unit tests: they parse files and never boot a board, so
+// `go test -run 'TestParse|TestLoad|TestShipped|TestAppliesTo|TestOutput' ./scenarios/`
+// runs them alone; every other test in this package boots boards.
 
 import (
 	"crypto/sha256"
