@@ -98,15 +98,7 @@ func bringYourOwnImage(t *testing.T, slug string) {
 	require.NoError(t, err)
 	require.Equal(t, 0, res.ExitCode)
 	require.Equal(t, prof.Platform.UnameMachine()+"\n", string(res.Stdout))
-	for _, s := range Bundled() {
-		if !s.AppliesTo(b.Profile) {
-			continue
-		}
-		t.Run(s.Name, func(t *testing.T) {
-			r := b.RunScenario(ctx, s)
-			require.Empty(t, r.Failures, "scenario %s (stdout %q, stderr %q)", s.Name, clip(r.Stdout), clip(r.Stderr))
-		})
-	}
+	runScenarios(t, b, nil, "the prepared image on "+slug)
 	require.Equal(t, before, fileStamp(t, img), "the user's image is never written")
 }
 

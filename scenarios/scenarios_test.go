@@ -141,15 +141,24 @@ func runBundled(t *testing.T, slug, artifacts string, opts ...harness.Option) {
 		require.NoError(t, err)
 		require.InDelta(t, time.Now().Unix(), guest, 120, "guest clock is off by more than two minutes")
 	})
+	runScenarios(t, b, rb, slug)
+}
+
+// runScenarios runs every bundled scenario that applies to b as a subtest,
+// adding each result to rb when it is given; where names the board in
+// failure messages.
+func runScenarios(t *testing.T, b *harness.Board, rb *report.Board, where string) {
 	for _, s := range Bundled() {
 		if !s.AppliesTo(b.Profile) {
 			continue
 		}
 		t.Run(s.Name, func(t *testing.T) {
 			res := b.RunScenario(t.Context(), s)
-			rb.Scenarios = append(rb.Scenarios, res)
+			if rb != nil {
+				rb.Scenarios = append(rb.Scenarios, res)
+			}
 			t.Logf("%s: exit %d in %.2fs", s.Name, res.ExitCode, res.Seconds)
-			require.Empty(t, res.Failures, "scenario %s on %s (stdout %q, stderr %q)", s.Name, slug, clip(res.Stdout), clip(res.Stderr))
+			require.Empty(t, res.Failures, "scenario %s on %s (stdout %q, stderr %q)", s.Name, where, clip(res.Stdout), clip(res.Stderr))
 		})
 	}
 }

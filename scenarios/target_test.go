@@ -57,17 +57,7 @@ func TestTarget(t *testing.T) {
 	require.Equal(t, "real", rb.Tier)
 	require.NotNil(t, rb.Target)
 	defer record(t, rb)
-	for _, s := range Bundled() {
-		if !s.AppliesTo(b.Profile) {
-			continue
-		}
-		t.Run(s.Name, func(t *testing.T) {
-			res := b.RunScenario(t.Context(), s)
-			rb.Scenarios = append(rb.Scenarios, res)
-			t.Logf("%s: exit %d in %.2fs", s.Name, res.ExitCode, res.Seconds)
-			require.Empty(t, res.Failures, "scenario %s on target %s (stdout %q, stderr %q)", s.Name, b.Target.URL, clip(res.Stdout), clip(res.Stderr))
-		})
-	}
+	runScenarios(t, b, rb, "target "+b.Target.URL)
 }
 
 // TestTargetInstallsContainerd attaches to a board that has no containerd

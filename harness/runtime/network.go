@@ -32,7 +32,6 @@ type Network struct {
 	r   *Runtime
 	mu  sync.Mutex
 	ips map[string]netip.Addr // by container name
-	ids map[string]string     // container name -> ID
 	nxt netip.Addr
 }
 
@@ -58,7 +57,7 @@ func (r *Runtime) CreateNetwork(ctx context.Context, name string) (*Network, err
 	subnet := r.nextSubnet()
 	n := &Network{
 		Name: name, Bridge: "sb-" + name, Subnet: subnet, Gateway: subnet.Addr().Next(),
-		r: r, ips: map[string]netip.Addr{}, ids: map[string]string{},
+		r: r, ips: map[string]netip.Addr{},
 	}
 	n.nxt = n.Gateway.Next()
 	// A bridge of the same name left by a crashed run goes first.
@@ -117,7 +116,7 @@ func (n *Network) attach(ctx context.Context, id, name string) (attachment, erro
 		return attachment{}, fmt.Errorf("network %s is full", n.Name)
 	}
 	n.nxt = ip.Next()
-	n.ips[name], n.ids[name] = ip, id
+	n.ips[name] = ip
 	hosts := n.hostsFile()
 	n.mu.Unlock()
 
@@ -166,7 +165,6 @@ func (n *Network) hostsFile() string {
 func (n *Network) forget(name string) {
 	n.mu.Lock()
 	delete(n.ips, name)
-	delete(n.ids, name)
 	n.mu.Unlock()
 }
 
