@@ -31,8 +31,10 @@ type bootInputs struct {
 	KernelVersion string   `json:"kernel_version"`
 	Modules       []string `json:"modules"`
 	DTB           string   `json:"dtb"`
-	Arch          string   `json:"arch"`
-	Suite         string   `json:"suite"`
+	// DTBDelete are the nodes taken out of DTB.
+	DTBDelete []string `json:"dtb_delete,omitempty"`
+	Arch      string   `json:"arch"`
+	Suite     string   `json:"suite"`
 	// From is "root" when the modules come from the image's own root
 	// filesystem rather than a kernel package.
 	From string `json:"from,omitempty"`
@@ -74,10 +76,10 @@ func EnsureBootFiles(ctx context.Context, im *Image, board boards.Profile, archi
 	}
 	arch := board.Platform.DebianArch()
 	in := bootInputs{Version: initrdVersion, KernelVersion: im.KernelVersion, Modules: board.Kernel.InitrdModules,
-		DTB: board.Kernel.DTB, Arch: arch, Suite: im.Suite}
+		DTB: board.Kernel.DTB, DTBDelete: board.Kernel.DTBDeleteNodes, Arch: arch, Suite: im.Suite}
 	fromRoot := im.KernelDeb == ""
 	if fromRoot {
-		in.Modules, in.DTB, in.From = im.RootModules, "", "root"
+		in.Modules, in.DTB, in.DTBDelete, in.From = im.RootModules, "", nil, "root"
 	}
 	dir := filepath.Join(im.Dir, "boot-"+cacheKey(in)[:12])
 	out := BootFiles{Kernel: bf.Kernel, Initrd: filepath.Join(dir, "initrd.img"), DTB: bf.DTB}
@@ -163,8 +165,17 @@ func buildKernelDebBootFiles(ctx context.Context, im *Image, board boards.Profil
 	}
 	if board.Kernel.DTB != "" {
 		src := filepath.Join(kroot, "usr/lib/linux-image-"+im.KernelVersion, board.Kernel.DTB)
-		if err := CopyFile(src, filepath.Join(files, "board.dtb")); err != nil {
+		blob, err := os.ReadFile(src)
+		if err != nil {
 			return c, fmt.Errorf("device tree %s is not in the kernel package: %w", board.Kernel.DTB, err)
+		}
+		if len(board.Kernel.DTBDeleteNodes) > 0 {
+			if blob, err = DeleteDTBNodes(blob, board.Kernel.DTBDeleteNodes...); err != nil {
+				return c, fmt.Errorf("device tree %s: %w", board.Kernel.DTB, err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(files, "board.dtb"), blob, 0o644); err != nil {
+			return c, err
 		}
 	}
 	return c, nil
