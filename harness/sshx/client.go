@@ -8,12 +8,15 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/socbox/socbox/harness/sshx/serial"
 )
 
-// DefaultTimeout bounds one connection attempt (TCP connect and SSH handshake)
-// when Config.Timeout is zero. A QEMU port forward accepts TCP connections
-// before the guest's sshd is up and may then sit silent, so an attempt must
-// give up on its own for DialRetry to try again.
+// DefaultTimeout bounds one connection attempt (TCP connect or serial
+// session, and SSH handshake) when Config.Timeout is zero. A QEMU port
+// forward accepts TCP connections before the guest's sshd is up and may then
+// sit silent, so an attempt must give up on its own for DialRetry to try
+// again.
 const DefaultTimeout = 30 * time.Second
 
 // DefaultRetryInterval is DialRetry's pause between attempts when none is
@@ -36,6 +39,12 @@ type Config struct {
 	KnownHosts *KnownHosts
 	// Timeout bounds one connection attempt; zero means DefaultTimeout.
 	Timeout time.Duration
+	// Serial, when set, is the unix socket that carries the board's serial
+	// port (a QEMU socket chardev) with socbox-serial-sshd on the guest's
+	// end: SSH then goes through it (see package serial) instead of to
+	// Endpoint, which still gives the user and the name the host key is
+	// checked under.
+	Serial string
 }
 
 // Client is an authenticated SSH connection to a board.
@@ -44,15 +53,23 @@ type Client struct {
 	endpoint Endpoint
 }
 
-// Dial connects to cfg.Endpoint and logs in with cfg.Signer. Cancelling ctx
-// aborts the TCP connect and the handshake; once Dial has returned, ctx no
-// longer affects the connection.
+// Dial connects to cfg.Endpoint (or through cfg.Serial) and logs in with
+// cfg.Signer. Cancelling ctx aborts the connect and the handshake; once Dial
+// has returned, ctx no longer affects the connection.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c, err := dial(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
+		return nil, fmt.Errorf("ssh %s: %w", cfg.target(), err)
 	}
 	return c, nil
+}
+
+// target names where cfg connects, for error messages.
+func (cfg Config) target() string {
+	if cfg.Serial != "" {
+		return cfg.Endpoint.String() + " over serial " + cfg.Serial
+	}
+	return cfg.Endpoint.String()
 }
 
 func (cfg Config) validate() error {
@@ -89,17 +106,17 @@ func dial(ctx context.Context, cfg Config) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout,
-		fmt.Errorf("no SSH handshake within %s (is sshd up yet?): %w", timeout, context.DeadlineExceeded))
+	cause := fmt.Errorf("no SSH handshake within %s (is sshd up yet?): %w", timeout, context.DeadlineExceeded)
+	if cfg.Serial != "" {
+		// serial.Dial's errors say which step of its session timed out.
+		cause = fmt.Errorf("no SSH handshake within %s: %w", timeout, context.DeadlineExceeded)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, cause)
 	defer cancel()
 
 	addr := cfg.Endpoint.Addr()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := cfg.connect(ctx, addr)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
-		}
 		return nil, err
 	}
 	// x/crypto's handshake knows nothing of contexts: close the connection
@@ -130,6 +147,30 @@ func dial(ctx context.Context, cfg Config) (*Client, error) {
 	return &Client{ssh: ssh.NewClient(sshConn, chans, reqs), endpoint: cfg.Endpoint}, nil
 }
 
+// connect opens the connection SSH runs on: TCP to addr, or a session on
+// cfg.Serial.
+func (cfg Config) connect(ctx context.Context, addr string) (net.Conn, error) {
+	if cfg.Serial != "" {
+		conn, err := serial.Dial(ctx, cfg.Serial)
+		if err != nil {
+			// Dial and DialRetry name the socket already; serial.Dial's
+			// error under its prefix says which step failed, and wraps
+			// ctx's cause.
+			if step := errors.Unwrap(err); step != nil {
+				err = step
+			}
+			return nil, err
+		}
+		return conn, nil
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil && ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	return conn, err
+}
+
 // DialRetry calls Dial every interval until it succeeds or ctx ends, for
 // waiting on a board that is still booting. Before each attempt it calls
 // alive (if not nil) and returns its error at once: that is how a wait on a
@@ -140,7 +181,7 @@ func dial(ctx context.Context, cfg Config) (*Client, error) {
 // DefaultRetryInterval.
 func DialRetry(ctx context.Context, cfg Config, interval time.Duration, alive func() error) (*Client, error) {
 	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
+		return nil, fmt.Errorf("ssh %s: %w", cfg.target(), err)
 	}
 	if interval <= 0 {
 		interval = DefaultRetryInterval
@@ -150,7 +191,7 @@ func DialRetry(ctx context.Context, cfg Config, interval time.Duration, alive fu
 	for attempt := 1; ; attempt++ {
 		if alive != nil {
 			if err := alive(); err != nil {
-				return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
+				return nil, fmt.Errorf("ssh %s: %w", cfg.target(), err)
 			}
 		}
 		c, err := dial(ctx, cfg)
@@ -158,7 +199,7 @@ func DialRetry(ctx context.Context, cfg Config, interval time.Duration, alive fu
 			return c, nil
 		}
 		if errors.Is(err, ErrHostKeyMismatch) || errors.Is(err, ErrUnknownHostKey) {
-			return nil, fmt.Errorf("ssh %s: %w", cfg.Endpoint, err)
+			return nil, fmt.Errorf("ssh %s: %w", cfg.target(), err)
 		}
 		if lastErr == nil || ctx.Err() == nil {
 			// An attempt cut short by ctx says less than the one before.
@@ -174,7 +215,7 @@ func DialRetry(ctx context.Context, cfg Config, interval time.Duration, alive fu
 			}
 		}
 		return nil, fmt.Errorf("ssh %s: gave up after %d attempts in %s: %w (last error: %w)",
-			cfg.Endpoint, attempt, time.Since(start).Round(time.Millisecond), context.Cause(ctx), lastErr)
+			cfg.target(), attempt, time.Since(start).Round(time.Millisecond), context.Cause(ctx), lastErr)
 	}
 }
 
