@@ -80,6 +80,17 @@ const (
 	DiskSD     DiskBus = "sd"     // the SoC's SD controller; guest sees /dev/mmcblk0
 )
 
+// SerialSSH is a serial port of the board that carries SSH.
+type SerialSSH struct {
+	// Port is the port's index among QEMU's -serial options.
+	Port int
+	// TTY is the guest's device for it, e.g. "ttyAMA0".
+	TTY string
+}
+
+// Enabled says whether the board has such a port.
+func (s SerialSSH) Enabled() bool { return s.TTY != "" }
+
 // KernelSource says where the board's kernel, initrd modules and dtb come from.
 type KernelSource struct {
 	// DebianPackage is the Debian kernel metapackage for the guest arch,
@@ -96,6 +107,8 @@ type KernelSource struct {
 	Console string
 	// ExtraCmdline is appended to the kernel command line.
 	ExtraCmdline string
+	// DTBDeleteNodes are device tree nodes removed from DTB before boot.
+	DTBDeleteNodes []string
 }
 
 // Profile describes one emulated board.
@@ -121,10 +134,16 @@ type Profile struct {
 	// size is a power of two.
 	DiskSizePowerOfTwo bool
 	// NotMigratable says why QEMU cannot save this machine's state (a
-	// device without migration support); such boards always boot cold.
+	// device without migration support). Such boards save their state
+	// without that device where they have a SerialSSH port, and otherwise
+	// keep only their provisioned disk and boot it.
 	NotMigratable string
-	Kernel        KernelSource
-	Platform      Platform
+	// SerialSSH is a serial port that can carry SSH where the NIC cannot be
+	// saved with the machine state: the state is saved with no NIC, SSH
+	// runs over this port after a restore, and the NIC is plugged back in.
+	SerialSSH SerialSSH
+	Kernel    KernelSource
+	Platform  Platform
 	// RootDevice is the guest's device for the root filesystem.
 	RootDevice string
 	// Divergences lists what differs from the real board, for `socbox boards`.
@@ -174,12 +193,13 @@ var catalog = map[string]Profile{
 		SMP:         4,
 		FixedMemory: true,
 		// PL011 (ttyAMA0) and the mini-UART (ttyS1, the kernel console in
-		// the device tree): both logged.
+		// the device tree): both logged, except when the PL011 carries SSH.
 		SerialPorts:        2,
 		NIC:                "usb-net",
 		DiskBus:            DiskSD,
 		DiskSizePowerOfTwo: true,
 		NotMigratable:      "QEMU 7.2 cannot migrate raspi3b's usb-net device, and unplugging it from a running guest crashes QEMU",
+		SerialSSH:          SerialSSH{Port: 0, TTY: "ttyAMA0"},
 		Kernel: KernelSource{
 			DebianPackage: "linux-image-arm64",
 			DTB:           "broadcom/bcm2837-rpi-3-b.dtb",
@@ -187,13 +207,24 @@ var catalog = map[string]Profile{
 			Console:       "ttyS1",
 			// Without it the power-domain driver resets the emulated SoC.
 			ExtraCmdline: "initcall_blacklist=bcm2835_pm_driver_init",
+			// The Bluetooth node makes the PL011 a serdev controller with no
+			// tty; without it the PL011 is /dev/ttyAMA0, free for SerialSSH
+			// (QEMU emulates no Bluetooth chip behind it anyway). And the SD
+			// card goes on the SDHCI controller, not SDHOST: QEMU 7.2 puts
+			// the card back on SDHCI when it loads a saved state (its GPIO
+			// block does not redo the pin-mux choice), so a guest using
+			// SDHOST loses its root disk on restore. SDHCI's power sequence
+			// is for the Wi-Fi chip QEMU does not have; without the node the
+			// controller does not wait for it.
+			DTBDeleteNodes: []string{"/soc/serial@7e201000/bluetooth", "/soc/mmc@7e202000", "/wifi-pwrseq"},
 		},
 		Platform:   LinuxARM64,
 		RootDevice: "/dev/mmcblk0",
 		Divergences: []string{
 			"no on-board Ethernet (LAN9514): networking is a QEMU usb-net device (usb0), slower than the real NIC",
-			"no Wi-Fi/Bluetooth, no GPU (VideoCore), no HDMI",
+			"no Wi-Fi/Bluetooth, no GPU (VideoCore), no HDMI; the PL011 UART (ttyAMA0), Bluetooth's on the real board, carries socbox's SSH on a restored board",
 			"SoC peripherals partly emulated: no I2C/SPI devices attached, GPIO without real pins",
+			"the SD card is on the SDHCI controller (the real board's is on SDHOST, which QEMU 7.2 cannot restore)",
 			"no RTC (like the real board): the clock is set from the host after login",
 		},
 	},

@@ -52,6 +52,9 @@ type Board struct {
 	Target *Target
 
 	boot images.BootFiles
+	// serialSSH is QEMU's socket for the serial port that carries SSH, on a
+	// board started without its NIC (see serialssh.go).
+	serialSSH string
 	// snapInputs are what the board's snapshot key was made from.
 	snapInputs snapshotInputs
 	// releaseSlot gives the host slot back on Close.
@@ -249,9 +252,13 @@ func (b *Board) start(ctx context.Context) error {
 			return b.fail(StageImage, err, "")
 		}
 		defer unlock()
+		stateDir := b.stateSnapshotDir(dir)
 		switch {
-		case b.Profile.NotMigratable == "" && snapshotReady(dir):
-			err := b.step(ctx, StageRestore, func(ctx context.Context) error { return b.restore(ctx, b.qemuConfig(), dir) })
+		case stateDir != "" && snapshotReady(stateDir):
+			if stateDir != dir {
+				b.serialSSH = b.serialSocket()
+			}
+			err := b.step(ctx, StageRestore, func(ctx context.Context) error { return b.restore(ctx, b.qemuConfig(), stateDir) })
 			if err == nil {
 				unlock()
 				if err := b.step(ctx, StageSSH, b.waitSSH); err != nil {
@@ -259,6 +266,11 @@ func (b *Board) start(ctx context.Context) error {
 				}
 				if err := b.step(ctx, StageContainerd, b.readyContainerd); err != nil {
 					return err
+				}
+				if b.serialSSH != "" {
+					if err := b.step(ctx, StageNetwork, b.waitNetwork); err != nil {
+						return err
+					}
 				}
 				b.setStage(StageReady)
 				return nil
@@ -268,7 +280,8 @@ func (b *Board) start(ctx context.Context) error {
 			b.logf("snapshot: restore failed, booting cold instead: %v", err)
 			_ = b.Machine.Stop(ctx, false, 0)
 			b.Machine = nil
-			_ = os.RemoveAll(dir)
+			b.serialSSH = ""
+			_ = os.RemoveAll(stateDir)
 			b.mu.Lock()
 			b.err, b.stage = nil, StageImage
 			b.mu.Unlock()
@@ -277,11 +290,19 @@ func (b *Board) start(ctx context.Context) error {
 			}
 			snapDir = dir
 		case b.Profile.NotMigratable != "" && diskSnapshotReady(dir):
-			unlock()
-			b.logf("snapshot: %s; booting the provisioned disk (containerd installed)", b.Profile.NotMigratable)
 			if err := b.overlayOnProvisionedDisk(ctx, dir); err != nil {
 				return b.fail(StageImage, err, "")
 			}
+			if stateDir == "" {
+				unlock()
+				b.logf("snapshot: %s; booting the provisioned disk (containerd installed)", b.Profile.NotMigratable)
+				break
+			}
+			// Booted without the NIC, reached over the serial port, and
+			// saved: later boards restore this state.
+			b.logf("snapshot: %s; booting the provisioned disk without it, over SSH on %s, to save its state", b.Profile.NotMigratable, b.Profile.SerialSSH.TTY)
+			b.serialSSH = b.serialSocket()
+			snapDir = stateDir
 		default:
 			snapDir = dir
 		}
@@ -303,7 +324,7 @@ func (b *Board) start(ctx context.Context) error {
 	}
 	if snapDir != "" {
 		save := b.saveSnapshot
-		if b.Profile.NotMigratable != "" {
+		if b.Profile.NotMigratable != "" && b.serialSSH == "" {
 			save = b.saveProvisionedDisk
 		}
 		err := b.step(ctx, StageSnapshot, func(ctx context.Context) error {
@@ -323,6 +344,17 @@ func (b *Board) start(ctx context.Context) error {
 		})
 		if err != nil {
 			return err
+		}
+		if b.serialSSH != "" {
+			// Saved without its NIC: give it back.
+			if err := b.step(ctx, StageNetwork, func(ctx context.Context) error {
+				if err := b.plugNIC(ctx); err != nil {
+					return err
+				}
+				return b.waitNetwork(ctx)
+			}); err != nil {
+				return err
+			}
 		}
 	}
 	b.setStage(StageReady)
@@ -405,7 +437,7 @@ func (b *Board) qemuConfig() qemu.Config {
 	}
 	appendLine := strings.TrimSpace(b.Image.Append + " console=" + b.Profile.Kernel.Console + " " + b.Profile.Kernel.ExtraCmdline)
 	return qemu.Config{
-		Board: b.Profile, RunDir: b.RunDir,
+		Board: b.Profile, RunDir: b.RunDir, SerialSSH: b.serialSSH,
 		Kernel: b.boot.Kernel, Initrd: b.boot.Initrd, DTB: b.boot.DTB,
 		Append: appendLine, Disk: filepath.Join(b.RunDir, "disk.qcow2"), SMP: smp,
 	}
@@ -488,7 +520,7 @@ func (b *Board) waitSSH(ctx context.Context) error {
 	}
 	hk := sshx.NewHostKeys(pinned...)
 	dialStart := time.Now()
-	c, err := sshx.DialRetry(ctx, sshx.Config{Endpoint: b.Endpoint, Signer: b.signer, HostKeys: hk, Timeout: 20 * time.Second},
+	c, err := sshx.DialRetry(ctx, sshx.Config{Endpoint: b.Endpoint, Serial: b.serialSSH, Signer: b.signer, HostKeys: hk, Timeout: 20 * time.Second},
 		500*time.Millisecond, b.alive)
 	if err != nil {
 		return err
@@ -613,6 +645,7 @@ func stageConstName(s Stage) string {
 	return map[Stage]string{
 		StageImage: "StageImage", StageQEMU: "StageQEMU", StageKernel: "StageKernel", StageSSH: "StageSSH",
 		StageContainerd: "StageContainerd", StageSnapshot: "StageSnapshot", StageRestore: "StageRestore",
+		StageNetwork: "StageNetwork",
 	}[s]
 }
 

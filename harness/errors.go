@@ -18,6 +18,7 @@ const (
 	StageContainerd Stage = "containerd" // containerd installed and answering
 	StageSnapshot   Stage = "snapshot"   // provisioned state saved for the next boards
 	StageRestore    Stage = "restore"    // QEMU resumed a provisioned snapshot
+	StageNetwork    Stage = "network"    // a NIC plugged in after a restore has an address
 	StageReady      Stage = "ready"
 	StageFailed     Stage = "failed"
 )

@@ -55,6 +55,7 @@ func defaultOptions() options {
 			StageContainerd: 10 * time.Minute,
 			StageSnapshot:   2 * time.Minute,
 			StageRestore:    1 * time.Minute,
+			StageNetwork:    1 * time.Minute,
 		},
 	}
 }

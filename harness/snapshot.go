@@ -79,7 +79,7 @@ func (b *Board) snapshotDir(cfg qemu.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cfg.RunDir, cfg.Disk, cfg.Forwards, cfg.Incoming = "/run", "/disk", nil, ""
+	cfg.RunDir, cfg.Disk, cfg.Forwards, cfg.Incoming, cfg.SerialSSH = "/run", "/disk", nil, "", ""
 	exe, args, err := qemu.Cmdline(cfg)
 	if err != nil {
 		return "", err
@@ -111,6 +111,11 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 	defer os.RemoveAll(tmp)
 	// No SSH or containerd connection may be inside the saved state: a
 	// restored guest would hold half-open sessions to a peer that is gone.
+	if b.serialSSH != "" {
+		if err := b.endSerialSession(ctx); err != nil {
+			return err
+		}
+	}
 	b.disconnect()
 	if err := b.Machine.SaveState(ctx, filepath.Join(tmp, "vmstate")); err != nil {
 		return err
@@ -187,7 +192,14 @@ func (b *Board) restore(ctx context.Context, cfg qemu.Config, dir string) error 
 	if err := b.launch(ctx, cfg); err != nil {
 		return err
 	}
-	return b.Machine.WaitRunning(ctx)
+	if err := b.Machine.WaitRunning(ctx); err != nil {
+		return err
+	}
+	if b.serialSSH != "" {
+		// Plugged now, so the guest finds it while we log in.
+		return b.plugNIC(ctx)
+	}
+	return nil
 }
 
 func shortHash(b []byte) string {
@@ -202,6 +214,11 @@ func shortHash(b []byte) string {
 // least crash-consistent (ext4's journal covers the rest).
 func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	start := time.Now()
+	if b.serialCapable() {
+		if err := b.installSerialSSHD(ctx); err != nil {
+			return err
+		}
+	}
 	if _, err := b.SSH.Output(ctx, "sync"); err != nil {
 		return fmt.Errorf("sync guest disk: %w", err)
 	}

@@ -40,6 +40,11 @@ type Config struct {
 	// from instead of booting; the rest of the configuration must match the
 	// machine that saved it, except the disk overlay and port forwards.
 	Incoming string
+	// SerialSSH, on a board with a SerialSSH port, is the host unix socket
+	// that port is connected to instead of a log file; the NIC is then left
+	// out (its netdev stays, so PlugNIC can add it once the state is saved
+	// or loaded).
+	SerialSSH string
 	// ExtraArgs are appended verbatim (for experiments; not used by socbox).
 	ExtraArgs []string
 }
@@ -100,11 +105,16 @@ func Cmdline(cfg Config) (string, []string, error) {
 		"-qmp", "unix:"+QMPSocket(cfg.RunDir)+",server=on,wait=off",
 		"-pidfile", PIDFile(cfg.RunDir),
 	)
+	if cfg.SerialSSH != "" && !b.SerialSSH.Enabled() {
+		return "", nil, fmt.Errorf("qemu command line for %s: the board has no serial port for SSH", b.Slug)
+	}
 	for i := 0; i < max(b.SerialPorts, 1); i++ {
 		id := fmt.Sprintf("serial%d", i)
-		args = append(args,
-			"-chardev", "file,id="+id+",path="+SerialLog(cfg.RunDir, i),
-			"-serial", "chardev:"+id)
+		backend := "file,id=" + id + ",path=" + SerialLog(cfg.RunDir, i)
+		if cfg.SerialSSH != "" && i == b.SerialSSH.Port {
+			backend = "socket,id=" + id + ",path=" + cfg.SerialSSH + ",server=on,wait=off"
+		}
+		args = append(args, "-chardev", backend, "-serial", "chardev:"+id)
 	}
 	args = append(args, "-kernel", cfg.Kernel)
 	if cfg.Initrd != "" {
@@ -135,6 +145,8 @@ func Cmdline(cfg Config) (string, []string, error) {
 	}
 	args = append(args, "-netdev", "user,id=net0"+fwd.String())
 	switch {
+	case cfg.SerialSSH != "":
+		// No NIC in the saved state: see PlugNIC.
 	case b.OnboardNIC:
 		args = append(args, "-net", "nic,netdev=net0")
 	case b.NIC != "":

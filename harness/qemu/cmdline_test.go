@@ -69,6 +69,31 @@ func TestCmdlineRaspi4b(t *testing.T) {
 	require.Empty(t, argPairs(args, "-initrd"), "no initrd flag when none is given")
 }
 
+func TestCmdlineSerialSSH(t *testing.T) {
+	b, err := boards.Lookup("raspi3b")
+	require.NoError(t, err)
+	base := Config{Board: b, RunDir: "/r", Kernel: "/k", Disk: "/d.qcow2", Forwards: []Forward{{HostPort: 40022, GuestPort: 22}}}
+	_, cold, err := Cmdline(base)
+	require.NoError(t, err)
+	require.Equal(t, []string{"usb-net,netdev=net0"}, argPairs(cold, "-device"))
+
+	withSerial := base
+	withSerial.SerialSSH = "/r/ssh-serial.sock"
+	_, args, err := Cmdline(withSerial)
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"socket,id=serial0,path=/r/ssh-serial.sock,server=on,wait=off",
+		"file,id=serial1,path=/r/serial1.log",
+	}, argPairs(args, "-chardev"), "the PL011 is the SSH socket, the console (mini-UART) is still logged")
+	require.Empty(t, argPairs(args, "-device"), "no usb-net in a state that is to be saved")
+	require.Equal(t, argPairs(cold, "-netdev"), argPairs(args, "-netdev"), "the netdev stays for the NIC plugged in later")
+
+	r4, err := boards.Lookup("raspi4b")
+	require.NoError(t, err)
+	_, _, err = Cmdline(Config{Board: r4, RunDir: "/r", Kernel: "/k", Disk: "/d", SerialSSH: "/r/s.sock"})
+	require.ErrorContains(t, err, "no serial port for SSH")
+}
+
 func TestCmdlineErrors(t *testing.T) {
 	b, err := boards.Lookup("raspi4b")
 	require.NoError(t, err)

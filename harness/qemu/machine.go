@@ -101,6 +101,9 @@ func (m *Machine) pipe(wg *sync.WaitGroup, prefix string, r io.Reader) {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
+		if m.cfg.SerialSSH != "" && strings.HasSuffix(line, "warning: netdev net0 has no peer") {
+			continue // by design: the NIC is plugged in once the state is saved or loaded
+		}
 		m.logf("%s%s", prefix, line)
 		m.outMu.Lock()
 		m.outTail = append(m.outTail, line)
