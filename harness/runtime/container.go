@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -143,7 +144,8 @@ type Running struct {
 	exit  <-chan client.ExitStatus
 	start time.Time
 	out   guestOutput
-	// outRead is set once the output files have been read and removed.
+	// outRead is set once the output files have been read and handed back
+	// to the pool.
 	outRead bool
 	// cgroupsPath is the task's cgroup, for the OOM count.
 	cgroupsPath string
@@ -271,13 +273,17 @@ func (rc *Running) create(ctx context.Context) error {
 	}
 
 	specOpts := append(containerSpecOpts(image, c, r.platform, att), recordCgroupsPath(&rc.cgroupsPath))
-	rc.ctr, err = r.client.NewContainer(ctx, id,
+	ctrOpts := []client.NewContainerOpts{
 		client.WithImage(image),
 		client.WithSnapshotter(r.snapshotter),
 		client.WithNewSnapshot(id, image),
 		client.WithNewSpec(specOpts...),
 		r.withRuntime(),
-	)
+	}
+	if sb := r.shimSandbox(); sb != "" {
+		ctrOpts = append(ctrOpts, client.WithSandbox(sb))
+	}
+	rc.ctr, err = r.client.NewContainer(ctx, id, ctrOpts...)
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
@@ -324,6 +330,10 @@ func (rc *Running) create(ctx context.Context) error {
 func (rc *Running) startTask(ctx context.Context) error {
 	task, err := rc.ctr.NewTask(ctx, rc.out.creator())
 	if err != nil {
+		if strings.Contains(err.Error(), "can't find sandbox") {
+			// The keeper is gone: later containers start a shim again.
+			rc.r.setShimSandbox("")
+		}
 		return fmt.Errorf("create task: %w", err)
 	}
 	rc.task = task
@@ -462,15 +472,15 @@ func (rc *Running) finish(ctx context.Context, err error) (ContainerResult, erro
 		rc.phase("copy files out")
 	}
 	if rc.out.dir != "" {
-		// One SSH session reads both files and removes them: each session
-		// costs a process start in an emulated guest.
-		next := newGuestOutput(rc.r.stateDir, "out-"+randomSuffix())
-		stdout, stderr, rerr := rc.out.readAndRemove(cctx, rc.r.sh, next)
+		// One SSH session reads both files and empties them for a later
+		// container: each session costs a process start in an emulated
+		// guest.
+		stdout, stderr, rerr := rc.out.readAndReset(cctx, rc.r.sh)
 		if rerr != nil {
 			errs = append(errs, fmt.Errorf("read output: %w", rerr))
 		} else {
 			rc.r.mu.Lock()
-			rc.r.outputs = append(rc.r.outputs, next)
+			rc.r.outputs = append(rc.r.outputs, rc.out)
 			rc.r.mu.Unlock()
 		}
 		rc.res.Stdout, rc.res.Stderr = stdout, stderr

@@ -154,6 +154,8 @@ type Runtime struct {
 	networks int // made so far, for their subnets
 	// outputs are output files made ahead of time for later containers.
 	outputs []guestOutput
+	// sandbox is the shim keeper's ID while it runs (see KeepShimWarm).
+	sandbox string
 }
 
 // Connect opens a containerd client over sh and checks that the daemon

@@ -349,22 +349,24 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 
-	t.Run("output files are made ahead for the next container", func(t *testing.T) {
+	t.Run("output files are emptied and used again by the next container", func(t *testing.T) {
 		require.NoError(t, r.DropOutputs(ctx))
-		_, err := r.Run(ctx, Container{Image: name, Cmd: []string{"true"}})
+		_, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "echo first; echo first-err >&2"}})
 		require.NoError(t, err)
 		require.Len(t, r.outputs, 1)
 		ahead := r.outputs[0]
 		for _, f := range []string{ahead.stdout, ahead.stderr} {
 			st, err := os.Stat(f)
 			require.NoError(t, err)
-			require.Zero(t, st.Size())
+			require.Zero(t, st.Size(), "emptied once read")
 		}
 		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "echo used"}})
 		require.NoError(t, err)
-		require.Equal(t, "used\n", string(res.Stdout))
-		require.NoDirExists(t, ahead.dir, "taken and removed by the second container")
-		require.Len(t, r.outputs, 1, "and one more made")
+		require.Equal(t, "used\n", string(res.Stdout), "nothing of the first container's output")
+		require.Empty(t, res.Stderr)
+		require.Equal(t, []guestOutput{ahead}, r.outputs, "the same files, handed back")
+		require.NoError(t, r.DropOutputs(ctx))
+		require.NoDirExists(t, ahead.dir)
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 

@@ -19,6 +19,13 @@ import (
 // group whose shim already runs, only the start command, which finds the
 // running shim's socket and hands its address back. A keeper container
 // (see KeepShimWarm) holds the group's shim up between runs.
+//
+// containerd 1.7 goes one further: a container that names a running task
+// as its sandbox (its SandboxID) has its task created in that task's shim,
+// which containerd finds in memory, without running the shim's start
+// command at all. Every container names the keeper so. containerd 1.6 does
+// not know the field and 2.x only honours sandboxes of its sandbox API;
+// both fall back to the group.
 const (
 	shimGroupAnnotation = "io.containerd.runc.v2.group"
 	shimGroup           = "socbox"
@@ -35,6 +42,7 @@ func (r *Runtime) KeepShimWarm(ctx context.Context, image string) error {
 	if ctr, err := r.client.LoadContainer(ctx, KeeperID); err == nil {
 		if task, err := ctr.Task(ctx, nil); err == nil {
 			if st, err := task.Status(ctx); err == nil && st.Status == client.Running {
+				r.setShimSandbox(KeeperID)
 				return nil
 			}
 			_, _ = task.Delete(ctx, client.WithProcessKill)
@@ -69,12 +77,26 @@ func (r *Runtime) KeepShimWarm(ctx context.Context, image string) error {
 		_ = ctr.Delete(cctx, client.WithSnapshotCleanup)
 		return fmt.Errorf("keep the shim warm: start the keeper: %w", err)
 	}
+	r.setShimSandbox(KeeperID)
 	return nil
+}
+
+func (r *Runtime) shimSandbox() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sandbox
+}
+
+func (r *Runtime) setShimSandbox(id string) {
+	r.mu.Lock()
+	r.sandbox = id
+	r.mu.Unlock()
 }
 
 // StopShimKeeper removes the keeper, on a board that stays up after socbox
 // is done with it (a real board).
 func (r *Runtime) StopShimKeeper(ctx context.Context) error {
+	r.setShimSandbox("")
 	ctx = r.withNamespace(ctx)
 	ctr, err := r.client.LoadContainer(ctx, KeeperID)
 	if errdefs.IsNotFound(err) {

@@ -33,20 +33,15 @@ func newGuestOutput(stateDir, id string) guestOutput {
 	return guestOutput{dir: dir, stdout: path.Join(dir, "stdout"), stderr: path.Join(dir, "stderr")}
 }
 
-// createCmd makes the directory and two empty files.
-func (g guestOutput) createCmd() string {
-	return fmt.Sprintf("mkdir -p -m 0700 %s && : > %s && : > %s",
-		sshx.Quote(g.dir), sshx.Quote(g.stdout), sshx.Quote(g.stderr))
-}
-
 // create makes the directory and two empty files.
 func (g guestOutput) create(ctx context.Context, sh Shell) error {
-	return runOK(ctx, sh, g.createCmd())
+	return runOK(ctx, sh, fmt.Sprintf("mkdir -p -m 0700 %s && : > %s && : > %s",
+		sshx.Quote(g.dir), sshx.Quote(g.stdout), sshx.Quote(g.stderr)))
 }
 
-// takeOutput returns a pair of empty output files for a container: one
-// made ahead of time by an earlier container's read (see readAndRemove),
-// or new ones, at the cost of an SSH session.
+// takeOutput returns a pair of empty output files for a container: an
+// earlier container's, emptied when it was read (see readAndReset), or new
+// ones, at the cost of an SSH session.
 func (r *Runtime) takeOutput(ctx context.Context) (guestOutput, error) {
 	r.mu.Lock()
 	if n := len(r.outputs); n > 0 {
@@ -85,21 +80,18 @@ func (g guestOutput) creator() cio.Creator {
 	}
 }
 
-// readAndRemove returns what the container wrote and removes the files, in
-// one command that prints the size of stdout on a line of its own, then
-// stdout, then stderr. Only call it once the task has been deleted: the runc
-// shim answers Wait as soon as the process has exited, possibly before it
-// has copied the last of the pipes into the files; its Delete waits for the
-// copy (for up to two seconds, in case an orphan still holds a pipe open).
-//
-// The same command makes the files of a later container (next), which
-// would otherwise cost it a session of its own.
-func (g guestOutput) readAndRemove(ctx context.Context, sh Shell, next guestOutput) (stdout, stderr []byte, err error) {
-	cmd := fmt.Sprintf("wc -c < %[1]s && cat %[1]s %[2]s && rm -rf -- %[3]s",
-		sshx.Quote(g.stdout), sshx.Quote(g.stderr), sshx.Quote(g.dir))
-	if next.dir != "" {
-		cmd += " && " + next.createCmd()
-	}
+// readAndReset returns what the container wrote and empties the files for
+// a later container, in one command that prints the size of stdout on a
+// line of its own, then stdout, then stderr; the emptying is done by the
+// shell itself, since every program started costs time in an emulated
+// guest. Only call it once the task has been deleted: the runc shim
+// answers Wait as soon as the process has exited, possibly before it has
+// copied the last of the pipes into the files; its Delete waits for the
+// copy (for up to two seconds, in case an orphan still holds a pipe open),
+// and no writer is left after it.
+func (g guestOutput) readAndReset(ctx context.Context, sh Shell) (stdout, stderr []byte, err error) {
+	cmd := fmt.Sprintf("wc -c < %[1]s && cat %[1]s %[2]s && : > %[1]s && : > %[2]s",
+		sshx.Quote(g.stdout), sshx.Quote(g.stderr))
 	res, err := sh.Run(ctx, cmd)
 	if err != nil {
 		return nil, nil, err
