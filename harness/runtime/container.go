@@ -472,9 +472,8 @@ func (rc *Running) finish(ctx context.Context, err error) (ContainerResult, erro
 		rc.phase("copy files out")
 	}
 	if rc.out.dir != "" {
-		// One SSH session reads both files and empties them for a later
-		// container: each session costs a process start in an emulated
-		// guest.
+		// Read and emptied for a later container through the
+		// connection's SFTP session: no process starts in the guest.
 		stdout, stderr, rerr := rc.out.readAndReset(cctx, rc.r.sh)
 		if rerr != nil {
 			errs = append(errs, fmt.Errorf("read output: %w", rerr))

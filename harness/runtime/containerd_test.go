@@ -259,6 +259,23 @@ func (localShell) Download(ctx context.Context, remotePath string, w io.Writer) 
 	return err
 }
 
+func (localShell) ReadAndTruncate(ctx context.Context, paths ...string) ([][]byte, error) {
+	out := make([][]byte, len(paths))
+	for i, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	for _, p := range paths {
+		if err := os.Truncate(p, 0); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 func (localShell) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "unix", path)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -81,37 +80,20 @@ func (g guestOutput) creator() cio.Creator {
 }
 
 // readAndReset returns what the container wrote and empties the files for
-// a later container, in one command that prints the size of stdout on a
-// line of its own, then stdout, then stderr; the emptying is done by the
-// shell itself, since every program started costs time in an emulated
-// guest. Only call it once the task has been deleted: the runc shim
-// answers Wait as soon as the process has exited, possibly before it has
-// copied the last of the pipes into the files; its Delete waits for the
+// a later container. It goes through the Shell's ReadAndTruncate rather than
+// a command: over SSH that is the connection's sftp-server, started once and
+// kept, so no process starts in the guest for it, where every one costs time
+// under emulation. Only call it once the task has been deleted: the runc
+// shim answers Wait as soon as the process has exited, possibly before it
+// has copied the last of the pipes into the files; its Delete waits for the
 // copy (for up to two seconds, in case an orphan still holds a pipe open),
 // and no writer is left after it.
 func (g guestOutput) readAndReset(ctx context.Context, sh Shell) (stdout, stderr []byte, err error) {
-	cmd := fmt.Sprintf("wc -c < %[1]s && cat %[1]s %[2]s && : > %[1]s && : > %[2]s",
-		sshx.Quote(g.stdout), sshx.Quote(g.stderr))
-	res, err := sh.Run(ctx, cmd)
+	out, err := sh.ReadAndTruncate(ctx, g.stdout, g.stderr)
 	if err != nil {
 		return nil, nil, err
 	}
-	if res.ExitCode != 0 {
-		return nil, nil, fmt.Errorf("%q exited with status %d: %s", cmd, res.ExitCode, bytes.TrimSpace(res.Stderr))
-	}
-	line, rest, ok := bytes.Cut(res.Stdout, []byte("\n"))
-	n, perr := strconv.Atoi(strings.TrimSpace(string(line)))
-	if !ok || perr != nil || n < 0 || n > len(rest) {
-		return nil, nil, fmt.Errorf("read output files: unexpected reply %q", clipBytes(res.Stdout))
-	}
-	return rest[:n], rest[n:], nil
-}
-
-func clipBytes(b []byte) []byte {
-	if len(b) > 80 {
-		return b[:80]
-	}
-	return b
+	return out[0], out[1], nil
 }
 
 func (g guestOutput) remove(ctx context.Context, sh Shell) error {

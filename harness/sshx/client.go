@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -51,6 +52,11 @@ type Config struct {
 type Client struct {
 	ssh      *ssh.Client
 	endpoint Endpoint
+
+	// sftpMu guards the SFTP session ReadAndTruncate keeps (see sftp.go).
+	sftpMu sync.Mutex
+	sftp   *sftpSession // nil until first needed, and after it broke
+	noSFTP bool         // the server has no sftp subsystem: use the shell
 }
 
 // Dial connects to cfg.Endpoint (or through cfg.Serial) and logs in with
@@ -227,7 +233,16 @@ func (c *Client) Close() error {
 	if c == nil || c.ssh == nil {
 		return nil
 	}
-	return c.ssh.Close()
+	// The connection first: with it gone, the SFTP client's close cannot
+	// wait on a guest that does not answer.
+	err := c.ssh.Close()
+	c.sftpMu.Lock()
+	if c.sftp != nil {
+		c.sftp.close()
+		c.sftp = nil
+	}
+	c.sftpMu.Unlock()
+	return err
 }
 
 // DialUnix connects to a unix socket in the guest through the SSH connection

@@ -5,8 +5,9 @@
 //
 // The server accepts the user User with the keys given by WithAuthorizedKey
 // and nothing else (no password), and serves what socbox uses: "exec"
-// sessions with stdin, stdout, stderr, exit status and signals, and
-// "direct-streamlocal@openssh.com" channels to unix sockets.
+// sessions with stdin, stdout, stderr, exit status and signals, the "sftp"
+// subsystem on the host's filesystem, and "direct-streamlocal@openssh.com"
+// channels to unix sockets.
 package sshtest
 
 import (
@@ -20,10 +21,12 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/socbox/socbox/harness/sshx"
@@ -40,6 +43,7 @@ type options struct {
 	hostKey    ssh.Signer
 	addr       string
 	configure  []func(*ssh.ServerConfig)
+	noSFTP     bool
 }
 
 // WithAuthorizedKey lets the holder of key's private half log in.
@@ -59,6 +63,12 @@ func WithAddr(addr string) Option {
 	return func(o *options) { o.addr = addr }
 }
 
+// WithoutSFTP makes the server refuse the sftp subsystem, as an sshd does
+// whose sftp-server is not installed, e.g. to test a client's fallback.
+func WithoutSFTP() Option {
+	return func(o *options) { o.noSFTP = true }
+}
+
 // WithServerConfig lets f adjust the server's configuration after the
 // defaults are set, e.g. to add a PasswordCallback that a key-only client
 // must never use.
@@ -73,6 +83,9 @@ type Server struct {
 	hostKey  ssh.Signer
 	config   *ssh.ServerConfig
 	dir      string // working directory and HOME of commands
+	noSFTP   bool
+
+	sessions atomic.Int64 // session channels opened, for Sessions
 
 	mu      sync.Mutex
 	closers map[io.Closer]struct{}
@@ -122,6 +135,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		hostKey:  o.hostKey,
 		config:   config,
 		dir:      t.TempDir(),
+		noSFTP:   o.noSFTP,
 		closers:  map[io.Closer]struct{}{},
 	}
 	t.Cleanup(s.close)
@@ -138,6 +152,11 @@ func (s *Server) Endpoint() sshx.Endpoint {
 
 // HostKey is the key the server presents.
 func (s *Server) HostKey() ssh.PublicKey { return s.hostKey.PublicKey() }
+
+// Sessions is how many session channels clients have opened so far (each
+// command, and each sftp subsystem, is one), e.g. to check that a client
+// reuses its SFTP session.
+func (s *Server) Sessions() int { return int(s.sessions.Load()) }
 
 func (s *Server) close() {
 	s.listener.Close()
@@ -213,18 +232,30 @@ func (s *Server) handleConn(nc net.Conn) {
 	}
 }
 
-// session serves one session channel: a single "exec", and signals for it.
-// Closing the channel kills the command, as when a client gives up on it.
+// session serves one session channel: a single "exec", and signals for it,
+// or the sftp subsystem. Closing the channel kills the command, as when a
+// client gives up on it.
 func (s *Server) session(nch ssh.NewChannel) {
 	ch, reqs, err := nch.Accept()
 	if err != nil {
 		return
 	}
+	s.sessions.Add(1)
 	defer ch.Close()
 	var proc *process
+	sftpStarted := false
 	for req := range reqs {
 		switch {
-		case req.Type == "exec" && proc == nil:
+		case req.Type == "subsystem" && proc == nil && !sftpStarted && !s.noSFTP:
+			var msg struct{ Name string }
+			if ssh.Unmarshal(req.Payload, &msg) != nil || msg.Name != "sftp" {
+				req.Reply(false, nil)
+				continue
+			}
+			req.Reply(true, nil)
+			sftpStarted = true
+			s.goTracked(func() { s.serveSFTP(ch) })
+		case req.Type == "exec" && proc == nil && !sftpStarted:
 			var msg struct{ Command string }
 			if err := ssh.Unmarshal(req.Payload, &msg); err != nil {
 				req.Reply(false, nil)
@@ -240,7 +271,8 @@ func (s *Server) session(nch ssh.NewChannel) {
 				}
 			}
 		default:
-			// env, pty-req, shell, subsystem, keepalives: not served.
+			// env, pty-req, shell, other subsystems, keepalives: not
+			// served.
 			if req.WantReply {
 				req.Reply(false, nil)
 			}
@@ -250,6 +282,47 @@ func (s *Server) session(nch ssh.NewChannel) {
 		proc.signal(syscall.SIGKILL)
 		<-proc.done
 	}
+}
+
+// serveSFTP serves the SFTP protocol on ch, on the filesystem commands run
+// on and with their working directory, until the client ends it; then it
+// reports the end the way sshd does for a subsystem.
+func (s *Server) serveSFTP(ch ssh.Channel) {
+	status := 0
+	gated := &sftpChannel{Channel: ch}
+	srv, err := sftp.NewServer(gated, sftp.WithServerWorkingDirectory(s.dir))
+	if err == nil {
+		err = srv.Serve()
+	}
+	if err != nil {
+		status = 1
+	}
+	gated.stop()
+	exit(ch, status, "")
+}
+
+// sftpChannel cuts the SFTP server's writes off once it is done: Serve may
+// return (on the client's end of file) while replies are still being
+// written, and a channel's writes must not overlap its CloseWrite.
+type sftpChannel struct {
+	ssh.Channel
+	mu      sync.Mutex
+	stopped bool
+}
+
+func (c *sftpChannel) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return 0, io.ErrClosedPipe
+	}
+	return c.Channel.Write(p)
+}
+
+func (c *sftpChannel) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
 }
 
 type process struct {
