@@ -261,16 +261,11 @@ func (b *Board) start(ctx context.Context) error {
 			err := b.step(ctx, StageRestore, func(ctx context.Context) error { return b.restore(ctx, b.qemuConfig(), stateDir) })
 			if err == nil {
 				unlock()
-				if err := b.step(ctx, StageSSH, b.waitSSH); err != nil {
+				if err := b.step(ctx, StageSSH, b.login); err != nil {
 					return err
 				}
-				if err := b.step(ctx, StageContainerd, b.readyContainerd); err != nil {
+				if err := b.step(ctx, StageContainerd, b.readyRestored); err != nil {
 					return err
-				}
-				if b.serialSSH != "" {
-					if err := b.step(ctx, StageNetwork, b.waitNetwork); err != nil {
-						return err
-					}
 				}
 				b.setStage(StageReady)
 				return nil
@@ -509,7 +504,22 @@ func (b *Board) waitKernel(ctx context.Context) error {
 	})
 }
 
+// waitSSH logs in and sets the guest's clock.
 func (b *Board) waitSSH(ctx context.Context) error {
+	if err := b.login(ctx); err != nil {
+		return err
+	}
+	clockStart := time.Now()
+	if err := b.SyncClock(ctx); err != nil {
+		return err
+	}
+	b.logf("ssh: clock set in %.2fs", time.Since(clockStart).Seconds())
+	return nil
+}
+
+// login waits for the guest's sshd and logs in, checking its host key
+// against the image's.
+func (b *Board) login(ctx context.Context) error {
 	var pinned []ssh.PublicKey
 	for _, k := range b.Image.HostKeys {
 		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
@@ -526,14 +536,9 @@ func (b *Board) waitSSH(ctx context.Context) error {
 		return err
 	}
 	b.SSH = c
-	loggedIn := time.Since(dialStart)
 	_ = hk.Save(filepath.Join(b.RunDir, "host_keys"))
 	_ = writeKnownHosts(filepath.Join(b.RunDir, "known_hosts"), b.Endpoint, hk.Pinned())
-	clockStart := time.Now()
-	if err := b.SyncClock(ctx); err != nil {
-		return err
-	}
-	b.logf("ssh: logged in after %.2fs, clock set in %.2fs", loggedIn.Seconds(), time.Since(clockStart).Seconds())
+	b.logf("ssh: logged in after %.2fs", time.Since(dialStart).Seconds())
 	return nil
 }
 

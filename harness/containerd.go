@@ -70,6 +70,12 @@ func (bi BundleInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestI
 	if err != nil {
 		return fmt.Errorf("fetch containerd for Debian %s %s: %w", g.Suite, g.Arch, err)
 	}
+	if len(debs) == 0 {
+		// Installed, but not answering yet: a board booting its
+		// provisioned disk, whose containerd is still starting.
+		logf("containerd: installed already (%s), waiting for it to start", strings.Join(append([]string{"containerd", "runc"}, bi.Extra...), ", "))
+		return nil
+	}
 	var names []string
 	remote := make([]string, 0, len(debs))
 	for _, d := range debs {
@@ -279,4 +285,32 @@ func (b *Board) importBusybox(ctx context.Context, g *GuestInfo) error {
 	}
 	b.BusyboxImage = name
 	return nil
+}
+
+// readyRestored makes a board restored from its snapshot ready: its clock
+// set (it stood still since the save) and, on a board saved without its
+// NIC, the NIC's address awaited, while containerd is connected. What the
+// snapshot's key guarantees is not checked again: containerd runs, the
+// busybox image is there, crun too when asked for.
+func (b *Board) readyRestored(ctx context.Context) error {
+	guest := make(chan error, 1)
+	go func() {
+		start := time.Now()
+		err := b.SyncClock(ctx)
+		if err == nil {
+			b.logf("ssh: clock set in %.2fs", time.Since(start).Seconds())
+		}
+		if err == nil && b.serialSSH != "" {
+			err = b.waitNetwork(ctx)
+		}
+		guest <- err
+	}()
+	rt, version, err := b.connectContainerd(ctx)
+	if err == nil {
+		b.logf("containerd %s answers", version)
+		b.Runtime = rt
+		b.BusyboxImage = BusyboxRef
+		b.warmShim(ctx)
+	}
+	return errors.Join(err, <-guest)
 }

@@ -3,11 +3,13 @@ package harness
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/sshx/serial"
 )
 
@@ -18,6 +20,10 @@ import (
 // and saves its state; every later board restores that state, logs in over
 // the serial port at once and gets its NIC plugged back in, as a USB adapter
 // would be, while it logs in.
+
+// serialStateVersion changes whenever what a state saved without the NIC
+// holds changes, beyond the board's SerialSSH.
+const serialStateVersion = 1
 
 const (
 	serialSSHDPath = "/usr/local/lib/socbox/serial-sshd"
@@ -44,7 +50,12 @@ func (b *Board) stateSnapshotDir(dir string) string {
 	case b.Profile.NotMigratable == "":
 		return dir
 	case b.serialCapable():
-		return dir + "-serial"
+		// What the state is saved with besides the provisioned disk.
+		blob, _ := json.Marshal(struct {
+			Version int
+			Serial  boards.SerialSSH
+		}{serialStateVersion, b.Profile.SerialSSH})
+		return dir + "-serial-" + shortHash(blob)
 	}
 	return ""
 }
@@ -94,7 +105,20 @@ func (b *Board) endSerialSession(ctx context.Context) error {
 
 // plugNIC gives a board started without its NIC (SerialSSH) its NIC back.
 func (b *Board) plugNIC(ctx context.Context) error {
-	return b.Machine.PlugNIC(ctx, b.Profile.NIC)
+	return b.Machine.PlugNIC(ctx, b.Profile.NIC, b.Profile.SerialSSH.NICPort)
+}
+
+// loadNICModules loads the NIC's drivers into a guest about to be saved
+// without its NIC.
+func (b *Board) loadNICModules(ctx context.Context) error {
+	mods := b.Profile.SerialSSH.NICModules
+	if len(mods) == 0 {
+		return nil
+	}
+	if _, err := b.SSH.Output(ctx, "modprobe -a "+strings.Join(mods, " ")+" 2>&1"); err != nil {
+		return fmt.Errorf("load the %s drivers: %w", b.Profile.NIC, err)
+	}
+	return nil
 }
 
 // waitNetwork waits for the plugged NIC to have an address, as the board

@@ -112,6 +112,9 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 	// No SSH or containerd connection may be inside the saved state: a
 	// restored guest would hold half-open sessions to a peer that is gone.
 	if b.serialSSH != "" {
+		if err := b.loadNICModules(ctx); err != nil {
+			return err
+		}
 		if err := b.endSerialSession(ctx); err != nil {
 			return err
 		}

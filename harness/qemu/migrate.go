@@ -92,8 +92,12 @@ func (m *Machine) WaitRunning(ctx context.Context) error {
 // for a machine started with Config.SerialSSH: its state was saved without
 // the NIC, which QEMU cannot migrate. The guest finds it as it would a USB
 // adapter plugged into the real board.
-func (m *Machine) PlugNIC(ctx context.Context, device string) error {
-	if _, err := m.QMP(ctx, "device_add", map[string]any{"driver": device, "netdev": "net0", "id": "nic0"}); err != nil {
+func (m *Machine) PlugNIC(ctx context.Context, device, port string) error {
+	args := map[string]any{"driver": device, "netdev": "net0", "id": "nic0"}
+	if port != "" {
+		args["port"] = port
+	}
+	if _, err := m.QMP(ctx, "device_add", args); err != nil {
 		return fmt.Errorf("plug %s: %w", device, err)
 	}
 	return nil
