@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
 )
 
 // Container says what to run.
@@ -147,6 +148,8 @@ type Running struct {
 	// outRead is set once the output files have been read and handed back
 	// to the pool.
 	outRead bool
+	// exitSeen is set once the task's exit status has come.
+	exitSeen bool
 	// cgroupsPath is the task's cgroup, for the OOM count.
 	cgroupsPath string
 	// cleanups run in reverse, once, on their own context.
@@ -336,7 +339,7 @@ func (rc *Running) startTask(ctx context.Context) error {
 		}
 		return fmt.Errorf("create task: %w", err)
 	}
-	rc.task = task
+	rc.task, rc.exitSeen = task, false
 	rc.phase("create task")
 	// Wait before Start, so that an exit that comes at once is not missed.
 	if rc.exit, err = task.Wait(ctx); err != nil {
@@ -351,12 +354,19 @@ func (rc *Running) startTask(ctx context.Context) error {
 }
 
 // deleteTask removes the exited process; the runc shim's Delete returns
-// once it has copied the last of the output into the files.
+// once it has copied the last of the output into the files. A task whose
+// exit was not seen is killed first; one that exited has nothing left to
+// kill (its PID namespace went with its first process), which spares two
+// round trips to the guest.
 func (rc *Running) deleteTask(ctx context.Context) error {
 	if rc.task == nil {
 		return nil
 	}
-	if _, err := rc.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+	var opts []client.ProcessDeleteOpts
+	if !rc.exitSeen {
+		opts = append(opts, client.WithProcessKill)
+	}
+	if _, err := rc.task.Delete(ctx, opts...); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove task: %w", err)
 	}
 	rc.task = nil
@@ -386,6 +396,7 @@ func (rc *Running) wait(ctx context.Context) error {
 			rc.phase("run")
 			if err == nil {
 				// It exited, even if ctx ended at the same time.
+				rc.exitSeen = true
 				rc.res.ExitCode = int(code)
 				if rc.res.ExitCode == 128+int(syscall.SIGKILL) {
 					// The cgroup goes with the task: ask before
@@ -529,6 +540,14 @@ func (r *Runtime) image(ctx context.Context, name string) (client.Image, error) 
 		return nil, fmt.Errorf("look up image %s: %w", name, err)
 	}
 	match := matcher(r.platform)
+	r.mu.Lock()
+	checked := r.checkedImages[name] == meta.Target.Digest
+	r.mu.Unlock()
+	if checked {
+		// Same name, same content as a container before: its platform
+		// was checked and it was unpacked then.
+		return client.NewImageWithPlatform(r.client, meta, match), nil
+	}
 	ok, err := hasPlatform(ctx, r.client.ContentStore(), meta.Target, match)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", name, err)
@@ -546,6 +565,12 @@ func (r *Runtime) image(ctx context.Context, name string) (client.Image, error) 
 			return nil, fmt.Errorf("unpack image %s for %s: %w", name, r.platform, err)
 		}
 	}
+	r.mu.Lock()
+	if r.checkedImages == nil {
+		r.checkedImages = map[string]digest.Digest{}
+	}
+	r.checkedImages[name] = meta.Target.Digest
+	r.mu.Unlock()
 	return image, nil
 }
 

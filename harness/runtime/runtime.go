@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -159,6 +160,9 @@ type Runtime struct {
 	outputs []guestOutput
 	// sandbox is the shim keeper's ID while it runs (see KeepShimWarm).
 	sandbox string
+	// checkedImages are images found usable for the board (platform,
+	// unpacked) by name, with the content they had then.
+	checkedImages map[string]digest.Digest
 }
 
 // Connect opens a containerd client over sh and checks that the daemon
