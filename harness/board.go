@@ -288,6 +288,9 @@ func (b *Board) start(ctx context.Context) error {
 			if err := b.overlayOnProvisionedDisk(ctx, dir); err != nil {
 				return b.fail(StageImage, err, "")
 			}
+			if stateDir != "" && !diskHasSerialSSH(dir) {
+				stateDir = ""
+			}
 			if stateDir == "" {
 				unlock()
 				b.logf("snapshot: %s; booting the provisioned disk (containerd installed)", b.Profile.NotMigratable)

@@ -63,6 +63,11 @@ func (b *Board) stateSnapshotDir(dir string) string {
 // installSerialSSHD puts the serial sshd into the guest, enabled for the
 // next boot; on a board booted with its NIC it is not started.
 func (b *Board) installSerialSSHD(ctx context.Context) error {
+	// What the script needs: a user's image may lack any of it.
+	const needs = "command -v bash stty setsid >/dev/null && test -x /usr/sbin/sshd && command -v systemctl >/dev/null"
+	if res, err := b.SSH.Run(ctx, needs); err != nil || res.ExitCode != 0 {
+		return fmt.Errorf("no serial sshd: the image lacks bash, stty, setsid, /usr/sbin/sshd or systemd")
+	}
 	tty := "/dev/" + b.Profile.SerialSSH.TTY
 	unit := fmt.Sprintf(`[Unit]
 Description=socbox: sshd on %[1]s, for a board restored without its NIC

@@ -50,6 +50,9 @@ type snapshotMeta struct {
 	SaveSec   float64        `json:"save_seconds"`
 	StateMiB  float64        `json:"state_mib"`
 	DiskOnly  bool           `json:"disk_only,omitempty"`
+	// SerialSSH says the provisioned disk has the serial sshd enabled, so
+	// a board booting it can be reached, and saved, without its NIC.
+	SerialSSH bool `json:"serial_ssh,omitempty"`
 }
 
 var (
@@ -217,9 +220,13 @@ func shortHash(b []byte) string {
 // least crash-consistent (ext4's journal covers the rest).
 func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	start := time.Now()
+	serialSSH := false
 	if b.serialCapable() {
+		// Without it later boards boot this disk: slower, not broken.
 		if err := b.installSerialSSHD(ctx); err != nil {
-			return err
+			b.logf("snapshot: %v; later boards will boot the provisioned disk instead of restoring a saved state", err)
+		} else {
+			serialSSH = true
 		}
 	}
 	if _, err := b.SSH.Output(ctx, "sync"); err != nil {
@@ -236,7 +243,7 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	if err := b.copyOverlayAndResume(ctx, tmp); err != nil {
 		return err
 	}
-	meta := snapshotMeta{Inputs: b.snapInputs, CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds(), DiskOnly: true}
+	meta := snapshotMeta{Inputs: b.snapInputs, CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds(), DiskOnly: true, SerialSSH: serialSSH}
 	blob, _ := json.MarshalIndent(meta, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, "disk.json"), blob, 0o644); err != nil {
 		return err
@@ -254,6 +261,17 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 func diskSnapshotReady(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, "disk.json"))
 	return err == nil
+}
+
+// diskHasSerialSSH says whether the provisioned disk in dir has the serial
+// sshd enabled.
+func diskHasSerialSSH(dir string) bool {
+	blob, err := os.ReadFile(filepath.Join(dir, "disk.json"))
+	if err != nil {
+		return false
+	}
+	var meta snapshotMeta
+	return json.Unmarshal(blob, &meta) == nil && meta.SerialSSH
 }
 
 // overlayOnProvisionedDisk replaces the run's overlay with one backed by a
