@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,4 +41,46 @@ func TestDiskHasSerialSSH(t *testing.T) {
 	require.False(t, diskHasSerialSSH(dir), "a disk provisioned before the serial sshd, or without it")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "disk.json"), []byte(`{"disk_only":true,"serial_ssh":true}`), 0o644))
 	require.True(t, diskHasSerialSSH(dir))
+}
+
+func TestPruneSuperseded(t *testing.T) {
+	dir := t.TempDir()
+	in := func(image, containerd, smp string) snapshotInputs {
+		return snapshotInputs{Board: "raspi3b", Image: image, Containerd: containerd, Args: []string{"-smp", smp}}
+	}
+	write := func(name, file string, inputs snapshotInputs) {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, name), 0o755))
+		blob, err := json.Marshal(snapshotMeta{Inputs: inputs})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name, file), blob, 0o644))
+	}
+	cur := in("img1", "auto", "4")
+	write("raspi3b-new", "disk.json", cur)
+	write("raspi3b-new-serial-aaa", "snapshot.json", cur)
+	write("raspi3b-new-serial-bbb", "snapshot.json", cur)
+	write("raspi3b-old", "disk.json", in("img1", "auto", "4"))
+	write("raspi3b-old-serial", "snapshot.json", in("img1", "auto", "4"))
+	write("raspi3b-crun", "disk.json", in("img1", "auto+crun", "4"))
+	write("raspi3b-bookworm", "disk.json", in("img2", "auto", "4"))
+	write("raspi3b-smp2", "disk.json", in("img1", "auto", "2"))
+	write("raspi3b-fast-x", "snapshot.json", snapshotInputs{Board: "raspi3b-fast", Image: "img1", Containerd: "auto"})
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "raspi3b-new.tmp-123"), 0o755))
+
+	b := &Board{snapInputs: cur, logf: t.Logf}
+	b.pruneSuperseded(filepath.Join(dir, "raspi3b-new-serial-bbb"))
+	left := func() []string {
+		var names []string
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	require.Equal(t, []string{"raspi3b-bookworm", "raspi3b-crun", "raspi3b-fast-x", "raspi3b-new", "raspi3b-new-serial-bbb", "raspi3b-new.tmp-123", "raspi3b-smp2"}, left(),
+		"an older key's disk and states, and the other state on this disk, go; other choices, other boards and a save in progress stay")
+
+	b.pruneSuperseded(filepath.Join(dir, "raspi3b-new"))
+	require.NotContains(t, left(), "raspi3b-new-serial-bbb", "the disk under a state was saved again")
+	require.Contains(t, left(), "raspi3b-new")
 }

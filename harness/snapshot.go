@@ -147,6 +147,7 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 		return err
 	}
 	b.logf("snapshot: saved %.0f MiB of machine state in %.1fs (%s)", meta.StateMiB, meta.SaveSec, dir)
+	b.pruneSuperseded(dir)
 	return b.reconnect(ctx)
 }
 
@@ -254,7 +255,8 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	if err := os.Rename(tmp, dir); err != nil {
 		return err
 	}
-	b.logf("snapshot: kept the provisioned disk in %.1fs (%s); this board cannot save its machine state, so later boards boot it without reinstalling containerd", meta.SaveSec, dir)
+	b.logf("snapshot: kept the provisioned disk in %.1fs (%s); this board cannot save its machine state with its NIC", meta.SaveSec, dir)
+	b.pruneSuperseded(dir)
 	return nil
 }
 
@@ -278,4 +280,63 @@ func diskHasSerialSSH(dir string) bool {
 // provisioned disk.
 func (b *Board) overlayOnProvisionedDisk(ctx context.Context, dir string) error {
 	return images.CreateOverlayOn(ctx, filepath.Join(dir, "disk.qcow2"), "qcow2", filepath.Join(b.RunDir, "disk.qcow2"), 0)
+}
+
+// pruneSuperseded removes the snapshots that the one just saved in saved
+// replaces, so that the cache does not grow with every socbox or QEMU
+// upgrade: those of the same board, image and containerd choice under
+// another key, and states saved on top of a provisioned disk that was
+// saved again (their disk changed under them). Other choices (a suite,
+// crun, WithSMP) are other images, containerd strings or -smp values and
+// stay. A board running
+// from a removed snapshot goes on: QEMU keeps its files open.
+func (b *Board) pruneSuperseded(saved string) {
+	parent, savedName := filepath.Dir(saved), filepath.Base(saved)
+	baseName, _, _ := strings.Cut(savedName, "-serial-")
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || name == savedName || name == baseName || strings.Contains(name, ".tmp-") {
+			continue
+		}
+		stale := strings.HasPrefix(name, baseName+"-serial-")
+		if !stale {
+			in, ok := readSnapshotInputs(filepath.Join(parent, name))
+			stale = ok && in.Board == b.snapInputs.Board && in.Image == b.snapInputs.Image && in.Containerd == b.snapInputs.Containerd &&
+				argValue(in.Args, "-smp") == argValue(b.snapInputs.Args, "-smp")
+		}
+		if stale {
+			if err := os.RemoveAll(filepath.Join(parent, name)); err == nil {
+				b.logf("snapshot: removed %s, superseded by %s", name, savedName)
+			}
+		}
+	}
+}
+
+// readSnapshotInputs reads what a snapshot directory was made from.
+func readSnapshotInputs(dir string) (snapshotInputs, bool) {
+	for _, f := range []string{"snapshot.json", "disk.json"} {
+		blob, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			continue
+		}
+		var meta snapshotMeta
+		if json.Unmarshal(blob, &meta) == nil {
+			return meta.Inputs, true
+		}
+	}
+	return snapshotInputs{}, false
+}
+
+// argValue is the value after flag in args, or "".
+func argValue(args []string, flag string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			return args[i+1]
+		}
+	}
+	return ""
 }
