@@ -86,14 +86,14 @@ type SerialSSH struct {
 	Port int
 	// TTY is the guest's device for it, e.g. "ttyAMA0".
 	TTY string
-	// NICPort is the USB port the NIC is plugged into after a restore;
-	// without one QEMU puts a hub in between, which the guest then has to
-	// enumerate too.
-	NICPort string
 	// NICModules are the guest's drivers for the NIC, loaded before the
 	// state is saved, so that the NIC plugged in after a restore is up
 	// without a module load (over a second under TCG).
 	NICModules []string
+	// DTBDeleteNodes are taken out of the device tree, on top of the
+	// kernel's, for the boot whose state is saved (and so for every
+	// restore): what QEMU cannot restore.
+	DTBDeleteNodes []string
 }
 
 // Enabled says whether the board has such a port.
@@ -134,7 +134,10 @@ type Profile struct {
 	// to its own file in the run directory.
 	SerialPorts int
 	NIC         string // QEMU -device for the NIC, e.g. "virtio-net-pci"
-	DiskBus     DiskBus
+	// NICPort is the bus port a NIC plugged in after a restore goes on
+	// ("" lets QEMU choose).
+	NICPort string
+	DiskBus DiskBus
 	// OnboardNIC is set where the machine has its own NIC (connected to
 	// QEMU's user network with -net nic) instead of a -device one.
 	OnboardNIC bool
@@ -207,7 +210,20 @@ var catalog = map[string]Profile{
 		DiskBus:            DiskSD,
 		DiskSizePowerOfTwo: true,
 		NotMigratable:      "QEMU 7.2 cannot migrate raspi3b's usb-net device, and unplugging it from a running guest crashes QEMU",
-		SerialSSH:          SerialSSH{Port: 0, TTY: "ttyAMA0", NICPort: "1", NICModules: []string{"cdc_ether"}},
+		SerialSSH: SerialSSH{Port: 0, TTY: "ttyAMA0", NICModules: []string{"cdc_ether"},
+			// The SD card on SDHCI, not SDHOST: QEMU 7.2 puts the card back
+			// on SDHCI when it loads a saved state (its GPIO block does not
+			// redo the pin-mux choice), so a guest using SDHOST loses its
+			// root disk on restore. SDHCI's power sequence is for the Wi-Fi
+			// chip QEMU does not have; without the node the controller does
+			// not wait for it. Only for this boot: SDHCI works in PIO mode,
+			// and cold boots on it were slower (~98 s to SSH against
+			// ~65 s) and lost the USB NIC's enumeration once in five.
+			DTBDeleteNodes: []string{"/soc/mmc@7e202000", "/wifi-pwrseq"}},
+		// dwc2 has one port: without a port QEMU puts a hub in front of
+		// the NIC, one more device for a restored guest to enumerate. (A
+		// cold boot keeps the hub, as it always had.)
+		NICPort: "1",
 		Kernel: KernelSource{
 			DebianPackage: "linux-image-arm64",
 			DTB:           "broadcom/bcm2837-rpi-3-b.dtb",
@@ -217,14 +233,8 @@ var catalog = map[string]Profile{
 			ExtraCmdline: "initcall_blacklist=bcm2835_pm_driver_init",
 			// The Bluetooth node makes the PL011 a serdev controller with no
 			// tty; without it the PL011 is /dev/ttyAMA0, free for SerialSSH
-			// (QEMU emulates no Bluetooth chip behind it anyway). And the SD
-			// card goes on the SDHCI controller, not SDHOST: QEMU 7.2 puts
-			// the card back on SDHCI when it loads a saved state (its GPIO
-			// block does not redo the pin-mux choice), so a guest using
-			// SDHOST loses its root disk on restore. SDHCI's power sequence
-			// is for the Wi-Fi chip QEMU does not have; without the node the
-			// controller does not wait for it.
-			DTBDeleteNodes: []string{"/soc/serial@7e201000/bluetooth", "/soc/mmc@7e202000", "/wifi-pwrseq"},
+			// (QEMU emulates no Bluetooth chip behind it anyway).
+			DTBDeleteNodes: []string{"/soc/serial@7e201000/bluetooth"},
 		},
 		Platform:   LinuxARM64,
 		RootDevice: "/dev/mmcblk0",
@@ -232,7 +242,7 @@ var catalog = map[string]Profile{
 			"no on-board Ethernet (LAN9514): networking is a QEMU usb-net device (usb0), slower than the real NIC",
 			"no Wi-Fi/Bluetooth, no GPU (VideoCore), no HDMI; the PL011 UART (ttyAMA0), Bluetooth's on the real board, carries socbox's SSH on a restored board",
 			"SoC peripherals partly emulated: no I2C/SPI devices attached, GPIO without real pins",
-			"the SD card is on the SDHCI controller (the real board's is on SDHOST, which QEMU 7.2 cannot restore)",
+			"a restored board has its SD card on the SDHCI controller (the real board's is on SDHOST, which QEMU 7.2 cannot restore)",
 			"no RTC (like the real board): the clock is set from the host after login",
 		},
 	},

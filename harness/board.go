@@ -434,9 +434,13 @@ func (b *Board) qemuConfig() qemu.Config {
 		smp = runtime.NumCPU()
 	}
 	appendLine := strings.TrimSpace(b.Image.Append + " console=" + b.Profile.Kernel.Console + " " + b.Profile.Kernel.ExtraCmdline)
+	dtb := b.boot.DTB
+	if b.serialSSH != "" && b.boot.SerialDTB != "" {
+		dtb = b.boot.SerialDTB
+	}
 	return qemu.Config{
 		Board: b.Profile, RunDir: b.RunDir, SerialSSH: b.serialSSH,
-		Kernel: b.boot.Kernel, Initrd: b.boot.Initrd, DTB: b.boot.DTB,
+		Kernel: b.boot.Kernel, Initrd: b.boot.Initrd, DTB: dtb,
 		Append: appendLine, Disk: filepath.Join(b.RunDir, "disk.qcow2"), SMP: smp,
 	}
 }

@@ -110,7 +110,7 @@ func (b *Board) endSerialSession(ctx context.Context) error {
 
 // plugNIC gives a board started without its NIC (SerialSSH) its NIC back.
 func (b *Board) plugNIC(ctx context.Context) error {
-	return b.Machine.PlugNIC(ctx, b.Profile.NIC, b.Profile.SerialSSH.NICPort)
+	return b.Machine.PlugNIC(ctx, b.Profile.NIC, b.Profile.NICPort)
 }
 
 // loadNICModules loads the NIC's drivers into a guest about to be saved

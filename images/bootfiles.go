@@ -24,6 +24,9 @@ type BootFiles struct {
 	Kernel string
 	Initrd string
 	DTB    string // empty where QEMU makes the device tree
+	// SerialDTB is DTB less the board's SerialSSH.DTBDeleteNodes, for the
+	// boot whose state is saved; empty where there are none.
+	SerialDTB string
 }
 
 type bootInputs struct {
@@ -31,10 +34,12 @@ type bootInputs struct {
 	KernelVersion string   `json:"kernel_version"`
 	Modules       []string `json:"modules"`
 	DTB           string   `json:"dtb"`
-	// DTBDelete are the nodes taken out of DTB.
-	DTBDelete []string `json:"dtb_delete,omitempty"`
-	Arch      string   `json:"arch"`
-	Suite     string   `json:"suite"`
+	// DTBDelete are the nodes taken out of DTB; SerialDTBDelete those
+	// taken out of it as well for the serial-SSH boot.
+	DTBDelete       []string `json:"dtb_delete,omitempty"`
+	SerialDTBDelete []string `json:"serial_dtb_delete,omitempty"`
+	Arch            string   `json:"arch"`
+	Suite           string   `json:"suite"`
 	// From is "root" when the modules come from the image's own root
 	// filesystem rather than a kernel package.
 	From string `json:"from,omitempty"`
@@ -76,15 +81,18 @@ func EnsureBootFiles(ctx context.Context, im *Image, board boards.Profile, archi
 	}
 	arch := board.Platform.DebianArch()
 	in := bootInputs{Version: initrdVersion, KernelVersion: im.KernelVersion, Modules: board.Kernel.InitrdModules,
-		DTB: board.Kernel.DTB, DTBDelete: board.Kernel.DTBDeleteNodes, Arch: arch, Suite: im.Suite}
+		DTB: board.Kernel.DTB, DTBDelete: board.Kernel.DTBDeleteNodes, SerialDTBDelete: board.SerialSSH.DTBDeleteNodes, Arch: arch, Suite: im.Suite}
 	fromRoot := im.KernelDeb == ""
 	if fromRoot {
-		in.Modules, in.DTB, in.DTBDelete, in.From = im.RootModules, "", nil, "root"
+		in.Modules, in.DTB, in.DTBDelete, in.SerialDTBDelete, in.From = im.RootModules, "", nil, nil, "root"
 	}
 	dir := filepath.Join(im.Dir, "boot-"+cacheKey(in)[:12])
 	out := BootFiles{Kernel: bf.Kernel, Initrd: filepath.Join(dir, "initrd.img"), DTB: bf.DTB}
 	if board.Kernel.DTB != "" && !fromRoot {
 		out.DTB = filepath.Join(dir, "board.dtb")
+		if len(board.SerialSSH.DTBDeleteNodes) > 0 {
+			out.SerialDTB = filepath.Join(dir, "board-serial.dtb")
+		}
 	}
 	if _, err := os.Stat(out.Initrd); err == nil {
 		return out, nil
@@ -176,6 +184,15 @@ func buildKernelDebBootFiles(ctx context.Context, im *Image, board boards.Profil
 		}
 		if err := os.WriteFile(filepath.Join(files, "board.dtb"), blob, 0o644); err != nil {
 			return c, err
+		}
+		if len(board.SerialSSH.DTBDeleteNodes) > 0 {
+			serial, err := DeleteDTBNodes(blob, board.SerialSSH.DTBDeleteNodes...)
+			if err != nil {
+				return c, fmt.Errorf("device tree %s for the serial-SSH boot: %w", board.Kernel.DTB, err)
+			}
+			if err := os.WriteFile(filepath.Join(files, "board-serial.dtb"), serial, 0o644); err != nil {
+				return c, err
+			}
 		}
 	}
 	return c, nil
