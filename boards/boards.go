@@ -218,7 +218,7 @@ var catalog = map[string]Profile{
 			// chip QEMU does not have; without the node the controller does
 			// not wait for it. Only for this boot: SDHCI works in PIO mode,
 			// and cold boots on it were slower (~98 s to SSH against
-			// ~65 s) and lost the USB NIC's enumeration once in five.
+			// ~65 s) and lost the USB NIC's enumeration in two boots of six.
 			DTBDeleteNodes: []string{"/soc/mmc@7e202000", "/wifi-pwrseq"}},
 		// dwc2 has one port: without a port QEMU puts a hub in front of
 		// the NIC, one more device for a restored guest to enumerate. (A
