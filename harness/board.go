@@ -305,14 +305,28 @@ func (b *Board) start(ctx context.Context) error {
 			snapDir = dir
 		}
 	}
-	if err := b.step(ctx, StageQEMU, b.startQEMU); err != nil {
-		return err
-	}
-	if err := b.step(ctx, StageKernel, b.waitKernel); err != nil {
-		return err
-	}
-	if err := b.step(ctx, StageSSH, b.waitSSH); err != nil {
-		return err
+	for attempt := 1; ; attempt++ {
+		if err := b.step(ctx, StageQEMU, b.startQEMU); err != nil {
+			return err
+		}
+		if err := b.step(ctx, StageKernel, b.waitKernel); err != nil {
+			return err
+		}
+		err := b.step(ctx, StageSSH, b.waitSSH)
+		if err == nil {
+			break
+		}
+		if attempt > 1 || !errors.Is(err, ErrUSBNICLost) {
+			return err
+		}
+		// Seen about one cold raspi3b boot in six here: a fresh machine
+		// enumerates it again.
+		b.logf("ssh: %v; booting again, once", ErrUSBNICLost)
+		_ = b.Machine.Stop(ctx, false, 0)
+		b.Machine = nil
+		b.mu.Lock()
+		b.err, b.stage = nil, StageImage
+		b.mu.Unlock()
 	}
 	if b.opts.noContainerd {
 		return nil
@@ -474,6 +488,9 @@ func (b *Board) launch(ctx context.Context, cfg qemu.Config) error {
 
 // consoleProblem looks for the console lines that mean the boot is lost.
 func (b *Board) consoleProblem() error {
+	if b.usbNICAtBoot() && qemu.HeadContains(qemu.SerialLog(b.RunDir, b.consolePort()), 1<<20, "unable to enumerate USB device") {
+		return ErrUSBNICLost
+	}
 	for _, l := range b.Machine.ConsoleTail(b.consolePort(), 60) {
 		switch {
 		case strings.Contains(l, "Kernel panic"):

@@ -28,6 +28,10 @@ var (
 	ErrKernelPanic = errors.New("kernel panic")
 	// ErrInitrd: socbox's initrd could not mount the root filesystem.
 	ErrInitrd = errors.New("initrd could not mount the root filesystem")
+	// ErrUSBNICLost: the guest gave up enumerating its USB NIC (raspi3b's
+	// usb-net on the emulated dwc2, now and then under TCG), so SSH over
+	// the network will never answer.
+	ErrUSBNICLost = errors.New("the guest could not enumerate its USB NIC")
 	// ErrBoardFailed: an earlier stage failed, so the board refuses to go on.
 	ErrBoardFailed = errors.New("board failed earlier")
 )

@@ -137,3 +137,9 @@ func (b *Board) waitNetwork(ctx context.Context) error {
 	b.logf("network: %s plugged in, address after %.2fs", b.Profile.NIC, time.Since(start).Seconds())
 	return nil
 }
+
+// usbNICAtBoot says whether the board boots with a USB NIC (raspi3b with
+// its usb-net, not the NIC-less boot whose state is saved).
+func (b *Board) usbNICAtBoot() bool {
+	return b.Machine != nil && b.serialSSH == "" && strings.HasPrefix(b.Profile.NIC, "usb-")
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/qemu"
 	"github.com/socbox/socbox/images"
 )
 
@@ -83,4 +84,17 @@ func TestPruneSuperseded(t *testing.T) {
 	b.pruneSuperseded(filepath.Join(dir, "raspi3b-new"))
 	require.NotContains(t, left(), "raspi3b-new-serial-bbb", "the disk under a state was saved again")
 	require.Contains(t, left(), "raspi3b-new")
+}
+
+func TestConsoleProblemUSBNICLost(t *testing.T) {
+	p, err := boards.Lookup("raspi3b")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	b := &Board{Profile: p, RunDir: dir, Machine: &qemu.Machine{}}
+	log := qemu.SerialLog(dir, b.consolePort())
+	require.NoError(t, os.WriteFile(log, []byte("[   61.3] usb usb1-port1: attempt power cycle\n[   62.9] usb usb1-port1: unable to enumerate USB device\n"), 0o644))
+	require.ErrorIs(t, b.consoleProblem(), ErrUSBNICLost)
+
+	b.serialSSH = filepath.Join(dir, "ssh-serial.sock")
+	require.False(t, b.usbNICAtBoot(), "the NIC-less boot has no USB NIC to lose")
 }
