@@ -150,7 +150,7 @@ func Cmdline(cfg Config) (string, []string, error) {
 	case b.OnboardNIC:
 		args = append(args, "-net", "nic,netdev=net0")
 	case b.NIC != "":
-		args = append(args, "-device", b.NIC+",netdev=net0")
+		args = append(args, "-device", NICDevice(b.NIC))
 	}
 	if b.IsVirt() {
 		// Entropy for the guest: without it sshd can wait seconds for the
@@ -162,6 +162,18 @@ func Cmdline(cfg Config) (string, []string, error) {
 	}
 	args = append(args, cfg.ExtraArgs...)
 	return b.QEMUBinary, args, nil
+}
+
+// NICDevice is the -device value for a NIC on the user network. A PCI NIC
+// gets an empty romfile: its option ROM (efi-virtio.rom, from ipxe-qemu, a
+// package a --no-install-recommends host lacks) is only for firmware that
+// boots from the network, and socbox boots with -kernel.
+func NICDevice(nic string) string {
+	dev := nic + ",netdev=net0"
+	if strings.HasSuffix(nic, "-pci") {
+		dev += ",romfile="
+	}
+	return dev
 }
 
 func shellQuoteArg(a string) string { return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'" }

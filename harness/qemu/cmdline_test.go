@@ -65,7 +65,7 @@ func TestCmdlineRaspi4b(t *testing.T) {
 	require.Equal(t, []string{"2"}, argPairs(args, "-smp"), "SMP override wins over the board's 4")
 	require.Equal(t, []string{"2048"}, argPairs(args, "-m"))
 	require.Equal(t, []string{"cortex-a72"}, argPairs(args, "-cpu"))
-	require.Equal(t, []string{"virtio-blk-pci,drive=disk0", "virtio-net-pci,netdev=net0", "virtio-rng-pci"}, argPairs(args, "-device"))
+	require.Equal(t, []string{"virtio-blk-pci,drive=disk0", "virtio-net-pci,netdev=net0,romfile=", "virtio-rng-pci"}, argPairs(args, "-device"))
 	require.Empty(t, argPairs(args, "-initrd"), "no initrd flag when none is given")
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -96,6 +97,9 @@ func (m *Machine) PlugNIC(ctx context.Context, device, port string) error {
 	args := map[string]any{"driver": device, "netdev": "net0", "id": "nic0"}
 	if port != "" {
 		args["port"] = port
+	}
+	if strings.HasSuffix(device, "-pci") {
+		args["romfile"] = "" // as NICDevice: no option ROM to find
 	}
 	if _, err := m.QMP(ctx, "device_add", args); err != nil {
 		return fmt.Errorf("plug %s: %w", device, err)
