@@ -121,11 +121,14 @@ type KernelSource struct {
 
 // Profile describes one emulated board.
 type Profile struct {
-	Slug        string // what users type: "raspi4b"
-	Name        string // what is printed on the board
-	Tier        Tier
-	QEMUBinary  string // "qemu-system-aarch64"
-	Machine     string // QEMU -M value
+	Slug       string // what users type: "raspi4b-fast"
+	Name       string // what is printed on the board
+	Tier       Tier
+	QEMUBinary string // "qemu-system-aarch64"
+	Machine    string // QEMU -M value
+	// MinQEMU is the oldest QEMU release that has Machine ("9.0"); empty
+	// for machines every QEMU socbox supports (7.2 on) has.
+	MinQEMU     string
 	CPU         string // QEMU -cpu value; empty for the machine's own
 	MemoryMiB   int
 	SMP         int // vCPUs; capped to the host's cores at run time on `virt`
@@ -169,8 +172,8 @@ var virtioRootModules = []string{"virtio_pci", "virtio_blk", "virtio_net", "ext4
 // it from the host after login either way.
 
 var catalog = map[string]Profile{
-	"raspi4b": {
-		Slug:        "raspi4b",
+	"raspi4b-fast": {
+		Slug:        "raspi4b-fast",
 		Name:        "Raspberry Pi 4 Model B",
 		Tier:        Fast,
 		QEMUBinary:  "qemu-system-aarch64",
@@ -189,7 +192,7 @@ var catalog = map[string]Profile{
 		Platform:   LinuxARM64,
 		RootDevice: "/dev/vda",
 		Divergences: []string{
-			"generic `virt` machine: QEMU 7.2 has no raspi4b machine (9.0's has no NIC)",
+			"generic `virt` machine with the board's core (Cortex-A72) and RAM: raspi4b is the board's own machine (QEMU 9.0 on, no network)",
 			"virtio disk and NIC instead of SD card and BCM54213 Ethernet",
 			"SoC peripherals not emulated: GPIO, I2C, SPI, VideoCore",
 		},
@@ -336,6 +339,18 @@ var catalog = map[string]Profile{
 
 // IsVirt reports whether the profile runs on QEMU's generic virt machine.
 func (p Profile) IsVirt() bool { return strings.HasPrefix(p.Machine, "virt") }
+
+// FastSlug is the slug of this board's fast tier ("raspi4b-fast" for
+// "raspi4b"), or "" when the board is fast itself or has none.
+func (p Profile) FastSlug() string {
+	if p.Tier == Fast {
+		return ""
+	}
+	if _, ok := catalog[p.Slug+"-fast"]; ok {
+		return p.Slug + "-fast"
+	}
+	return ""
+}
 
 // Lookup returns the profile for a slug, or an error listing the known ones.
 func Lookup(slug string) (Profile, error) {

@@ -151,7 +151,7 @@ func targetURL(ep sshx.Endpoint) string {
 // (or stops at SSH, WithoutContainerd), for running the same scenarios as on
 // an emulated board:
 //
-//	b, err := harness.Attach(ctx, "ssh://root@raspberrypi.local", harness.WithBoard("raspi4b"))
+//	b, err := harness.Attach(ctx, "ssh://root@raspberrypi.local", harness.WithBoard("raspi4b-fast"))
 //	defer b.Close()
 //
 // Login is key-only (WithIdentity, else the ssh-agent, else ~/.ssh/id_ed25519,

@@ -82,14 +82,14 @@ func TestDetectProfile(t *testing.T) {
 		how    string
 		errHas []string
 	}{
-		{name: "pi 4 by model", facts: rpi4, slug: "raspi4b", how: `detected from the device tree model "Raspberry Pi 4 Model B Rev 1.4"`},
+		{name: "pi 4 by model", facts: rpi4, slug: "raspi4b-fast", how: `detected from the device tree model "Raspberry Pi 4 Model B Rev 1.4"`},
 		{name: "pi 3 by model: the faithful profile", facts: rpi3, slug: "raspi3b", how: "detected from the device tree model"},
 		{name: "beaglebone by model", facts: bbb, slug: "beaglebone-black", how: "detected from the device tree model"},
 		{name: "named", named: "raspi3b-fast", facts: rpi4, slug: "raspi3b-fast", how: "named with --board"},
 		{name: "no dpkg: from uname -m", facts: targetFacts{machine: "armv7l", model: "TI AM335x BeagleBone Black"}, slug: "beaglebone-black"},
-		{name: "ambiguous", facts: virt, errHas: []string{"cannot tell which board profile", "raspi3b, raspi3b-fast, raspi4b", "--board", `model "linux,dummy-virt"`}},
-		{name: "named with the wrong architecture", named: "raspi4b", facts: bbb,
-			errHas: []string{"board raspi4b is linux/arm64 (arm64), but the target runs armhf userland, uname -m armv7l", "beaglebone-black, beaglebone-black-fast"}},
+		{name: "ambiguous", facts: virt, errHas: []string{"cannot tell which board profile", "raspi3b, raspi3b-fast, raspi4b-fast", "--board", `model "linux,dummy-virt"`}},
+		{name: "named with the wrong architecture", named: "raspi4b-fast", facts: bbb,
+			errHas: []string{"board raspi4b-fast is linux/arm64 (arm64), but the target runs armhf userland, uname -m armv7l", "beaglebone-black, beaglebone-black-fast"}},
 		{name: "32-bit userland on a 64-bit kernel", facts: targetFacts{machine: "aarch64", arch: "armhf", model: "Raspberry Pi 4 Model B Rev 1.4"},
 			errHas: []string{"cannot tell which board profile", "armhf userland, uname -m aarch64"}},
 		{name: "unknown named", named: "raspi5", facts: rpi4, errHas: []string{`unknown board "raspi5"`}},
@@ -211,8 +211,8 @@ func TestAttachWithWrongBoardSaysWhatTheTargetRuns(t *testing.T) {
 	}
 	e := newAttachEnv(t)
 	e.pin(t, e.srv.HostKey())
-	_, err := Attach(attachCtx(t), e.target, WithIdentity(e.key), WithBoard("raspi4b"), WithoutContainerd(), WithLogf(t.Logf))
-	require.ErrorContains(t, err, "board raspi4b is linux/arm64 (arm64), but the target runs amd64 userland, uname -m x86_64")
+	_, err := Attach(attachCtx(t), e.target, WithIdentity(e.key), WithBoard("raspi4b-fast"), WithoutContainerd(), WithLogf(t.Logf))
+	require.ErrorContains(t, err, "board raspi4b-fast is linux/arm64 (arm64), but the target runs amd64 userland, uname -m x86_64")
 }
 
 func TestAttachKeyErrors(t *testing.T) {
@@ -350,7 +350,7 @@ func TestTargetNeedsRootForContainerd(t *testing.T) {
 func TestTargetReportAndSSHCommand(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
-	prof, err := boards.Lookup("raspi4b")
+	prof, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	ep := sshx.Endpoint{Host: "raspberrypi.local", Port: 22, User: "root"}
 	b := &Board{Profile: prof, Endpoint: ep, KeyPath: "/keys/pi key", opts: defaultOptions(),
@@ -364,7 +364,7 @@ func TestTargetReportAndSSHCommand(t *testing.T) {
 	require.Equal(t, "ssh -p 2222 -o UserKnownHostsFile=/tmp/kh root@raspberrypi.local", b.SSHCommand())
 
 	r := b.Report()
-	require.Equal(t, "raspi4b", r.Board)
+	require.Equal(t, "raspi4b-fast", r.Board)
 	require.Equal(t, "real", r.Tier)
 	require.Equal(t, "trixie", r.Suite)
 	require.Equal(t, "6.12.47+rpt-rpi-v8", r.KernelVersion)

@@ -19,7 +19,7 @@ import (
 
 func TestStageErrorSaysWhereAndWhatNext(t *testing.T) {
 	err := error(&StageError{
-		Stage: StageSSH, Board: "raspi4b", Err: fmt.Errorf("waiting for ssh: %w", ErrKernelPanic),
+		Stage: StageSSH, Board: "raspi4b-fast", Err: fmt.Errorf("waiting for ssh: %w", ErrKernelPanic),
 		ConsoleLog: "/r/serial0.log", ConsoleTail: []string{"Kernel panic - not syncing"}, Hint: "read the log",
 	})
 	require.ErrorIs(t, err, ErrKernelPanic)
@@ -27,7 +27,7 @@ func TestStageErrorSaysWhereAndWhatNext(t *testing.T) {
 	require.True(t, errors.As(err, &se))
 	require.Equal(t, StageSSH, se.Stage)
 	msg := err.Error()
-	require.Contains(t, msg, "boot raspi4b: ssh: waiting for ssh: kernel panic")
+	require.Contains(t, msg, "boot raspi4b-fast: ssh: waiting for ssh: kernel panic")
 	require.Contains(t, msg, "last console lines:\n  Kernel panic - not syncing")
 	require.Contains(t, msg, "console log: /r/serial0.log")
 	require.Contains(t, msg, "hint: read the log")
@@ -49,7 +49,7 @@ func TestOptionsRejectBadInput(t *testing.T) {
 	b, err := Start(context.Background(), WithBoard("raspi5"))
 	require.Nil(t, b)
 	require.ErrorContains(t, err, `unknown board "raspi5"`)
-	require.ErrorContains(t, err, "raspi4b")
+	require.ErrorContains(t, err, "raspi4b-fast")
 }
 
 func TestCloseIsNilSafeAndIdempotent(t *testing.T) {
@@ -80,7 +80,7 @@ func TestGuestInfoOverSSH(t *testing.T) {
 
 func TestScenarioChecks(t *testing.T) {
 	b := &Board{}
-	b.Profile.Slug = "raspi4b"
+	b.Profile.Slug = "raspi4b-fast"
 	b.Profile.Platform.Architecture = "arm64"
 	b.Profile.Platform.OS = "linux"
 	res := ContainerResult{ExitCode: 3, Stdout: []byte("aarch64\n"), Stderr: []byte("oops\n"), Duration: 2 * time.Second}

@@ -44,7 +44,7 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		board:      "raspi4b",
+		board:      "raspi4b-fast",
 		suite:      images.DefaultSuite,
 		containerd: ContainerdAuto,
 		snapshots:  true,

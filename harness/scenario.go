@@ -23,7 +23,7 @@ type Scenario struct {
 	Name        string
 	Description string
 	// Boards limits the scenario to these board slugs or guest platforms
-	// ("raspi4b", "linux/arm/v7"); empty means every board.
+	// ("raspi4b-fast", "linux/arm/v7"); empty means every board.
 	Boards []string
 	// Network is "bridge" to put the scenario's containers on a bridge
 	// network made for it (they reach each other by name), or empty for a

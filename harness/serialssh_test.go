@@ -23,7 +23,7 @@ func TestStateSnapshotDir(t *testing.T) {
 	ownKernel := &images.Image{Kernel: "boot/kernel8.img"}
 	profileKernel := &images.Image{KernelDeb: "linux-image-arm64.deb"}
 
-	require.Equal(t, "/s/raspi4b-1", board("raspi4b", profileKernel).stateSnapshotDir("/s/raspi4b-1"),
+	require.Equal(t, "/s/raspi4b-1", board("raspi4b-fast", profileKernel).stateSnapshotDir("/s/raspi4b-1"),
 		"a board QEMU saves whole keeps its state with its disk")
 	r3 := board("raspi3b", profileKernel).stateSnapshotDir("/s/raspi3b-1")
 	require.True(t, strings.HasPrefix(r3, "/s/raspi3b-1-serial-"), r3)

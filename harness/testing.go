@@ -7,7 +7,7 @@ import "testing"
 // the error is checked, so a half-started board is always stopped. The
 // harness's progress goes to t.Logf.
 //
-//	b := harness.Boot(t, "raspi4b")
+//	b := harness.Boot(t, "raspi4b-fast")
 //	res, err := b.Run(ctx, harness.Container{Cmd: []string{"uname", "-m"}})
 func Boot(t testing.TB, board string, opts ...Option) *Board {
 	t.Helper()

@@ -28,7 +28,7 @@ import (
 // are printed and reported as metrics; BENCHMARKS.md records them.
 // SOCBOX_BENCH_SUITE=0 skips the (long) cold half of the suite comparison.
 func BenchmarkSpeed(b *testing.B) {
-	slug := "raspi4b"
+	slug := "raspi4b-fast"
 	if s := os.Getenv("SOCBOX_BOARDS"); s != "" && s != "all" {
 		slug = s
 	}
@@ -184,7 +184,7 @@ func benchBoards() []string {
 //
 //	go test -run '^$' -bench Container -benchtime 1x ./scenarios/
 func BenchmarkContainer(b *testing.B) {
-	slug := "raspi4b"
+	slug := "raspi4b-fast"
 	if s := os.Getenv("SOCBOX_BOARDS"); s != "" && s != "all" {
 		slug = s
 	}

@@ -110,7 +110,7 @@ func duplicates(list []harness.Scenario) []error {
 //	# checks.yaml
 //	- name: arch
 //	  description: the container runs on the board's architecture
-//	  boards: [raspi4b, linux/arm64]   # optional; default: every board
+//	  boards: [raspi4b-fast, linux/arm64]   # optional; default: every board
 //	  container:
 //	    image: ""                      # empty: the built-in busybox
 //	    cmd: [uname, -m]

@@ -97,7 +97,7 @@ func TestParseEveryField(t *testing.T) {
 	src := `# two documents: a list, then a single scenario
 - name: full
   description: every field
-  boards: [raspi4b, linux/arm64]
+  boards: [raspi4b-fast, linux/arm64]
   container:
     image: docker.io/library/alpine:3.20
     cmd: [sh, -c, "echo hi; echo oops >&2"]
@@ -130,7 +130,7 @@ container:
 	require.Len(t, list, 2)
 	full := list[0]
 	require.Equal(t, harness.Scenario{
-		Name: "full", Description: "every field", Boards: []string{"raspi4b", "linux/arm64"},
+		Name: "full", Description: "every field", Boards: []string{"raspi4b-fast", "linux/arm64"},
 		Container: harness.Container{
 			Image: "docker.io/library/alpine:3.20", Cmd: []string{"sh", "-c", "echo hi; echo oops >&2"},
 			Env: []string{"A=1", "B=two=2"}, WorkingDir: "/tmp",
@@ -260,7 +260,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 			`arch.yaml:4: stdout_sha256 must be 64 hex digits, got "abc"`},
 		{"bad env", "name: a\ncontainer:\n  cmd: [true]\n  env:\n    - A=1\n    - B\n",
 			`arch.yaml:6: env entry "B" is not KEY=VALUE`},
-		{"unknown board", "name: a\nboards: [raspi4b, raspi9]\ncontainer: {cmd: [true]}\n",
+		{"unknown board", "name: a\nboards: [raspi4b-fast, raspi9]\ncontainer: {cmd: [true]}\n",
 			`arch.yaml:2: unknown board or platform "raspi9" in boards (known: `},
 		{"unknown variable", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout: \"${UNAME}\\n\"\n",
 			"arch.yaml:4: stdout uses unknown variable ${UNAME} (known: ${UNAME_M}, ${BOARD}, ${PLATFORM})"},
@@ -374,7 +374,7 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestAppliesTo(t *testing.T) {
-	rpi, err := boards.Lookup("raspi4b")
+	rpi, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	armhf := boards.Profile{Slug: "bbb", Platform: boards.LinuxARMv7}
 	for _, tc := range []struct {
@@ -383,7 +383,7 @@ func TestAppliesTo(t *testing.T) {
 		described string
 	}{
 		{nil, true, true, "every board by default"},
-		{[]string{"raspi4b"}, true, false, "by slug"},
+		{[]string{"raspi4b-fast"}, true, false, "by slug"},
 		{[]string{"linux/arm/v7"}, false, true, "by platform"},
 		{[]string{"linux/arm64", "bbb"}, true, true, "either"},
 	} {

@@ -109,7 +109,7 @@ func TestBookworm(t *testing.T) {
 	if os.Getenv("SOCBOX_SUITES") == "trixie" || *suiteFlag != "" || os.Getenv("SOCBOX_SUITE") != "" {
 		t.Skip("suite chosen explicitly (-suite / SOCBOX_SUITE / SOCBOX_SUITES)")
 	}
-	slug := "raspi4b"
+	slug := "raspi4b-fast"
 	if sel := selectedBoards(t); len(sel) == 1 {
 		slug = sel[0]
 	}
@@ -120,7 +120,7 @@ func TestBookworm(t *testing.T) {
 // (harness.WithCrun), the faster choice under emulation, so that it stays
 // a drop-in for runc. One board, as for TestBookworm.
 func TestCrun(t *testing.T) {
-	slug := "raspi4b"
+	slug := "raspi4b-fast"
 	if sel := selectedBoards(t); len(sel) == 1 {
 		slug = sel[0]
 	}

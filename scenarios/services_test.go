@@ -15,10 +15,10 @@ import (
 // files, run as written: a web service on a bridge network, reached from
 // this machine through its forward and from a second container by name.
 func TestServicesFromGo(t *testing.T) {
-	if !slices.Contains(selectedBoards(t), "raspi4b") {
-		t.Skip("raspi4b is not among the selected boards")
+	if !slices.Contains(selectedBoards(t), "raspi4b-fast") {
+		t.Skip("raspi4b-fast is not among the selected boards")
 	}
-	b := harness.Boot(t, "raspi4b", suiteOption()...)
+	b := harness.Boot(t, "raspi4b-fast", suiteOption()...)
 	ctx := t.Context()
 
 	net, err := b.CreateNetwork(ctx, "web")

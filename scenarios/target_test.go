@@ -42,7 +42,7 @@ func targetBoard(t *testing.T) string {
 	if sel := selectedBoards(t); len(sel) == 1 {
 		return sel[0]
 	}
-	return "raspi4b"
+	return "raspi4b-fast"
 }
 
 // TestTarget runs the bundled scenarios through a target: a board booted

@@ -29,7 +29,7 @@ import (
 	"github.com/socbox/socbox/images/debarchive"
 )
 
-// TestUserImages runs containers from user images on raspi4b, one from
+// TestUserImages runs containers from user images on raspi4b-fast, one from
 // each kind of source: an OCI layout directory, a docker save tarball and a
 // registry (go-containerregistry's, in this process on 127.0.0.1: the host
 // pulls, the guest never sees it). Each image is the busybox image with a
@@ -39,7 +39,7 @@ func TestUserImages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
-	const slug = "raspi4b"
+	const slug = "raspi4b-fast"
 	if sel := selectedBoards(t); len(sel) != len(boards.Slugs()) && !contains(sel, slug) {
 		t.Skipf("board %s not selected", slug)
 	}
@@ -115,7 +115,7 @@ func TestUserImages(t *testing.T) {
 		before := logs.count("importing as")
 		_, err := b.Run(ctx, harness.Container{Image: "oci:" + intel, Cmd: []string{"true"}})
 		require.ErrorIs(t, err, ociimage.ErrWrongPlatform)
-		require.ErrorContains(t, err, "import image on raspi4b: load oci:"+intel+": wrong platform: the image is for linux/amd64, but the board runs linux/arm64: build it for the board (docker buildx build --platform linux/arm64)")
+		require.ErrorContains(t, err, "import image on raspi4b-fast: load oci:"+intel+": wrong platform: the image is for linux/amd64, but the board runs linux/arm64: build it for the board (docker buildx build --platform linux/arm64)")
 		require.Equal(t, before, logs.count("importing as"), "nothing was sent to the guest")
 	})
 

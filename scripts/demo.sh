@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the built-in default: prepares the host, builds (or finds)
-# the default Debian image, boots raspi4b, installs containerd, runs the
+# the default Debian image, boots raspi4b-fast, installs containerd, runs the
 # bundled scenarios and prints the results. Extra arguments go to `socbox run`.
 set -euo pipefail
 # Go from the official tarball lives here when it is not on PATH.

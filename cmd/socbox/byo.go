@@ -95,7 +95,7 @@ and a kernel QEMU can boot on the board. IMAGE itself is never written; no root,
 'socbox run --image' and 'socbox boot --image' prepare the image themselves; this is for doing it
 ahead of time, or for seeing what goes wrong.`,
 		examples: `  socbox image prepare --board raspi3b ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
-  socbox image prepare --board raspi4b --sha256 "$SHA256" https://example.org/raspios-arm64-lite.img.xz
+  socbox image prepare --board raspi4b-fast --sha256 "$SHA256" https://example.org/raspios-arm64-lite.img.xz
   socbox image prepare --board raspi3b --password-hash "$(openssl passwd -6)" raspios-arm64-lite.img.xz
   socbox image prepare --board beaglebone-black bone-debian-12.7-iot-armhf.img.xz
 `}, stderr)

@@ -60,7 +60,7 @@ Commands:
   inspect  show the partitions, boot files, family, release and architecture of a board image
 
 Examples:
-  socbox image build --board raspi4b
+  socbox image build --board raspi4b-fast
   socbox image ls
   socbox image rm --all
   socbox image inspect ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
@@ -97,8 +97,8 @@ func cmdImageBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlags(command{name: "image build",
 		synopsis: "Build the default Debian image for a board, or find it in the cache (a second build is a cache hit).\n" +
 			"Building runs mmdebstrap through qemu-user and needs root; `socbox doctor` checks the host first.",
-		examples: "  socbox image build --board raspi4b\n  sudo socbox image build --board raspi3b --suite bookworm --rebuild\n"}, stderr)
-	board := fs.String("board", "raspi4b", "the `BOARD` to build for (see socbox boards)")
+		examples: "  socbox image build --board raspi4b-fast\n  sudo socbox image build --board raspi3b --suite bookworm --rebuild\n"}, stderr)
+	board := fs.String("board", "raspi4b-fast", "the `BOARD` to build for (see socbox boards)")
 	suite := fs.String("suite", images.DefaultSuite, "Debian `release`: trixie or bookworm")
 	rebuild := fs.Bool("rebuild", false, "ignore the cached image and build again")
 	if err := parseFlags(fs, args); err != nil {
@@ -164,7 +164,7 @@ type bootFlags struct {
 }
 
 func addBootFlags(fs *flag.FlagSet, f *bootFlags, boardHelp string) {
-	fs.StringVar(&f.board, "board", "raspi4b", boardHelp)
+	fs.StringVar(&f.board, "board", "raspi4b-fast", boardHelp)
 	fs.StringVar(&f.suite, "suite", images.DefaultSuite, "Debian `release` of the default image: trixie or bookworm (a user's --image keeps its own)")
 	fs.StringVar(&f.containerd, "containerd", "auto", "`strategy` for getting containerd into the guest: bundle (pushed from the host; what auto picks) or apt (the guest downloads it)")
 	fs.BoolVar(&f.noSnapshot, "no-snapshot", false, "boot cold: neither restore nor save a provisioned snapshot")
@@ -218,7 +218,7 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"While it is up, `socbox ssh` (in another terminal) logs in to it or runs a command on it.\n" +
 			"With --image, your own board image is acquired and prepared for the board first (see socbox image prepare).",
 		examples: `  socbox boot
-  socbox boot --board raspi4b --suite bookworm
+  socbox boot --board raspi4b-fast --suite bookworm
   socbox boot --board raspi3b --containerd apt
   socbox boot --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
 `}, stderr)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/qemu"
 	"github.com/socbox/socbox/images"
 )
 
@@ -38,32 +40,53 @@ func apt(pkgs ...string) string {
 	return "sudo apt-get install -y " + strings.Join(pkgs, " ") + "   (or: " + setupFix + ")"
 }
 
+// errNotApplicable marks a check that does not apply to this host (a board
+// its QEMU is too old for): reported, not counted as a failure.
+var errNotApplicable = errors.New("not applicable")
+
 // doctorChecks are the host prerequisites, in the order a reader fixes
-// them.
+// them. Each exercises the thing where that is cheap — QEMU starts every
+// board's machine, mmdebstrap's own arch-test runs an arm64 and an armhf
+// binary — because a tool that is installed can still fail the real run.
 func doctorChecks() []check {
-	return []check{
+	checks := []check{
 		{"qemu-system-aarch64", toolVersion("qemu-system-aarch64", "--version"), apt("qemu-system-arm")},
 		{"qemu-system-arm", toolVersion("qemu-system-arm", "--version"), apt("qemu-system-arm")},
 		{"qemu-img", toolVersion("qemu-img", "--version"), apt("qemu-utils")},
-		{"mmdebstrap", toolVersion("mmdebstrap", "--version"), apt("mmdebstrap")},
-		{"mke2fs", toolVersion("mke2fs", "-V"), apt("e2fsprogs")},
-		{"depmod", toolVersion("depmod", "-V"), apt("kmod")},
-		{"dpkg-deb", toolVersion("dpkg-deb", "--version"), apt("dpkg")},
-		{"gpgv", toolVersion("gpgv", "--version"), apt("gpgv")},
-		{"debian archive keyring", fileExists(keyring), apt("debian-archive-keyring")},
-		{"binfmt_misc", binfmtMounted, "sudo mount -t binfmt_misc binfmt_misc " + binfmt + "   (or: " + setupFix + ")"},
-		{"binfmt qemu-aarch64", binfmtHandler("qemu-aarch64"), "sudo apt-get install -y qemu-user-static && " + setupFix},
-		{"binfmt qemu-arm", binfmtHandler("qemu-arm"), "sudo apt-get install -y qemu-user-static && " + setupFix},
-		{"root (for image builds)", isRoot, "run image builds as root: sudo socbox image build --board BOARD (booting a cached image needs no root)"},
-		{"free disk in the cache", cacheSpace, fmt.Sprintf("free at least %d GiB there, or point SOCBOX_CACHE at a bigger disk", minFreeGiB)},
 	}
+	for _, b := range boards.All() {
+		checks = append(checks, check{"board " + b.Slug, boardStarts(b),
+			"reinstall QEMU: " + apt("qemu-system-arm") + "; see the message for the device QEMU refused"})
+	}
+	return append(checks,
+		check{"mmdebstrap", toolVersion("mmdebstrap", "--version"), apt("mmdebstrap")},
+		check{"arch-test", toolPresent("arch-test"), apt("arch-test") + "; mmdebstrap needs it to build a root for another architecture"},
+		check{"binfmt_misc", binfmtMounted, "sudo mount -t binfmt_misc binfmt_misc " + binfmt + "   (or: " + setupFix + ")"},
+		check{"binfmt qemu-aarch64", binfmtHandler("qemu-aarch64"), "sudo apt-get install -y qemu-user-static && " + setupFix},
+		check{"binfmt qemu-arm", binfmtHandler("qemu-arm"), "sudo apt-get install -y qemu-user-static && " + setupFix},
+		check{"arm64 binaries run", archRuns("arm64"), "sudo apt-get install -y qemu-user-static arch-test && " + setupFix},
+		check{"armhf binaries run", archRuns("armhf"), "sudo apt-get install -y qemu-user-static arch-test && " + setupFix},
+		check{"mke2fs", toolVersion("mke2fs", "-V"), apt("e2fsprogs")},
+		check{"debugfs", toolVersion("debugfs", "-V"), apt("e2fsprogs")},
+		check{"e2fsck", toolVersion("e2fsck", "-V"), apt("e2fsprogs")},
+		check{"resize2fs", toolPresent("resize2fs"), apt("e2fsprogs")},
+		check{"depmod", toolVersion("depmod", "-V"), apt("kmod")},
+		check{"dpkg-deb", toolVersion("dpkg-deb", "--version"), apt("dpkg")},
+		check{"gpgv", toolVersion("gpgv", "--version"), apt("gpgv")},
+		check{"debian archive keyring", fileExists(keyring), apt("debian-archive-keyring")},
+		check{"root (for image builds)", isRoot, "run image builds as root: sudo socbox image build --board BOARD (booting a cached image needs no root)"},
+		check{"free disk in the cache", cacheSpace, fmt.Sprintf("free at least %d GiB there, or point SOCBOX_CACHE at a bigger disk", minFreeGiB)},
+	)
 }
 
 func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer, checks []check) error {
 	fs := newFlags(command{name: "doctor",
-		synopsis: "Check that this host has what socbox needs: QEMU for ARM, the image-building tools, the\n" +
-			"binfmt_misc handlers for arm64/armhf, root for image builds and free disk in the cache.\n" +
-			"Prints OK or FAIL per check, with the command that fixes each FAIL; exits 1 if any fails.",
+		synopsis: "Check that this host has what socbox needs, by trying each thing where that is cheap:\n" +
+			"QEMU starts every board's machine, CPU and devices (paused, no kernel); an arm64 and an\n" +
+			"armhf binary run through binfmt_misc (mmdebstrap's own arch-test); the image-building\n" +
+			"tools are there; root for image builds; free disk in the cache.\n" +
+			"Prints OK, FAIL or N/A (a board this QEMU is too old for) per check, with the command that\n" +
+			"fixes each FAIL; exits 1 if any fails.",
 		examples: "  socbox doctor\n  socbox doctor || sudo scripts/host-setup.sh\n"}, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -84,15 +107,21 @@ func runChecks(ctx context.Context, w io.Writer, checks []check) int {
 	for _, c := range checks {
 		width = max(width, len(c.name))
 	}
-	failed := 0
+	failed, ran := 0, 0
 	for _, c := range checks {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		detail, err := c.run(cctx)
 		cancel()
 		if err == nil {
+			ran++
 			fmt.Fprintf(w, "OK    %-*s  %s\n", width, c.name, detail)
 			continue
 		}
+		if errors.Is(err, errNotApplicable) {
+			fmt.Fprintf(w, "N/A   %-*s  %v\n", width, c.name, err)
+			continue
+		}
+		ran++
 		failed++
 		fmt.Fprintf(w, "FAIL  %-*s  %v\n", width, c.name, err)
 		if c.fix != "" {
@@ -100,9 +129,9 @@ func runChecks(ctx context.Context, w io.Writer, checks []check) int {
 		}
 	}
 	if failed == 0 {
-		fmt.Fprintf(w, "\nall %d checks passed\n", len(checks))
+		fmt.Fprintf(w, "\nall %d checks passed\n", ran)
 	} else {
-		fmt.Fprintf(w, "\n%d of %d checks failed; %s sets up everything socbox needs\n", failed, len(checks), setupFix)
+		fmt.Fprintf(w, "\n%d of %d checks failed; %s sets up everything socbox needs\n", failed, ran, setupFix)
 	}
 	return failed
 }
@@ -126,6 +155,63 @@ func toolVersion(tool string, flag string) func(context.Context) (string, error)
 			return "", fmt.Errorf("%s %s: %v %s", path, flag, err, line)
 		}
 		return line + " at " + path, nil
+	}
+}
+
+// toolPresent finds a tool that has no version flag.
+func toolPresent(tool string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		path, err := exec.LookPath(tool)
+		if err != nil {
+			return "", errors.New("not found on PATH")
+		}
+		return path, nil
+	}
+}
+
+// boardStarts starts QEMU with the board's machine, CPU and devices,
+// paused, and quits it: a missing machine, CPU, device or option ROM fails
+// here as it would at boot. A board this QEMU is too old for is not a
+// failure of the host: its other tier runs.
+func boardStarts(b boards.Profile) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		if _, err := exec.LookPath(b.QEMUBinary); err != nil {
+			return "", fmt.Errorf("%s not found on PATH", b.QEMUBinary)
+		}
+		start := time.Now()
+		v, err := qemu.Probe(ctx, b)
+		if errors.Is(err, qemu.ErrQEMUTooOld) {
+			return "", fmt.Errorf("%w: %w", errNotApplicable, err)
+		}
+		if err != nil {
+			return "", err
+		}
+		what := "-M " + b.Machine
+		if b.CPU != "" {
+			what += " -cpu " + b.CPU
+		}
+		if b.NIC != "" {
+			what += " with " + b.NIC
+		}
+		return fmt.Sprintf("QEMU %s starts %s (%.1fs)", v, what, time.Since(start).Seconds()), nil
+	}
+}
+
+// archRuns runs mmdebstrap's own check: arch-test runs a tiny static binary
+// of the architecture, through the binfmt_misc handler, as mmdebstrap does
+// before it builds a root for that architecture.
+func archRuns(arch string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		path, err := exec.LookPath("arch-test")
+		if err != nil {
+			return "", errors.New("arch-test not found on PATH: mmdebstrap cannot check (nor build) a foreign root without it")
+		}
+		out, err := exec.CommandContext(ctx, path, arch).CombinedOutput()
+		line := strings.TrimSpace(string(out))
+		if err != nil || line != arch+": ok" {
+			return "", fmt.Errorf("an %s binary does not run on this host (arch-test %s: %s)", arch, arch, line)
+		}
+		return "arch-test " + arch + ": ok", nil
 	}
 }
 
@@ -156,20 +242,33 @@ func binfmtHandler(name string) func(context.Context) (string, error) {
 		if err != nil {
 			return "", errors.New("handler not registered")
 		}
-		var state, interp string
-		for _, l := range strings.Split(string(data), "\n") {
-			switch {
-			case l == "enabled" || l == "disabled":
-				state = l
-			case strings.HasPrefix(l, "interpreter "):
-				interp = strings.TrimPrefix(l, "interpreter ")
-			}
-		}
+		state, interp, flags := parseBinfmt(string(data))
 		if state != "enabled" {
 			return "", fmt.Errorf("handler registered but %s", state)
 		}
-		return "enabled, " + interp, nil
+		// mmdebstrap runs the guest's binaries in a chroot, where the
+		// host's interpreter path does not exist: the kernel must have
+		// opened it at registration (the F flag).
+		if !strings.Contains(flags, "F") {
+			return "", fmt.Errorf("handler registered without the F (fix binary) flag (flags %q), so it cannot run binaries in a chroot", flags)
+		}
+		return "enabled, flags " + flags + ", " + interp, nil
 	}
+}
+
+// parseBinfmt reads /proc/sys/fs/binfmt_misc/<handler>.
+func parseBinfmt(data string) (state, interp, flags string) {
+	for _, l := range strings.Split(data, "\n") {
+		switch {
+		case l == "enabled" || l == "disabled":
+			state = l
+		case strings.HasPrefix(l, "interpreter "):
+			interp = strings.TrimPrefix(l, "interpreter ")
+		case strings.HasPrefix(l, "flags:"):
+			flags = strings.TrimSpace(strings.TrimPrefix(l, "flags:"))
+		}
+	}
+	return state, interp, flags
 }
 
 func isRoot(context.Context) (string, error) {

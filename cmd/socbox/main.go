@@ -36,12 +36,12 @@ Commands:
 Examples:
   socbox doctor
   socbox boards
-  socbox image build --board raspi4b --suite bookworm
-  socbox boot --board raspi4b
+  socbox image build --board raspi4b-fast --suite bookworm
+  socbox boot --board raspi4b-fast
   socbox ssh -- uname -a                        # on the board boot keeps up
-  socbox run                                    # raspi4b, Debian trixie, the bundled scenarios
+  socbox run                                    # raspi4b-fast, Debian trixie, the bundled scenarios
   socbox run --board all --out ./results        # every board, one after the other
-  socbox run --board raspi4b,raspi3b my-checks.yaml more-checks/
+  socbox run --board raspi4b-fast,raspi3b my-checks.yaml more-checks/
   socbox run --target ssh://root@raspberrypi.local   # the same scenarios on the real, flashed board
   socbox image inspect ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
   socbox run --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz

@@ -10,6 +10,8 @@ import (
 	"encoding/xml"
 	"errors"
 	"flag"
+	"fmt"
+	"github.com/socbox/socbox/boards"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,9 +77,9 @@ func TestBoardsListsRaspi4b(t *testing.T) {
 	out, _, err := socbox(t, cancelled(), "boards")
 	require.NoError(t, err)
 	require.Contains(t, out, "BOARD")
-	require.Contains(t, out, "raspi4b")
+	require.Contains(t, out, "raspi4b-fast")
 	require.Contains(t, out, "linux/arm64")
-	require.Contains(t, out, "raspi4b differs from a real")
+	require.Contains(t, out, "raspi4b-fast differs from a real")
 }
 
 func TestRunWithBadScenarioFileFailsBeforeBooting(t *testing.T) {
@@ -98,7 +100,7 @@ func TestRunWithBadScenarioFileFailsBeforeBooting(t *testing.T) {
 }
 
 func TestRunRejectsBadArgumentsBeforeBooting(t *testing.T) {
-	_, stderr, err := socbox(t, cancelled(), "run", "--board", "raspi4b,nope", "--out", t.TempDir())
+	_, stderr, err := socbox(t, cancelled(), "run", "--board", "raspi4b-fast,nope", "--out", t.TempDir())
 	require.Equal(t, exitCode(2), err)
 	require.Contains(t, stderr, `unknown board "nope"`)
 
@@ -108,18 +110,18 @@ func TestRunRejectsBadArgumentsBeforeBooting(t *testing.T) {
 
 	only := filepath.Join(t.TempDir(), "only.yaml")
 	require.NoError(t, os.WriteFile(only, []byte("name: x\nboards: [linux/arm/v7]\ncontainer: {cmd: [true]}\n"), 0o644))
-	_, stderr, err = socbox(t, cancelled(), "run", "--board", "raspi4b", only)
+	_, stderr, err = socbox(t, cancelled(), "run", "--board", "raspi4b-fast", only)
 	require.Equal(t, exitCode(2), err)
-	require.Contains(t, stderr, "no scenario applies to raspi4b")
+	require.Contains(t, stderr, "no scenario applies to raspi4b-fast")
 }
 
 func TestParseBoardList(t *testing.T) {
 	got, err := parseBoardList("all")
 	require.NoError(t, err)
-	require.Contains(t, got, "raspi4b")
-	got, err = parseBoardList(" raspi4b , raspi4b,")
+	require.Contains(t, got, "raspi4b-fast")
+	got, err = parseBoardList(" raspi4b-fast , raspi4b-fast,")
 	require.NoError(t, err)
-	require.Equal(t, []string{"raspi4b"}, got)
+	require.Equal(t, []string{"raspi4b-fast"}, got)
 	_, err = parseBoardList("")
 	require.Error(t, err)
 }
@@ -130,7 +132,7 @@ func TestPlanRunFiltersByBoard(t *testing.T) {
 		{Name: "arm64-only", Boards: []string{"linux/arm64"}},
 		{Name: "armhf-only", Boards: []string{"linux/arm/v7"}},
 	}
-	plan, err := planRun([]string{"raspi4b"}, list)
+	plan, err := planRun([]string{"raspi4b-fast"}, list)
 	require.NoError(t, err)
 	require.Len(t, plan, 1)
 	var names []string
@@ -221,10 +223,44 @@ func TestDoctorChecksEachHaveAFix(t *testing.T) {
 		require.NotNil(t, c.run, c.name)
 		names[c.name] = true
 	}
-	for _, want := range []string{"qemu-system-aarch64", "qemu-system-arm", "qemu-img", "mmdebstrap", "mke2fs", "depmod",
+	for _, want := range []string{"qemu-system-aarch64", "qemu-system-arm", "qemu-img", "mmdebstrap", "arch-test",
+		"arm64 binaries run", "armhf binaries run", "mke2fs", "debugfs", "e2fsck", "resize2fs", "depmod",
 		"dpkg-deb", "gpgv", "debian archive keyring", "binfmt_misc", "binfmt qemu-aarch64", "binfmt qemu-arm"} {
 		require.True(t, names[want], want)
 	}
+	for _, b := range boards.All() {
+		require.True(t, names["board "+b.Slug], "every board's machine is started: %s", b.Slug)
+	}
+}
+
+func TestDoctorNotApplicableIsNotAFailure(t *testing.T) {
+	checks := []check{
+		{"board raspi4b", func(context.Context) (string, error) {
+			return "", fmt.Errorf("%w: board raspi4b needs QEMU 9.0 or newer", errNotApplicable)
+		}, "unused"},
+		{"qemu-img", func(context.Context) (string, error) { return "7.2", nil }, "unused"},
+	}
+	var out bytes.Buffer
+	require.NoError(t, cmdDoctor(context.Background(), nil, &out, &out, checks))
+	require.Contains(t, out.String(), "N/A   board raspi4b  not applicable: board raspi4b needs QEMU 9.0 or newer\n")
+	require.Contains(t, out.String(), "all 1 checks passed")
+}
+
+// Without arch-test, mmdebstrap refuses to build a foreign root: doctor
+// must say so rather than pass (a fresh host once had every other tool).
+func TestDoctorWithoutArchTest(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := toolPresent("arch-test")(context.Background())
+	require.Error(t, err)
+	_, err = archRuns("arm64")(context.Background())
+	require.ErrorContains(t, err, "arch-test not found")
+}
+
+func TestParseBinfmt(t *testing.T) {
+	state, interp, flags := parseBinfmt("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POF\noffset 0\nmagic 7f45\n")
+	require.Equal(t, "enabled", state)
+	require.Equal(t, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", interp)
+	require.Equal(t, "POF", flags)
 }
 
 func TestProgressPlainLines(t *testing.T) {
@@ -232,25 +268,25 @@ func TestProgressPlainLines(t *testing.T) {
 	p := newProgress(&buf, false)
 	now := time.Date(2026, 11, 28, 13, 50, 34, 0, time.Local)
 	p.now = func() time.Time { return now }
-	p.Board(1, 2, "raspi4b")
+	p.Board(1, 2, "raspi4b-fast")
 	now = now.Add(1500 * time.Millisecond)
-	p.Logf("raspi4b: qemu ready after 0.3s")
+	p.Logf("raspi4b-fast: qemu ready after 0.3s")
 	p.Status("scenario 2 of 4: env")
 	p.Close()
-	require.Equal(t, "13:50:35   +1.5s [1/2] raspi4b: qemu ready after 0.3s\n13:50:35   +1.5s [1/2] raspi4b: scenario 2 of 4: env\n", buf.String())
+	require.Equal(t, "13:50:35   +1.5s [1/2] raspi4b-fast: qemu ready after 0.3s\n13:50:35   +1.5s [1/2] raspi4b-fast: scenario 2 of 4: env\n", buf.String())
 	require.NotContains(t, buf.String(), "\r", "no terminal control on a pipe")
 }
 
 func TestProgressStatusLineOnTerminal(t *testing.T) {
 	var buf bytes.Buffer
 	p := &progress{w: &buf, tty: true, now: time.Now, done: make(chan struct{})}
-	p.Board(1, 1, "raspi4b")
+	p.Board(1, 1, "raspi4b-fast")
 	p.Status("booting")
-	p.Logf("raspi4b: ssh ready after 40.6s")
+	p.Logf("raspi4b-fast: ssh ready after 40.6s")
 	p.Close()
 	out := buf.String()
-	require.Contains(t, out, "\r\x1b[K[1/1] raspi4b: booting … 0s")
-	require.Contains(t, out, "[1/1] raspi4b: ssh ready after 40.6s\n")
+	require.Contains(t, out, "\r\x1b[K[1/1] raspi4b-fast: booting … 0s")
+	require.Contains(t, out, "[1/1] raspi4b-fast: ssh ready after 40.6s\n")
 	require.True(t, strings.HasSuffix(out, "\r\x1b[K"), "the status line is cleared at the end")
 }
 

@@ -20,7 +20,7 @@ type progress struct {
 
 	mu     sync.Mutex
 	start  time.Time // of the current board
-	prefix string    // "[1/2] raspi4b"
+	prefix string    // "[1/2] raspi4b-fast"
 	status string    // what is going on now, for the status line
 	shown  bool      // a status line is on the screen
 	done   chan struct{}

@@ -41,10 +41,10 @@ which board, user, OS and kernel ran them.
 Exit status: 0 all passed, 1 something failed, 2 bad arguments (scenarios, boards, image).`,
 	examples: `  socbox run
   socbox run --board all --out ./results
-  socbox run --board raspi4b,raspi3b --suite bookworm checks.yaml more-checks/
+  socbox run --board raspi4b-fast,raspi3b --suite bookworm checks.yaml more-checks/
   socbox run --containerd apt --no-snapshot
   socbox run --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
-  socbox run --board raspi4b --image https://example.org/raspios-arm64-lite.img.xz --sha256 "$SHA256" checks.yaml
+  socbox run --board raspi4b-fast --image https://example.org/raspios-arm64-lite.img.xz --sha256 "$SHA256" checks.yaml
   socbox run --target ssh://root@raspberrypi.local
   socbox run --target ssh://root@192.168.1.50:2222 --board raspi3b -i ~/.ssh/pi_ed25519 checks.yaml
   socbox run --target ssh://root@raspberrypi.local --accept-new-host-key --containerd apt

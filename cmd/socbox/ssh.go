@@ -211,11 +211,11 @@ func cmdSSH(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			"board's pinned host keys (ssh's StrictHostKeyChecking=yes). With one board up it needs no flags;\n" +
 			"with several, --board (and --pid) pick one. Uses the system's ssh client, or a built-in one when\n" +
 			"there is none. The exit status is the command's.",
-		examples: `  socbox boot --board raspi4b &      # or in another terminal
+		examples: `  socbox boot --board raspi4b-fast &      # or in another terminal
   socbox ssh                          # a shell on the only board up
-  socbox ssh --board raspi4b -- uname -a
+  socbox ssh --board raspi4b-fast -- uname -a
   socbox ssh -- journalctl -u containerd --no-pager
-  socbox ssh --board raspi4b --pid 4242
+  socbox ssh --board raspi4b-fast --pid 4242
 `}, stderr)
 	slug := fs.String("board", "", "the `BOARD` to log in to, when several are up (see socbox boards)")
 	pid := fs.Int("pid", 0, "the `PID` of the socbox boot whose board to log in to, when several of one board are up")

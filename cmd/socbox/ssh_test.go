@@ -56,18 +56,18 @@ func TestFindBoard(t *testing.T) {
 	})
 	t.Run("the only one", func(t *testing.T) {
 		t.Setenv("SOCBOX_CACHE", t.TempDir())
-		want := recordBoard(t, "raspi4b", me, 40001)
+		want := recordBoard(t, "raspi4b-fast", me, 40001)
 		st, err := findBoard("", 0, new(bytes.Buffer))
 		require.NoError(t, err)
 		require.Equal(t, want, st)
 	})
 	t.Run("several", func(t *testing.T) {
 		t.Setenv("SOCBOX_CACHE", t.TempDir())
-		recordBoard(t, "raspi4b", me, 40001)
+		recordBoard(t, "raspi4b-fast", me, 40001)
 		recordBoard(t, "raspi3b", parent, 40002)
 		_, err := findBoard("", 0, new(bytes.Buffer))
 		require.ErrorContains(t, err, "2 boards are up: ")
-		require.ErrorContains(t, err, fmt.Sprintf("raspi4b (pid %d, root@127.0.0.1:40001)", me))
+		require.ErrorContains(t, err, fmt.Sprintf("raspi4b-fast (pid %d, root@127.0.0.1:40001)", me))
 		require.ErrorContains(t, err, "pick one with --board SLUG")
 		st, err := findBoard("raspi3b", 0, new(bytes.Buffer))
 		require.NoError(t, err)
@@ -77,34 +77,34 @@ func TestFindBoard(t *testing.T) {
 	})
 	t.Run("several of one board", func(t *testing.T) {
 		t.Setenv("SOCBOX_CACHE", t.TempDir())
-		recordBoard(t, "raspi4b", me, 40001)
-		recordBoard(t, "raspi4b", parent, 40002)
-		_, err := findBoard("raspi4b", 0, new(bytes.Buffer))
+		recordBoard(t, "raspi4b-fast", me, 40001)
+		recordBoard(t, "raspi4b-fast", parent, 40002)
+		_, err := findBoard("raspi4b-fast", 0, new(bytes.Buffer))
 		require.ErrorContains(t, err, "pick one with --pid PID")
-		st, err := findBoard("raspi4b", parent, new(bytes.Buffer))
+		st, err := findBoard("raspi4b-fast", parent, new(bytes.Buffer))
 		require.NoError(t, err)
 		require.Equal(t, 40002, st.Port)
 	})
 	t.Run("stale", func(t *testing.T) {
 		t.Setenv("SOCBOX_CACHE", t.TempDir())
-		gone := recordBoard(t, "raspi4b", deadPID(t), 40001)
+		gone := recordBoard(t, "raspi4b-fast", deadPID(t), 40001)
 		_, err := findBoard("", 0, new(bytes.Buffer))
-		require.ErrorContains(t, err, fmt.Sprintf("no board is up: the socbox boot of raspi4b (pid %d, root@127.0.0.1:40001) is gone without cleaning up", gone.PID))
+		require.ErrorContains(t, err, fmt.Sprintf("no board is up: the socbox boot of raspi4b-fast (pid %d, root@127.0.0.1:40001) is gone without cleaning up", gone.PID))
 		require.ErrorContains(t, err, "start one again with socbox boot")
 		require.NoFileExists(t, gone.path)
 	})
 	t.Run("stale beside a live one", func(t *testing.T) {
 		t.Setenv("SOCBOX_CACHE", t.TempDir())
 		gone := recordBoard(t, "raspi3b", deadPID(t), 40001)
-		recordBoard(t, "raspi4b", me, 40002)
+		recordBoard(t, "raspi4b-fast", me, 40002)
 		st, err := findBoard("", 0, new(bytes.Buffer))
 		require.NoError(t, err)
-		require.Equal(t, "raspi4b", st.Board)
+		require.Equal(t, "raspi4b-fast", st.Board)
 		require.NoFileExists(t, gone.path)
 	})
 	t.Run("not a record", func(t *testing.T) {
 		t.Setenv("SOCBOX_CACHE", t.TempDir())
-		recordBoard(t, "raspi4b", me, 40001)
+		recordBoard(t, "raspi4b-fast", me, 40001)
 		dir, _ := bootStateDir()
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "junk.json"), []byte("{"), 0o600))
 		var stderr bytes.Buffer
@@ -116,7 +116,7 @@ func TestFindBoard(t *testing.T) {
 
 func TestBootStateIsWrittenAndForgotten(t *testing.T) {
 	t.Setenv("SOCBOX_CACHE", t.TempDir())
-	prof, err := boards.Lookup("raspi4b")
+	prof, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	run := t.TempDir()
 	b := &harness.Board{Profile: prof, RunDir: run, KeyPath: "/cache/ssh/id_ed25519",
@@ -125,7 +125,7 @@ func TestBootStateIsWrittenAndForgotten(t *testing.T) {
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(run, "board.json"))
 
-	st, err := findBoard("raspi4b", 0, new(bytes.Buffer))
+	st, err := findBoard("raspi4b-fast", 0, new(bytes.Buffer))
 	require.NoError(t, err)
 	require.Equal(t, os.Getpid(), st.PID)
 	require.Equal(t, 40123, st.Port)
@@ -140,7 +140,7 @@ func TestBootStateIsWrittenAndForgotten(t *testing.T) {
 
 func TestSSHExecsTheSystemClientStrictly(t *testing.T) {
 	t.Setenv("SOCBOX_CACHE", t.TempDir())
-	st := recordBoard(t, "raspi4b", os.Getpid(), 40001)
+	st := recordBoard(t, "raspi4b-fast", os.Getpid(), 40001)
 	var gotPath string
 	var gotArgv []string
 	oldLook, oldExec := lookSSH, execSSH
@@ -164,7 +164,7 @@ func TestSSHHelpHasExamples(t *testing.T) {
 	require.ErrorIs(t, err, flag.ErrHelp)
 	require.Contains(t, errOut, "Usage: socbox ssh [flags] [-- COMMAND...]")
 	require.Contains(t, errOut, "Examples:\n  socbox boot")
-	require.Contains(t, errOut, "--board raspi4b -- uname -a")
+	require.Contains(t, errOut, "--board raspi4b-fast -- uname -a")
 }
 
 // builtinBoard is a board record for a test SSH server that lets in
@@ -177,7 +177,7 @@ func builtinBoard(t *testing.T) (bootState, *sshtest.Server) {
 	require.NoError(t, err)
 	srv := sshtest.NewServer(t, sshtest.WithAuthorizedKey(signer.PublicKey()))
 	ep := srv.Endpoint()
-	st := bootState{Board: "raspi4b", PID: os.Getpid(), Host: ep.Host, Port: ep.Port, User: ep.User, Key: key,
+	st := bootState{Board: "raspi4b-fast", PID: os.Getpid(), Host: ep.Host, Port: ep.Port, User: ep.User, Key: key,
 		KnownHosts: filepath.Join(dir, "known_hosts"), RunDir: dir}
 	require.NoError(t, os.WriteFile(st.KnownHosts, []byte(knownhosts.Line([]string{knownhosts.Normalize(ep.Addr())}, srv.HostKey())+"\n"), 0o644))
 	return st, srv
@@ -234,7 +234,7 @@ func TestRunTargetWritesTheReportOfAFailedAttach(t *testing.T) {
 	t.Setenv("SOCBOX_CACHE", t.TempDir())
 	out := t.TempDir()
 	target := fmt.Sprintf("ssh://%s@127.0.0.1:%d", sshtest.User, srv.Endpoint().Port)
-	stdout, _, err := socbox(t, t.Context(), "run", "--target", target, "--board", "raspi4b", "-i", st.Key,
+	stdout, _, err := socbox(t, t.Context(), "run", "--target", target, "--board", "raspi4b-fast", "-i", st.Key,
 		"--known-hosts", st.KnownHosts, "--out", out)
 	t.Log(stdout)
 	require.Equal(t, exitCode(1), err, stdout)

@@ -47,6 +47,10 @@ type Config struct {
 	SerialSSH string
 	// ExtraArgs are appended verbatim (for experiments; not used by socbox).
 	ExtraArgs []string
+	// Probe asks only whether this QEMU accepts the board's machine, CPU
+	// and devices (see Probe): no kernel, a null disk, no run directory,
+	// paused, QMP on stdio.
+	Probe bool
 }
 
 // QMPSocket is the path of the QMP socket in a run directory.
@@ -68,13 +72,13 @@ func Cmdline(cfg Config) (string, []string, error) {
 	if b.QEMUBinary == "" || b.Machine == "" {
 		errs = append(errs, fmt.Errorf("board %q has no QEMU binary or machine", b.Slug))
 	}
-	if cfg.RunDir == "" {
+	if cfg.RunDir == "" && !cfg.Probe {
 		errs = append(errs, errors.New("no run directory"))
 	}
-	if cfg.Kernel == "" {
+	if cfg.Kernel == "" && !cfg.Probe {
 		errs = append(errs, errors.New("no kernel"))
 	}
-	if cfg.Disk == "" {
+	if cfg.Disk == "" && !cfg.Probe {
 		errs = append(errs, errors.New("no disk"))
 	}
 	for _, f := range cfg.Forwards {
@@ -101,14 +105,18 @@ func Cmdline(cfg Config) (string, []string, error) {
 	if b.CPU != "" {
 		args = append(args, "-cpu", b.CPU)
 	}
-	args = append(args,
-		"-qmp", "unix:"+QMPSocket(cfg.RunDir)+",server=on,wait=off",
-		"-pidfile", PIDFile(cfg.RunDir),
-	)
+	if cfg.Probe {
+		args = append(args, "-S", "-qmp", "stdio")
+	} else {
+		args = append(args,
+			"-qmp", "unix:"+QMPSocket(cfg.RunDir)+",server=on,wait=off",
+			"-pidfile", PIDFile(cfg.RunDir),
+		)
+	}
 	if cfg.SerialSSH != "" && !b.SerialSSH.Enabled() {
 		return "", nil, fmt.Errorf("qemu command line for %s: the board has no serial port for SSH", b.Slug)
 	}
-	for i := 0; i < max(b.SerialPorts, 1); i++ {
+	for i := 0; i < max(b.SerialPorts, 1) && !cfg.Probe; i++ {
 		id := fmt.Sprintf("serial%d", i)
 		backend := "file,id=" + id + ",path=" + SerialLog(cfg.RunDir, i)
 		if cfg.SerialSSH != "" && i == b.SerialSSH.Port {
@@ -116,7 +124,9 @@ func Cmdline(cfg Config) (string, []string, error) {
 		}
 		args = append(args, "-chardev", backend, "-serial", "chardev:"+id)
 	}
-	args = append(args, "-kernel", cfg.Kernel)
+	if cfg.Kernel != "" {
+		args = append(args, "-kernel", cfg.Kernel)
+	}
 	if cfg.Initrd != "" {
 		args = append(args, "-initrd", cfg.Initrd)
 	}
@@ -127,13 +137,17 @@ func Cmdline(cfg Config) (string, []string, error) {
 		args = append(args, "-append", cfg.Append)
 	}
 
+	disk := "file=" + cfg.Disk + ",format=qcow2"
+	if cfg.Probe {
+		disk = "driver=null-co"
+	}
 	switch b.DiskBus {
 	case boards.DiskVirtio:
 		args = append(args,
-			"-drive", "file="+cfg.Disk+",format=qcow2,if=none,id=disk0,discard=unmap",
+			"-drive", disk+",if=none,id=disk0,discard=unmap",
 			"-device", "virtio-blk-pci,drive=disk0")
 	case boards.DiskSD:
-		args = append(args, "-drive", "file="+cfg.Disk+",format=qcow2,if=sd,index=0")
+		args = append(args, "-drive", disk+",if=sd,index=0")
 	default:
 		return "", nil, fmt.Errorf("qemu command line for %s: unknown disk bus %q", b.Slug, b.DiskBus)
 	}

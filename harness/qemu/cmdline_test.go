@@ -58,7 +58,7 @@ func TestCmdlineEveryBoard(t *testing.T) {
 }
 
 func TestCmdlineRaspi4b(t *testing.T) {
-	b, err := boards.Lookup("raspi4b")
+	b, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	_, args, err := Cmdline(Config{Board: b, RunDir: "/r", Kernel: "/k", Disk: "/d.qcow2", SMP: 2})
 	require.NoError(t, err)
@@ -88,14 +88,14 @@ func TestCmdlineSerialSSH(t *testing.T) {
 	require.Empty(t, argPairs(args, "-device"), "no usb-net in a state that is to be saved")
 	require.Equal(t, argPairs(cold, "-netdev"), argPairs(args, "-netdev"), "the netdev stays for the NIC plugged in later")
 
-	r4, err := boards.Lookup("raspi4b")
+	r4, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	_, _, err = Cmdline(Config{Board: r4, RunDir: "/r", Kernel: "/k", Disk: "/d", SerialSSH: "/r/s.sock"})
 	require.ErrorContains(t, err, "no serial port for SSH")
 }
 
 func TestCmdlineErrors(t *testing.T) {
-	b, err := boards.Lookup("raspi4b")
+	b, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	tests := []struct {
 		name string

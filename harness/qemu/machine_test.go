@@ -17,7 +17,7 @@ import (
 // reported at once, with QEMU's own words, not after a boot timeout. This
 // runs the real QEMU binary, which exits before any guest code runs.
 func TestStartReportsEarlyExit(t *testing.T) {
-	b, err := boards.Lookup("raspi4b")
+	b, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	if _, err := exec.LookPath(b.QEMUBinary); err != nil {
 		t.Skipf("%s not installed: run scripts/host-setup.sh", b.QEMUBinary)
@@ -40,7 +40,7 @@ func TestStartReportsEarlyExit(t *testing.T) {
 }
 
 func TestStartMissingBinary(t *testing.T) {
-	b, err := boards.Lookup("raspi4b")
+	b, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	b.QEMUBinary = "qemu-system-nonexistent"
 	_, err = Start(context.Background(), Config{Board: b, RunDir: t.TempDir(), Kernel: "/k", Disk: "/d"}, nil)

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// sampleRun is two boards: raspi4b got ready and ran three scenarios (one
+// sampleRun is two boards: raspi4b-fast got ready and ran three scenarios (one
 // failed, one could not run); bbb never got past ssh.
 func sampleRun(dir string) *Run {
 	t0 := time.Date(2026, 11, 28, 13, 50, 34, 0, time.UTC)
@@ -22,7 +22,7 @@ func sampleRun(dir string) *Run {
 		Host: Host{OS: "linux", Arch: "amd64", CPUs: 2, Hostname: "ci-1"},
 		Boards: []*Board{
 			{
-				Board: "raspi4b", Tier: "fast", Platform: "linux/arm64", Image: "debian-trixie-arm64-abc",
+				Board: "raspi4b-fast", Tier: "fast", Platform: "linux/arm64", Image: "debian-trixie-arm64-abc",
 				Suite: "trixie", KernelVersion: "6.12.0-1-arm64", Containerd: "auto",
 				Stages: []Stage{
 					{Name: "image", StartedAt: at(0), Seconds: 0.1},
@@ -35,11 +35,11 @@ func sampleRun(dir string) *Run {
 					{Name: "arch", StartedAt: at(77), Passed: true, Command: []string{"uname", "-m"}, Stdout: "aarch64\n", Seconds: 4.3},
 					{Name: "exit-code", StartedAt: at(81.5), Command: []string{"sh", "-c", "exit 3"}, ExitCode: 0, Seconds: 4.9,
 						Source: "scenarios/bundled/basics.yaml:9", Failures: []string{"exit code 0, want 3"}, Stdout: "<script>alert(1)</script>"},
-					{Name: "<b>odd</b>", StartedAt: at(87), Seconds: 0.2, Error: "run on raspi4b: image not found", Failures: []string{"container did not run"}},
+					{Name: "<b>odd</b>", StartedAt: at(87), Seconds: 0.2, Error: "run on raspi4b-fast: image not found", Failures: []string{"container did not run"}},
 				},
 				QEMUCommand: "qemu-system-aarch64 -M virt -cpu cortex-a72",
 				SSHCommand:  "ssh -i key -p 2222 root@127.0.0.1",
-				ConsoleLogs: []string{filepath.Join(dir, "raspi4b", "serial0.log")},
+				ConsoleLogs: []string{filepath.Join(dir, "raspi4b-fast", "serial0.log")},
 			},
 			{
 				Board: "bbb", Tier: "faithful", Platform: "linux/arm/v7",
@@ -102,10 +102,10 @@ func TestWriteJUnit(t *testing.T) {
 	require.Len(t, got.Suites, 2)
 
 	rpi := got.Suites[0]
-	require.Equal(t, "raspi4b", rpi.Name)
+	require.Equal(t, "raspi4b-fast", rpi.Name)
 	require.Equal(t, 3, rpi.Tests)
-	require.Equal(t, "raspi4b/arch", rpi.Cases[0].Name)
-	require.Equal(t, "socbox.raspi4b", rpi.Cases[0].Classname)
+	require.Equal(t, "raspi4b-fast/arch", rpi.Cases[0].Name)
+	require.Equal(t, "socbox.raspi4b-fast", rpi.Cases[0].Classname)
 	require.Equal(t, "4.300", rpi.Cases[0].Time)
 	require.Nil(t, rpi.Cases[0].Failure)
 	require.Equal(t, "aarch64\n", rpi.Cases[0].SystemOut)
@@ -114,12 +114,12 @@ func TestWriteJUnit(t *testing.T) {
 	require.NotNil(t, failed.Failure)
 	require.Equal(t, "exit code 0, want 3", failed.Failure.Message)
 	require.Contains(t, failed.Failure.Body, "scenarios/bundled/basics.yaml:9")
-	require.Contains(t, failed.Failure.Body, filepath.Join(dir, "raspi4b", "serial0.log"))
+	require.Contains(t, failed.Failure.Body, filepath.Join(dir, "raspi4b-fast", "serial0.log"))
 	require.Contains(t, failed.Failure.Body, "qemu: qemu-system-aarch64 -M virt")
 	require.Contains(t, failed.Failure.Body, "ssh:  ssh -i key -p 2222")
 	require.Equal(t, "<script>alert(1)</script>", failed.SystemOut, "escaped in XML, intact when read back")
 	require.NotNil(t, rpi.Cases[2].Error)
-	require.Equal(t, "run on raspi4b: image not found", rpi.Cases[2].Error.Message)
+	require.Equal(t, "run on raspi4b-fast: image not found", rpi.Cases[2].Error.Message)
 
 	bbb := got.Suites[1]
 	require.Equal(t, 2, bbb.Errors)
@@ -133,14 +133,14 @@ func TestWriteJUnit(t *testing.T) {
 }
 
 func TestJUnitBoardWithoutScenarios(t *testing.T) {
-	r := &Run{Boards: []*Board{{Board: "raspi4b", Error: "boot raspi4b: qemu: no such file", FailedStage: "qemu"}}}
+	r := &Run{Boards: []*Board{{Board: "raspi4b-fast", Error: "boot raspi4b-fast: qemu: no such file", FailedStage: "qemu"}}}
 	data, err := r.JUnit()
 	require.NoError(t, err)
 	var got xmlSuites
 	require.NoError(t, xml.Unmarshal(data, &got))
 	require.Equal(t, 1, got.Errors)
-	require.Equal(t, "raspi4b/boot", got.Suites[0].Cases[0].Name)
-	require.Equal(t, "board raspi4b did not get ready: stage qemu failed", got.Suites[0].Cases[0].Error.Message)
+	require.Equal(t, "raspi4b-fast/boot", got.Suites[0].Cases[0].Name)
+	require.Equal(t, "board raspi4b-fast did not get ready: stage qemu failed", got.Suites[0].Cases[0].Error.Message)
 }
 
 func TestJUnitCarriesAnyOutput(t *testing.T) {
@@ -182,7 +182,7 @@ func TestWriteHTML(t *testing.T) {
 	page := string(data)
 
 	require.Equal(t, 2, strings.Count(page, "<svg "), "one timeline per board")
-	// raspi4b: 5 stages + 3 scenarios; bbb: 2 stages + the failed one + 2 not run.
+	// raspi4b-fast: 5 stages + 3 scenarios; bbb: 2 stages + the failed one + 2 not run.
 	require.Equal(t, 13, strings.Count(page, `<rect class="bar `))
 	require.Equal(t, 7, strings.Count(page, `<rect class="bar stage"`))
 	require.Equal(t, 1, strings.Count(page, `<rect class="bar stage failed"`))
@@ -202,7 +202,7 @@ func TestWriteHTML(t *testing.T) {
 	require.NotContains(t, page, "<link")
 
 	// Logs inside the report dir are linked relatively, others by file URL.
-	require.Contains(t, page, `href="./raspi4b/serial0.log"`)
+	require.Contains(t, page, `href="./raspi4b-fast/serial0.log"`)
 	require.Contains(t, page, `href="file:///var/tmp/elsewhere/serial0.log"`)
 	require.Contains(t, page, `href="results.json"`)
 	require.Contains(t, page, "board bbb did not get ready: stage ssh failed")
