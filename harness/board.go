@@ -127,6 +127,13 @@ func Start(ctx context.Context, opts ...Option) (*Board, error) {
 	}
 	b := &Board{Profile: prof, opts: o, stage: StageOff}
 	b.logf = func(format string, args ...any) { logf(prof.Slug+": "+format, args...) }
+	// Before anything is built or booted: a board whose machine this
+	// QEMU lacks fails at once, naming the version it needs.
+	if v, err := qemu.ExeVersion(ctx, prof.QEMUBinary); err == nil {
+		if err := qemu.CheckVersion(prof, v); err != nil {
+			return nil, b.fail(StageQEMU, err, "socbox doctor lists the boards this host's QEMU runs")
+		}
+	}
 	release, err := acquireSlot(ctx, b.logf)
 	if err != nil {
 		return nil, err

@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/socbox/socbox/harness/ociimage"
@@ -55,23 +53,11 @@ type snapshotMeta struct {
 	SerialSSH bool `json:"serial_ssh,omitempty"`
 }
 
-var (
-	qemuVersionsMu sync.Mutex
-	qemuVersions   = map[string]string{}
-)
-
 // qemuVersion is the first line of `qemu-system-* --version`: a state saved
-// by one QEMU version is not loaded by another.
+// by one QEMU build is not loaded by another.
 func qemuVersion(exe string) string {
-	qemuVersionsMu.Lock()
-	defer qemuVersionsMu.Unlock()
-	if v, ok := qemuVersions[exe]; ok {
-		return v
-	}
-	out, _ := exec.Command(exe, "--version").Output()
-	v := strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
-	qemuVersions[exe] = v
-	return v
+	v, _ := qemu.ExeVersion(context.Background(), exe)
+	return v.Line
 }
 
 // snapshotDir returns where this board's provisioned snapshot lives. Every
