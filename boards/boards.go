@@ -197,6 +197,60 @@ var catalog = map[string]Profile{
 			"SoC peripherals not emulated: GPIO, I2C, SPI, VideoCore",
 		},
 	},
+	"raspi4b": {
+		Slug:       "raspi4b",
+		Name:       "Raspberry Pi 4 Model B",
+		Tier:       Faithful,
+		QEMUBinary: "qemu-system-aarch64",
+		Machine:    "raspi4b",
+		MinQEMU:    "9.0",
+		MemoryMiB:  2048,
+		SMP:        4,
+		// QEMU's raspi4b is the 2 GiB board; its RAM size picks the
+		// board revision.
+		FixedMemory: true,
+		// PL011 (ttyAMA0, SSH) and the mini-UART (ttyS1, the kernel
+		// console in the device tree).
+		SerialPorts:        2,
+		DiskBus:            DiskSD,
+		DiskSizePowerOfTwo: true,
+		// No NIC: QEMU's BCM2711 has no PCIe (so no USB) and no GENET. SSH
+		// runs over the PL011 from the first boot.
+		SerialSSH: SerialSSH{Port: 0, TTY: "ttyAMA0"},
+		Kernel: KernelSource{
+			DebianPackage: "linux-image-arm64",
+			DTB:           "broadcom/bcm2711-rpi-4-b.dtb",
+			// The card is on EMMC2 (sdhci-iproc).
+			InitrdModules: []string{"sdhci_iproc", "mmc_block", "ext4"},
+			Console:       "ttyS1",
+			// The serial sshd of the default image starts on this.
+			ExtraCmdline: "socbox.serial_ssh=ttyAMA0",
+			DTBDeleteNodes: []string{
+				// As on raspi3b: the PL011 is a tty, not a serdev
+				// controller for a Bluetooth chip QEMU does not have.
+				"/soc/serial@7e201000/bluetooth",
+				// HDMI's clock gates, interrupt controller, encoders and
+				// DDC buses are not modelled: their drivers take an
+				// external abort (brcmstb L2 intc, brcmstb i2c) or hang
+				// clk_disable_unused on the DVP gate.
+				"/soc/clock@7ef00000",
+				"/soc/interrupt-controller@7ef00100",
+				"/soc/hdmi@7ef00700",
+				"/soc/i2c@7ef04500",
+				"/soc/hdmi@7ef05700",
+				"/soc/i2c@7ef09500",
+			},
+		},
+		Platform:   LinuxARM64,
+		RootDevice: "/dev/mmcblk1",
+		Divergences: []string{
+			"no network: QEMU's BCM2711 has no PCIe (so no USB) and no GENET Ethernet; socbox reaches the board over its PL011 UART, and scenarios that need a network interface do not apply",
+			"no Wi-Fi/Bluetooth, no GPU (VideoCore VI), no HDMI (their device tree nodes are removed)",
+			"SoC peripherals partly emulated: no I2C/SPI devices attached, GPIO without real pins, thermal sensor and RNG not modelled",
+			"no RTC (like the real board): the clock is set from the host after login",
+			"needs QEMU 9.0 or newer; with an older QEMU use raspi4b-fast",
+		},
+	},
 	"raspi3b": {
 		Slug:        "raspi3b",
 		Name:        "Raspberry Pi 3 Model B",
@@ -336,6 +390,11 @@ var catalog = map[string]Profile{
 		},
 	},
 }
+
+// HasNetwork says whether the board has a NIC on QEMU's user network.
+// One without (QEMU's raspi4b has no PCIe, USB or GENET) is reached over
+// its SerialSSH port, and scenarios that need a network do not apply.
+func (p Profile) HasNetwork() bool { return p.NIC != "" || p.OnboardNIC }
 
 // IsVirt reports whether the profile runs on QEMU's generic virt machine.
 func (p Profile) IsVirt() bool { return strings.HasPrefix(p.Machine, "virt") }

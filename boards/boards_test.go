@@ -10,7 +10,7 @@ import (
 // Every profile is complete and consistent: a board that boots needs all of
 // these, and `socbox boards` prints them.
 func TestCatalogIsConsistent(t *testing.T) {
-	require.Equal(t, []string{"beaglebone-black", "beaglebone-black-fast", "raspi3b", "raspi3b-fast", "raspi4b-fast"}, Slugs())
+	require.Equal(t, []string{"beaglebone-black", "beaglebone-black-fast", "raspi3b", "raspi3b-fast", "raspi4b", "raspi4b-fast"}, Slugs())
 	for _, p := range All() {
 		t.Run(p.Slug, func(t *testing.T) {
 			got, err := Lookup(p.Slug)
@@ -26,7 +26,14 @@ func TestCatalogIsConsistent(t *testing.T) {
 			require.NotEmpty(t, p.Kernel.Console)
 			require.NotEmpty(t, p.Kernel.InitrdModules)
 			require.NotEmpty(t, p.Divergences, "users must be told what differs from the real board")
-			require.True(t, p.NIC != "" || p.OnboardNIC, "a board needs a NIC for SSH")
+			require.True(t, p.HasNetwork() || p.SerialSSH.Enabled(), "a board needs a NIC or a serial port for SSH")
+			if !p.HasNetwork() {
+				require.Contains(t, p.Kernel.ExtraCmdline, "socbox.serial_ssh="+p.SerialSSH.TTY,
+					"a board without a NIC starts the image's serial sshd from its first boot")
+			}
+			if p.Tier == Faithful && p.MinQEMU != "" {
+				require.NotEmpty(t, p.FastSlug(), "a board that needs a newer QEMU names the tier that runs on older ones")
+			}
 			if p.Tier == Fast {
 				require.True(t, p.IsVirt(), "fast boards run on virt")
 				require.Equal(t, DiskVirtio, p.DiskBus)

@@ -82,12 +82,12 @@ func TestDetectProfile(t *testing.T) {
 		how    string
 		errHas []string
 	}{
-		{name: "pi 4 by model", facts: rpi4, slug: "raspi4b-fast", how: `detected from the device tree model "Raspberry Pi 4 Model B Rev 1.4"`},
+		{name: "pi 4 by model", facts: rpi4, slug: "raspi4b", how: `detected from the device tree model "Raspberry Pi 4 Model B Rev 1.4"`},
 		{name: "pi 3 by model: the faithful profile", facts: rpi3, slug: "raspi3b", how: "detected from the device tree model"},
 		{name: "beaglebone by model", facts: bbb, slug: "beaglebone-black", how: "detected from the device tree model"},
 		{name: "named", named: "raspi3b-fast", facts: rpi4, slug: "raspi3b-fast", how: "named with --board"},
 		{name: "no dpkg: from uname -m", facts: targetFacts{machine: "armv7l", model: "TI AM335x BeagleBone Black"}, slug: "beaglebone-black"},
-		{name: "ambiguous", facts: virt, errHas: []string{"cannot tell which board profile", "raspi3b, raspi3b-fast, raspi4b-fast", "--board", `model "linux,dummy-virt"`}},
+		{name: "ambiguous", facts: virt, errHas: []string{"cannot tell which board profile", "raspi3b, raspi3b-fast, raspi4b, raspi4b-fast", "--board", `model "linux,dummy-virt"`}},
 		{name: "named with the wrong architecture", named: "raspi4b-fast", facts: bbb,
 			errHas: []string{"board raspi4b-fast is linux/arm64 (arm64), but the target runs armhf userland, uname -m armv7l", "beaglebone-black, beaglebone-black-fast"}},
 		{name: "32-bit userland on a 64-bit kernel", facts: targetFacts{machine: "aarch64", arch: "armhf", model: "Raspberry Pi 4 Model B Rev 1.4"},

@@ -246,6 +246,10 @@ func (b *Board) start(ctx context.Context) error {
 	if err := b.step(ctx, StageImage, b.prepareImage); err != nil {
 		return err
 	}
+	if !b.Profile.HasNetwork() {
+		// No NIC at all (raspi4b): SSH rides the UART from the first boot.
+		b.serialSSH = b.serialSocket()
+	}
 	var snapDir string
 	if b.opts.snapshots && !b.opts.noContainerd {
 		dir, err := b.snapshotDir(b.qemuConfig())
@@ -282,7 +286,9 @@ func (b *Board) start(ctx context.Context) error {
 			b.logf("snapshot: restore failed, booting cold instead: %v", err)
 			_ = b.Machine.Stop(ctx, false, 0)
 			b.Machine = nil
-			b.serialSSH = ""
+			if b.Profile.HasNetwork() {
+				b.serialSSH = ""
+			}
 			_ = os.RemoveAll(stateDir)
 			b.mu.Lock()
 			b.err, b.stage = nil, StageImage
@@ -364,7 +370,7 @@ func (b *Board) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if b.serialSSH != "" {
+		if b.nicUnplugged() {
 			// Saved without its NIC: give it back.
 			if err := b.step(ctx, StageNetwork, func(ctx context.Context) error {
 				if err := b.plugNIC(ctx); err != nil {

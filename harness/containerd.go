@@ -297,7 +297,7 @@ func (b *Board) readyRestored(ctx context.Context) error {
 		if err == nil {
 			b.logf("ssh: clock set in %.2fs", time.Since(start).Seconds())
 		}
-		if err == nil && b.serialSSH != "" {
+		if err == nil && b.nicUnplugged() {
 			err = b.waitNetwork(ctx)
 		}
 		guest <- err

@@ -49,6 +49,10 @@ func defaultOptions() options {
 		containerd: ContainerdAuto,
 		snapshots:  true,
 		timeouts: map[Stage]time.Duration{
+			// A cold build of the default image runs Debian's package
+			// scripts under qemu-user: 5.5 min on a quiet 2-core host,
+			// over 12 on a fresh one that was busy with other work.
+			StageImage:      45 * time.Minute,
 			StageQEMU:       30 * time.Second,
 			StageKernel:     60 * time.Second,
 			StageSSH:        4 * time.Minute,

@@ -25,6 +25,10 @@ type Scenario struct {
 	// Boards limits the scenario to these board slugs or guest platforms
 	// ("raspi4b-fast", "linux/arm/v7"); empty means every board.
 	Boards []string
+	// Needs are what the scenario needs of the board beyond a container
+	// runtime (NeedNetwork); on a board without it the scenario is
+	// reported as not applicable rather than run.
+	Needs []string
 	// Network is "bridge" to put the scenario's containers on a bridge
 	// network made for it (they reach each other by name), or empty for a
 	// network namespace of their own each (loopback only) unless they ask
@@ -60,6 +64,24 @@ func (s Scenario) AppliesTo(p boards.Profile) bool {
 		}
 	}
 	return false
+}
+
+// NeedNetwork is Scenario.Needs for a network interface in the guest
+// besides loopback (a board without a NIC, raspi4b, has none).
+const NeedNetwork = "network"
+
+// KnownNeeds are the values Scenario.Needs may hold.
+var KnownNeeds = []string{NeedNetwork}
+
+// Unmet says why board p cannot give the scenario what it needs, or ""
+// when it can.
+func (s Scenario) Unmet(p boards.Profile) string {
+	for _, n := range s.Needs {
+		if n == NeedNetwork && !p.HasNetwork() {
+			return fmt.Sprintf("needs a network interface; %s has none (see `socbox boards`)", p.Slug)
+		}
+	}
+	return ""
 }
 
 // Where is "file:line" for a scenario loaded from a file, else "".
@@ -132,6 +154,11 @@ func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
 		Image: s.Container.Image, Command: s.Container.Cmd}
 	if out.Image == "" {
 		out.Image = b.BusyboxImage
+	}
+	if reason := s.Unmet(b.Profile); reason != "" && b.Target == nil {
+		// (A real board is reached over its network: it has one.)
+		out.NotApplicable = reason
+		return out
 	}
 	start := time.Now()
 	out.StartedAt = start.UTC()

@@ -138,6 +138,13 @@ func (b *Board) waitNetwork(ctx context.Context) error {
 	return nil
 }
 
+// nicUnplugged says whether the board runs without the NIC it has (a
+// state saved without it, SSH on the UART): the NIC is plugged in after the
+// save or restore. A board with no NIC at all (raspi4b) has none to plug.
+func (b *Board) nicUnplugged() bool {
+	return b.serialSSH != "" && b.Profile.HasNetwork()
+}
+
 // usbNICAtBoot says whether the board boots with a USB NIC (raspi3b with
 // its usb-net, not the NIC-less boot whose state is saved).
 func (b *Board) usbNICAtBoot() bool {

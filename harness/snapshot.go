@@ -188,7 +188,7 @@ func (b *Board) restore(ctx context.Context, cfg qemu.Config, dir string) error 
 	if err := b.Machine.WaitRunning(ctx); err != nil {
 		return err
 	}
-	if b.serialSSH != "" {
+	if b.nicUnplugged() {
 		// Plugged now, so the guest finds it while we log in.
 		return b.plugNIC(ctx)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/images/debarchive"
+	"github.com/socbox/socbox/images/guestfiles"
 )
 
 // DefaultSuite is the Debian release the default image is built from:
@@ -27,7 +28,7 @@ var Suites = []string{"trixie", "bookworm"}
 
 // defaultBuilderVersion changes whenever the builder makes a different image
 // from the same inputs, so old cache entries are not reused.
-const defaultBuilderVersion = 6
+const defaultBuilderVersion = 7
 
 // guestPackages go into every default image on top of mmdebstrap's `apt`
 // variant (essential packages + apt). The kernel is not among them: it is
@@ -400,6 +401,22 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 		{"etc/fstab", 0o644, "LABEL=" + RootLabel + " / ext4 rw,noatime 0 1\n"},
 		// QEMU user networking's DNS forwarder.
 		{"etc/resolv.conf", 0o644, "nameserver 10.0.2.3\n"},
+		// The serial sshd, started only on a board whose kernel command
+		// line asks for it (a board with no network, such as raspi4b).
+		{strings.TrimPrefix(guestfiles.SerialSSHDPath, "/"), 0o755, string(guestfiles.SerialSSHD)},
+		{"etc/systemd/system/" + guestfiles.SerialSSHDTemplate, 0o644, guestfiles.SerialSSHDTemplateUnit()},
+	}
+	for _, tty := range guestfiles.SerialSSHDInstances {
+		// What `systemctl enable socbox-serial-sshd@TTY` makes.
+		unit := strings.Replace(guestfiles.SerialSSHDTemplate, "@", "@"+tty, 1)
+		p := filepath.Join(rootfs, "etc/systemd/system/multi-user.target.wants", unit)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		_ = os.Remove(p)
+		if err := os.Symlink("/etc/systemd/system/"+guestfiles.SerialSSHDTemplate, p); err != nil {
+			return err
+		}
 	}
 	// Units a headless test board never needs; each costs boot time on an
 	// emulated CPU.

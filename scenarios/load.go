@@ -111,6 +111,7 @@ func duplicates(list []harness.Scenario) []error {
 //	- name: arch
 //	  description: the container runs on the board's architecture
 //	  boards: [raspi4b-fast, linux/arm64]   # optional; default: every board
+//	  needs: [network]                 # optional; not applicable on a board without (raspi4b)
 //	  container:
 //	    image: ""                      # empty: the built-in busybox
 //	    cmd: [uname, -m]
@@ -202,7 +203,7 @@ func (p *parser) yamlError(err error) error {
 }
 
 var (
-	scenarioFields  = []string{"name", "description", "boards", "network", "services", "container", "expect"}
+	scenarioFields  = []string{"name", "description", "boards", "needs", "network", "services", "container", "expect"}
 	containerFields = []string{"name", "image", "cmd", "env", "workdir", "mounts", "files", "privileged", "seccomp", "memory_limit", "host_network", "ports", "restarts"}
 	mountFields     = []string{"source", "target", "read_only"}
 	expectFields    = []string{"exit_code", "stdout", "stdout_regex", "stderr", "stderr_regex", "stdout_sha256", "max_duration", "oom_killed", "files", "http"}
@@ -256,6 +257,7 @@ func (p *parser) scenario(n *yaml.Node) (harness.Scenario, bool) {
 	}
 	s.Description, _ = p.str(f["description"], "description")
 	s.Boards = p.boards(f["boards"])
+	s.Needs = p.needs(f["needs"])
 	if v, ok := p.str(f["network"], "network"); ok {
 		if v != harness.NetworkBridge {
 			p.errorf(f["network"], "network %q: the only one is %q (containers reach each other by name); leave it out for a namespace of their own each", v, harness.NetworkBridge)
@@ -737,6 +739,20 @@ func (p *parser) boards(n *yaml.Node) []string {
 	for i, b := range list {
 		if !contains(known, b) {
 			p.errorf(nodes[i], "unknown board or platform %q in boards (known: %s)", b, strings.Join(known, ", "))
+		}
+	}
+	return list
+}
+
+// needs reads what a scenario needs of the board (harness.KnownNeeds).
+func (p *parser) needs(n *yaml.Node) []string {
+	if n == nil || isNull(n) {
+		return nil
+	}
+	list, nodes := p.strList(n, "needs")
+	for i, need := range list {
+		if !contains(harness.KnownNeeds, need) {
+			p.errorf(nodes[i], "unknown need %q in needs (known: %s)", need, strings.Join(harness.KnownNeeds, ", "))
 		}
 	}
 	return list

@@ -98,6 +98,7 @@ func TestParseEveryField(t *testing.T) {
 - name: full
   description: every field
   boards: [raspi4b-fast, linux/arm64]
+  needs: [network]
   container:
     image: docker.io/library/alpine:3.20
     cmd: [sh, -c, "echo hi; echo oops >&2"]
@@ -130,7 +131,7 @@ container:
 	require.Len(t, list, 2)
 	full := list[0]
 	require.Equal(t, harness.Scenario{
-		Name: "full", Description: "every field", Boards: []string{"raspi4b-fast", "linux/arm64"},
+		Name: "full", Description: "every field", Boards: []string{"raspi4b-fast", "linux/arm64"}, Needs: []string{"network"},
 		Container: harness.Container{
 			Image: "docker.io/library/alpine:3.20", Cmd: []string{"sh", "-c", "echo hi; echo oops >&2"},
 			Env: []string{"A=1", "B=two=2"}, WorkingDir: "/tmp",
@@ -151,7 +152,7 @@ container:
 
 	minimal := list[1]
 	require.Equal(t, "minimal", minimal.Name)
-	require.Equal(t, 28, minimal.Line)
+	require.Equal(t, 29, minimal.Line)
 	require.Nil(t, minimal.Expect.Stdout, "unset, not empty")
 	require.Equal(t, 0, minimal.Expect.ExitCode)
 	require.Nil(t, minimal.Expect.OOMKilled, "unset, not false")
@@ -204,7 +205,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
     exitcode: 1
 `, `arch.yaml:6: unknown field "exitcode" in expect (known: exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration, oom_killed, files, http)`},
 		{"unknown scenario field", "name: a\ncontainer: {cmd: [true]}\nexpects: {}\n",
-			`arch.yaml:3: unknown field "expects" in scenario (known: name, description, boards, network, services, container, expect)`},
+			`arch.yaml:3: unknown field "expects" in scenario (known: name, description, boards, needs, network, services, container, expect)`},
 		{"unknown container field", "name: a\ncontainer:\n  command: [true]\n",
 			`arch.yaml:3: unknown field "command" in container (known: name, image, cmd, env, workdir, mounts, files, privileged, seccomp, memory_limit, host_network, ports, restarts)`},
 		{"unknown mount field", "name: a\ncontainer:\n  cmd: [true]\n  mounts:\n    - {source: /a, target: /b, readonly: true}\n",
@@ -262,6 +263,8 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 			`arch.yaml:6: env entry "B" is not KEY=VALUE`},
 		{"unknown board", "name: a\nboards: [raspi4b-fast, raspi9]\ncontainer: {cmd: [true]}\n",
 			`arch.yaml:2: unknown board or platform "raspi9" in boards (known: `},
+		{"unknown need", "name: a\nneeds: [network, gpu]\ncontainer: {cmd: [true]}\n",
+			`arch.yaml:2: unknown need "gpu" in needs (known: network)`},
 		{"unknown variable", "name: a\ncontainer: {cmd: [true]}\nexpect:\n  stdout: \"${UNAME}\\n\"\n",
 			"arch.yaml:4: stdout uses unknown variable ${UNAME} (known: ${UNAME_M}, ${BOARD}, ${PLATFORM})"},
 		{"expect not a mapping", "name: a\ncontainer: {cmd: [true]}\nexpect: 0\n",

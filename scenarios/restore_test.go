@@ -19,6 +19,7 @@ import (
 func TestRestore(t *testing.T) {
 	for _, slug := range selectedBoards(t) {
 		t.Run(slug, func(t *testing.T) {
+			skipUnlessQEMUHasMachine(t, slug)
 			restored := func(b *harness.Board) bool {
 				for _, st := range b.Timings() {
 					if st.Stage == harness.StageRestore {

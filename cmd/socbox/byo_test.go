@@ -34,7 +34,7 @@ func TestImageInspectRaspberryPiOS(t *testing.T) {
 		"boot files:  bcm2710-rpi-3-b-plus.dtb bcm2710-rpi-3-b.dtb bcm2711-rpi-4-b.dtb bootcode.bin cmdline.txt config.txt fixup.dat initramfs8 issue.txt kernel8.img overlays/ start.elf\n",
 		"kernels:     kernel8.img (arm64)\n",
 		"modules:     6.6.51+rpt-rpi-v8\n",
-		"boards:      raspi3b, raspi3b-fast, raspi4b-fast\n",
+		"boards:      raspi3b, raspi3b-fast, raspi4b, raspi4b-fast\n",
 	} {
 		require.Contains(t, out, want)
 	}
@@ -58,7 +58,7 @@ func TestImageInspectRaspberryPiOS(t *testing.T) {
 	require.Equal(t, before, imagetest.SHA256File(t, got.Source.Disk))
 	require.Equal(t, images.FamilyRaspiOS, got.Image.Family)
 	require.Equal(t, map[string]string{"kernel8.img": "arm64"}, got.KernelArch)
-	require.Equal(t, []string{"raspi3b", "raspi3b-fast", "raspi4b-fast"}, got.Boards)
+	require.Equal(t, []string{"raspi3b", "raspi3b-fast", "raspi4b", "raspi4b-fast"}, got.Boards)
 }
 
 func TestImageInspectBeagleBone(t *testing.T) {
@@ -127,7 +127,7 @@ func TestImagePrepare(t *testing.T) {
 
 	// The wrong board: Acquire and Prepare say what is wrong and the fix.
 	_, _, err = socbox(t, t.Context(), "image", "prepare", "--board", "beaglebone-black", img)
-	require.EqualError(t, err, img+": the image is arm64 but board beaglebone-black runs armhf; use raspi3b or raspi3b-fast or raspi4b-fast")
+	require.EqualError(t, err, img+": the image is arm64 but board beaglebone-black runs armhf; use raspi3b or raspi3b-fast or raspi4b or raspi4b-fast")
 }
 
 func TestImagePrepareBadArguments(t *testing.T) {
@@ -204,7 +204,7 @@ func TestPrepareUserImageForTheBoardsToRun(t *testing.T) {
 	// A board named on purpose that cannot run the image: Prepare's error.
 	bf := bootFlags{board: "beaglebone-black", imageFlags: imageFlags{image: img}}
 	_, err := prepareUserImage(t.Context(), bf, []boardPlan{{slug: "beaglebone-black"}}, t.Logf)
-	require.EqualError(t, err, img+": the image is arm64 but board beaglebone-black runs armhf; use raspi3b or raspi3b-fast or raspi4b-fast")
+	require.EqualError(t, err, img+": the image is arm64 but board beaglebone-black runs armhf; use raspi3b or raspi3b-fast or raspi4b or raspi4b-fast")
 	require.True(t, badImage(err), "exit status 2")
 
 	// --board all leaves out the boards that cannot run it.

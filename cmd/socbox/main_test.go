@@ -11,12 +11,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/socbox/socbox/boards"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/socbox/socbox/boards"
 
 	"github.com/stretchr/testify/require"
 

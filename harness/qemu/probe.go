@@ -13,9 +13,15 @@ import (
 	"github.com/socbox/socbox/boards"
 )
 
-// ErrQEMUTooOld is wrapped by errors about a board whose machine this
-// host's QEMU does not have.
+// ErrQEMUTooOld matches (errors.Is) the error about a board whose machine
+// this host's QEMU does not have.
 var ErrQEMUTooOld = errors.New("QEMU too old for this board")
+
+// tooOldError says which QEMU the board needs and what to use instead.
+type tooOldError struct{ msg string }
+
+func (e *tooOldError) Error() string        { return e.msg }
+func (e *tooOldError) Is(target error) bool { return target == ErrQEMUTooOld }
 
 // CheckVersion says whether v can run board b, and what to use instead when
 // it cannot.
@@ -28,7 +34,7 @@ func CheckVersion(b boards.Profile, v Version) error {
 	if alt := b.FastSlug(); alt != "" {
 		msg += fmt.Sprintf(": use --board %s, or a host with a newer QEMU (Debian 13 has 10.0)", alt)
 	}
-	return fmt.Errorf("%w: %s", ErrQEMUTooOld, msg)
+	return &tooOldError{msg}
 }
 
 // Probe starts QEMU with board b's machine, CPU, memory, disk bus and NIC,

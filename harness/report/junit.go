@@ -43,6 +43,7 @@ type junitCase struct {
 	Time      string        `xml:"time,attr"`
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
+	Skipped   *junitSkipped `xml:"skipped,omitempty"`
 	SystemOut *junitText    `xml:"system-out,omitempty"`
 	SystemErr *junitText    `xml:"system-err,omitempty"`
 }
@@ -50,6 +51,10 @@ type junitCase struct {
 // junitText is free text: CDATA, so that it stays readable in the file.
 type junitText struct {
 	Text string `xml:",cdata"`
+}
+
+type junitSkipped struct {
+	Message string `xml:"message,attr"`
 }
 
 type junitProblem struct {
@@ -146,6 +151,9 @@ func (b *Board) junitSuite(hostname string, runStart time.Time) junitSuite {
 		case "fail":
 			s.Failures++
 			c.Failure = &junitProblem{Message: xmlSafe(strings.Join(sc.Failures, "; ")), Type: "ScenarioFailed", Body: xmlSafe(b.problemText(sc))}
+		case "n/a":
+			s.Skipped++
+			c.Skipped = &junitSkipped{Message: xmlSafe("not applicable: " + sc.NotApplicable)}
 		case "error":
 			s.Errors++
 			msg, typ := sc.Error, "ScenarioError"

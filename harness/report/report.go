@@ -97,6 +97,9 @@ type Scenario struct {
 	Seconds   float64   `json:"seconds"`
 	// Error is a harness error (the container could not run at all).
 	Error string `json:"error,omitempty"`
+	// NotApplicable says why the scenario was not run on this board: it
+	// needs what the board lacks (a network on raspi4b). Not a failure.
+	NotApplicable string `json:"not_applicable,omitempty"`
 	// Services are the scenario's background containers.
 	Services []Service `json:"services,omitempty"`
 	// Files are the files the container left that the scenario checked.
@@ -121,7 +124,7 @@ func (r *Run) Passed() bool {
 			return false
 		}
 		for _, s := range b.Scenarios {
-			if !s.Passed {
+			if !s.Passed && s.NotApplicable == "" {
 				return false
 			}
 		}
@@ -129,10 +132,13 @@ func (r *Run) Passed() bool {
 	return true
 }
 
-// Status is "pass", "fail" (an expectation failed) or "error" (the
-// container did not run, or the board never got ready).
+// Status is "pass", "fail" (an expectation failed), "error" (the
+// container did not run, or the board never got ready) or "n/a" (the
+// scenario needs what the board lacks).
 func (s *Scenario) Status() string {
 	switch {
+	case s.NotApplicable != "":
+		return "n/a"
 	case s.Error != "":
 		return "error"
 	case s.Passed:
@@ -141,10 +147,10 @@ func (s *Scenario) Status() string {
 	return "fail"
 }
 
-// Counts is how many scenarios passed, failed and errored.
-type Counts struct{ Passed, Failed, Errors int }
+// Counts is how many scenarios passed, failed, errored and did not apply.
+type Counts struct{ Passed, Failed, Errors, NotApplicable int }
 
-// Total is every scenario counted.
+// Total is every scenario counted that was meant to run.
 func (c Counts) Total() int { return c.Passed + c.Failed + c.Errors }
 
 // Counts sums up the board's scenarios.
@@ -156,6 +162,8 @@ func (b *Board) Counts() Counts {
 			c.Passed++
 		case "fail":
 			c.Failed++
+		case "n/a":
+			c.NotApplicable++
 		default:
 			c.Errors++
 		}
@@ -169,6 +177,7 @@ func (r *Run) Counts() Counts {
 	for _, b := range r.Boards {
 		bc := b.Counts()
 		c.Passed, c.Failed, c.Errors = c.Passed+bc.Passed, c.Failed+bc.Failed, c.Errors+bc.Errors
+		c.NotApplicable += bc.NotApplicable
 	}
 	return c
 }

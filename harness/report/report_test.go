@@ -260,3 +260,23 @@ func TestJSONRoundTripKeepsStartTimes(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, string(raw), `"started_at": "0001-01-01`, "zero start times are left out")
 }
+
+func TestNotApplicableIsNeitherPassNorFail(t *testing.T) {
+	run := &Run{Boards: []*Board{{Board: "raspi4b", Scenarios: []*Scenario{
+		{Name: "arch", Passed: true},
+		{Name: "host-network", NotApplicable: "needs a network interface; raspi4b has none"},
+	}}}}
+	require.True(t, run.Passed(), "a scenario that does not apply does not fail the run")
+	require.Equal(t, Counts{Passed: 1, NotApplicable: 1}, run.Counts())
+	require.Equal(t, 1, run.Counts().Total())
+
+	x, err := run.JUnit()
+	require.NoError(t, err)
+	require.Contains(t, string(x), `skipped="1"`)
+	require.Contains(t, string(x), `<skipped message="not applicable: needs a network interface; raspi4b has none"></skipped>`)
+
+	h, err := run.HTML(t.TempDir())
+	require.NoError(t, err)
+	require.Contains(t, string(h), "1 not applicable")
+	require.Contains(t, string(h), `<span class="badge n/a">n/a</span>`)
+}

@@ -17,12 +17,8 @@
 //  4. From sshd's banner ("SSH-2.0-…") on, the line carries plain SSH.
 package serial
 
-import _ "embed"
+import "github.com/socbox/socbox/images/guestfiles"
 
-// Script is serial-sshd.sh, the guest half of the protocol: socbox installs
-// it in guests (as socbox-serial-sshd) and runs it on the serial device.
-//
-// Usage: serial-sshd.sh DEVICE [SSHD [ARGS...]]
-//
-//go:embed serial-sshd.sh
-var Script []byte
+// Script is the guest half of the protocol (guestfiles.SerialSSHD): socbox
+// installs it in guests and runs it on the serial device.
+var Script = guestfiles.SerialSSHD
