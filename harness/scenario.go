@@ -25,6 +25,9 @@ type Scenario struct {
 	// Boards limits the scenario to these board slugs or guest platforms
 	// ("raspi4b-fast", "linux/arm/v7"); empty means every board.
 	Boards []string
+	// Tags group scenarios for selection: --run and --skip (and
+	// SOCBOX_RUN, SOCBOX_SKIP) match "tag:NAME" as well as the name.
+	Tags []string
 	// Needs are what the scenario needs of the board beyond a container
 	// runtime (NeedNetwork); on a board without it the scenario is
 	// reported as not applicable rather than run.

@@ -112,6 +112,7 @@ func duplicates(list []harness.Scenario) []error {
 //	  description: the container runs on the board's architecture
 //	  boards: [raspi4b-fast, linux/arm64]   # optional; default: every board
 //	  needs: [network]                 # optional; not applicable on a board without (raspi4b)
+//	  tags: [basics, smoke]            # optional; --run/--skip match tag:NAME
 //	  container:
 //	    image: ""                      # empty: the built-in busybox
 //	    cmd: [uname, -m]
@@ -203,7 +204,7 @@ func (p *parser) yamlError(err error) error {
 }
 
 var (
-	scenarioFields  = []string{"name", "description", "boards", "needs", "network", "services", "container", "expect"}
+	scenarioFields  = []string{"name", "description", "boards", "tags", "needs", "network", "services", "container", "expect"}
 	containerFields = []string{"name", "image", "cmd", "env", "workdir", "mounts", "files", "privileged", "seccomp", "memory_limit", "host_network", "ports", "restarts"}
 	mountFields     = []string{"source", "target", "read_only"}
 	expectFields    = []string{"exit_code", "stdout", "stdout_regex", "stderr", "stderr_regex", "stdout_sha256", "max_duration", "oom_killed", "files", "http"}
@@ -258,6 +259,7 @@ func (p *parser) scenario(n *yaml.Node) (harness.Scenario, bool) {
 	s.Description, _ = p.str(f["description"], "description")
 	s.Boards = p.boards(f["boards"])
 	s.Needs = p.needs(f["needs"])
+	s.Tags = p.tags(f["tags"])
 	if v, ok := p.str(f["network"], "network"); ok {
 		if v != harness.NetworkBridge {
 			p.errorf(f["network"], "network %q: the only one is %q (containers reach each other by name); leave it out for a namespace of their own each", v, harness.NetworkBridge)
@@ -756,6 +758,28 @@ func (p *parser) needs(n *yaml.Node) []string {
 		}
 	}
 	return list
+}
+
+// tags reads a scenario's tags: names as scenario names are, each once.
+func (p *parser) tags(n *yaml.Node) []string {
+	if n == nil || isNull(n) {
+		return nil
+	}
+	list, nodes := p.strList(n, "tags")
+	seen := map[string]bool{}
+	var out []string
+	for i, t := range list {
+		switch {
+		case !scenarioName.MatchString(t):
+			p.errorf(nodes[i], "tag %q: use letters, digits and . _ - only, starting with a letter or digit", t)
+		case seen[t]:
+			p.errorf(nodes[i], "tag %q given twice", t)
+		default:
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // str reads a scalar as text, exactly as written; a missing or null field

@@ -99,6 +99,7 @@ func TestParseEveryField(t *testing.T) {
   description: every field
   boards: [raspi4b-fast, linux/arm64]
   needs: [network]
+  tags: [smoke, images]
   container:
     image: docker.io/library/alpine:3.20
     cmd: [sh, -c, "echo hi; echo oops >&2"]
@@ -131,7 +132,7 @@ container:
 	require.Len(t, list, 2)
 	full := list[0]
 	require.Equal(t, harness.Scenario{
-		Name: "full", Description: "every field", Boards: []string{"raspi4b-fast", "linux/arm64"}, Needs: []string{"network"},
+		Name: "full", Description: "every field", Boards: []string{"raspi4b-fast", "linux/arm64"}, Tags: []string{"smoke", "images"}, Needs: []string{"network"},
 		Container: harness.Container{
 			Image: "docker.io/library/alpine:3.20", Cmd: []string{"sh", "-c", "echo hi; echo oops >&2"},
 			Env: []string{"A=1", "B=two=2"}, WorkingDir: "/tmp",
@@ -152,7 +153,7 @@ container:
 
 	minimal := list[1]
 	require.Equal(t, "minimal", minimal.Name)
-	require.Equal(t, 29, minimal.Line)
+	require.Equal(t, 30, minimal.Line)
 	require.Nil(t, minimal.Expect.Stdout, "unset, not empty")
 	require.Equal(t, 0, minimal.Expect.ExitCode)
 	require.Nil(t, minimal.Expect.OOMKilled, "unset, not false")
@@ -205,7 +206,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
     exitcode: 1
 `, `arch.yaml:6: unknown field "exitcode" in expect (known: exit_code, stdout, stdout_regex, stderr, stderr_regex, stdout_sha256, max_duration, oom_killed, files, http)`},
 		{"unknown scenario field", "name: a\ncontainer: {cmd: [true]}\nexpects: {}\n",
-			`arch.yaml:3: unknown field "expects" in scenario (known: name, description, boards, needs, network, services, container, expect)`},
+			`arch.yaml:3: unknown field "expects" in scenario (known: name, description, boards, tags, needs, network, services, container, expect)`},
 		{"unknown container field", "name: a\ncontainer:\n  command: [true]\n",
 			`arch.yaml:3: unknown field "command" in container (known: name, image, cmd, env, workdir, mounts, files, privileged, seccomp, memory_limit, host_network, ports, restarts)`},
 		{"unknown mount field", "name: a\ncontainer:\n  cmd: [true]\n  mounts:\n    - {source: /a, target: /b, readonly: true}\n",
@@ -261,6 +262,12 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 			`arch.yaml:4: stdout_sha256 must be 64 hex digits, got "abc"`},
 		{"bad env", "name: a\ncontainer:\n  cmd: [true]\n  env:\n    - A=1\n    - B\n",
 			`arch.yaml:6: env entry "B" is not KEY=VALUE`},
+		{"tags not a list", "name: a\ntags: smoke\ncontainer: {cmd: [true]}\n",
+			`arch.yaml:2: tags must be a list, e.g. tags: [a, b], got "smoke"`},
+		{"bad tag", "name: a\ntags: [smoke, \"tag:x\"]\ncontainer: {cmd: [true]}\n",
+			`arch.yaml:2: tag "tag:x": use letters, digits and . _ - only`},
+		{"tag twice", "name: a\ntags: [smoke, smoke]\ncontainer: {cmd: [true]}\n",
+			`arch.yaml:2: tag "smoke" given twice`},
 		{"unknown board", "name: a\nboards: [raspi4b-fast, raspi9]\ncontainer: {cmd: [true]}\n",
 			`arch.yaml:2: unknown board or platform "raspi9" in boards (known: `},
 		{"unknown need", "name: a\nneeds: [network, gpu]\ncontainer: {cmd: [true]}\n",
