@@ -54,6 +54,15 @@ type htmlRun struct {
 	GeneratedAt      string
 	BoardCount       int
 	ShowBoardSummary bool
+	Merge            *htmlMerge
+}
+
+// htmlMerge is what a page of merged results says about the merge.
+type htmlMerge struct {
+	Problems            bool
+	From                []string
+	Missing, Duplicated []string
+	Notes               []string
 }
 
 type htmlBoard struct {
@@ -108,6 +117,27 @@ func (r *Run) htmlView(dir string) htmlRun {
 			v.Files = append(v.Files, htmlLink{Href: template.URL(url.PathEscape(name)), Label: name})
 		}
 	}
+	if m := r.Merge; m != nil {
+		hm := &htmlMerge{Problems: !m.Complete(), Notes: m.Notes}
+		for _, f := range m.From {
+			line := f.Name
+			if f.Shard.String() != "" {
+				line += ": shard " + f.Shard.String()
+			}
+			line += fmt.Sprintf(", %d results", f.Results)
+			if f.Host.Hostname != "" {
+				line += " on " + f.Host.Hostname
+			}
+			hm.From = append(hm.From, line)
+		}
+		for _, u := range m.Missing {
+			hm.Missing = append(hm.Missing, u.String())
+		}
+		for _, d := range m.Duplicated {
+			hm.Duplicated = append(hm.Duplicated, fmt.Sprintf("%s: %s", d.Unit, strings.Join(d.In, ", ")))
+		}
+		v.Merge = hm
+	}
 	for i, b := range r.Boards {
 		hb := htmlBoard{Board: b, ID: fmt.Sprintf("board-%d", i+1), Status: "pass", Counts: b.Counts(), Timeline: b.timeline()}
 		if b.Error != "" {
@@ -115,7 +145,7 @@ func (r *Run) htmlView(dir string) htmlRun {
 		} else if hb.Counts.Failed+hb.Counts.Errors > 0 {
 			hb.Status = "fail"
 		}
-		for _, m := range []string{b.Tier, b.Platform, b.Image, suiteKernel(b), containerd(b), b.Target.describe(b.Board)} {
+		for _, m := range []string{b.Tier, b.Platform, b.Image, suiteKernel(b), containerd(b), b.Target.describe(b.Board), shardOf(b), hostOf(b)} {
 			if m != "" {
 				hb.Meta = append(hb.Meta, m)
 			}
@@ -160,6 +190,20 @@ func (t *Target) describe(profile string) string {
 		return s + ", no board profile picked"
 	}
 	return s + ", compared against " + profile + " (" + t.ProfileFrom + ")"
+}
+
+func shardOf(b *Board) string {
+	if b.Shard.Whole() {
+		return ""
+	}
+	return "shard " + b.Shard.String()
+}
+
+func hostOf(b *Board) string {
+	if b.Host == nil || b.Host.Hostname == "" {
+		return ""
+	}
+	return "host " + b.Host.Hostname
 }
 
 func suiteKernel(b *Board) string {

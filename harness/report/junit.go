@@ -91,6 +91,11 @@ func (r *Run) JUnit() ([]byte, error) {
 		total += b.seconds()
 		all.Suites = append(all.Suites, s)
 	}
+	if s, ok := r.Merge.junitSuite(); ok {
+		all.Tests += s.Tests
+		all.Errors += s.Errors
+		all.Suites = append(all.Suites, s)
+	}
 	all.Time = secs(total)
 	out, err := xml.MarshalIndent(all, "", "  ")
 	if err != nil {
@@ -112,6 +117,9 @@ func (b *Board) seconds() float64 {
 }
 
 func (b *Board) junitSuite(hostname string, runStart time.Time) junitSuite {
+	if b.Host != nil && b.Host.Hostname != "" {
+		hostname = b.Host.Hostname
+	}
 	s := junitSuite{Name: b.Board, Time: secs(b.seconds()), Hostname: hostname}
 	start := runStart
 	if len(b.Stages) > 0 && !b.Stages[0].StartedAt.IsZero() {
@@ -125,7 +133,7 @@ func (b *Board) junitSuite(hostname string, runStart time.Time) junitSuite {
 		target = *b.Target
 	}
 	for _, p := range [][2]string{
-		{"tier", b.Tier}, {"platform", b.Platform}, {"image", b.Image}, {"suite", b.Suite},
+		{"tier", b.Tier}, {"platform", b.Platform}, {"image", b.Image}, {"image_id", b.ImageID}, {"shard", b.Shard.String()}, {"suite", b.Suite},
 		{"kernel", b.KernelVersion}, {"containerd", b.Containerd},
 		{"qemu_command", b.QEMUCommand}, {"ssh_command", b.SSHCommand},
 		{"target", target.Address}, {"target_os", target.OS}, {"target_kernel", target.Kernel},
@@ -168,6 +176,26 @@ func (b *Board) junitSuite(hostname string, runStart time.Time) junitSuite {
 	}
 	s.Tests = len(s.Cases)
 	return s
+}
+
+// junitSuite makes the units a merge found missing or duplicated into
+// errors of their own, so that CI reading junit.xml goes red for them.
+func (m *Merge) junitSuite() (junitSuite, bool) {
+	if m == nil || m.Complete() {
+		return junitSuite{}, false
+	}
+	s := junitSuite{Name: "socbox merge", Time: secs(0)}
+	for _, u := range m.Missing {
+		s.Cases = append(s.Cases, junitCase{Name: u.Board + "/" + u.Scenario, Classname: "socbox." + u.Board, Time: secs(0),
+			Error: &junitProblem{Message: xmlSafe("not run: " + u.String() + " is in the plan but in none of the merged results"), Type: "UnitMissing",
+				Body: xmlSafe(strings.Join(m.Notes, "\n"))}})
+	}
+	for _, d := range m.Duplicated {
+		s.Cases = append(s.Cases, junitCase{Name: d.Unit.Board + "/" + d.Unit.Scenario, Classname: "socbox." + d.Unit.Board, Time: secs(0),
+			Error: &junitProblem{Message: xmlSafe(fmt.Sprintf("%s has %d results: %s", d.Unit, len(d.In), strings.Join(d.In, ", "))), Type: "UnitDuplicated"}})
+	}
+	s.Tests, s.Errors = len(s.Cases), len(s.Cases)
+	return s, true
 }
 
 // notReady says that the board never got ready, and at which stage.

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/socbox/socbox/harness/plan"
 )
 
 // Run is one socbox run: one or more boards, each with its scenarios.
@@ -17,7 +19,14 @@ type Run struct {
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
 	Host       Host      `json:"host"`
-	Boards     []*Board  `json:"boards"`
+	// Plan is what the run set out to do: every unit over all shards, and
+	// the shard this run had. Results written before socbox recorded it
+	// have none.
+	Plan   *plan.Plan `json:"plan,omitempty"`
+	Boards []*Board   `json:"boards"`
+	// Merge is set on results merged from several runs' (socbox report
+	// merge): what they were, and which units none or several of them ran.
+	Merge *Merge `json:"merge,omitempty"`
 }
 
 // Host says which machine the figures came from.
@@ -43,10 +52,13 @@ type Stage struct {
 
 // Board is what happened on one board.
 type Board struct {
-	Board         string      `json:"board"`
-	Tier          string      `json:"tier"`
-	Platform      string      `json:"platform"`
-	Image         string      `json:"image,omitempty"`
+	Board    string `json:"board"`
+	Tier     string `json:"tier"`
+	Platform string `json:"platform"`
+	Image    string `json:"image,omitempty"`
+	// ImageID is the image as the run's plan names it (plan.Unit's Image):
+	// debian-trixie, a user image's file name, +crun with crun.
+	ImageID       string      `json:"image_id,omitempty"`
 	Suite         string      `json:"suite,omitempty"`
 	KernelVersion string      `json:"kernel_version,omitempty"`
 	Containerd    string      `json:"containerd_strategy,omitempty"`
@@ -63,6 +75,15 @@ type Board struct {
 	SSHCommand  string   `json:"ssh_command,omitempty"`
 	Overlay     string   `json:"overlay,omitempty"`
 	ConsoleLogs []string `json:"console_logs,omitempty"`
+	// Shard and Host are set on a board of merged results: the shard that
+	// ran it, and the machine, when the merged runs came from several.
+	Shard plan.Shard `json:"shard,omitzero"`
+	Host  *Host      `json:"host,omitempty"`
+}
+
+// Unit is what the board's plan calls scenario sc on it.
+func (b *Board) Unit(sc *Scenario) plan.Unit {
+	return plan.Unit{Board: b.Board, Image: b.ImageID, Scenario: sc.Name}
 }
 
 // Target is the real board a run attached to, as it described itself.
@@ -117,8 +138,12 @@ type Service struct {
 	Stderr   string   `json:"stderr"`
 }
 
-// Passed reports whether every board got ready and every scenario passed.
+// Passed reports whether every board got ready, every scenario passed and,
+// for merged results, every planned unit ran exactly once.
 func (r *Run) Passed() bool {
+	if r.Merge != nil && !r.Merge.Complete() {
+		return false
+	}
 	for _, b := range r.Boards {
 		if b.Error != "" {
 			return false
@@ -212,9 +237,31 @@ func ReadJSON(path string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseResults(path, b)
+}
+
+// parseResults reads a results.json's content. It may come from another
+// machine: null boards and scenarios are dropped, so that every later step
+// can take each one as there.
+func parseResults(name string, data []byte) (*Run, error) {
 	var r Run
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
+	boards := r.Boards[:0]
+	for _, b := range r.Boards {
+		if b == nil {
+			continue
+		}
+		scenarios := b.Scenarios[:0]
+		for _, s := range b.Scenarios {
+			if s != nil {
+				scenarios = append(scenarios, s)
+			}
+		}
+		b.Scenarios = scenarios
+		boards = append(boards, b)
+	}
+	r.Boards = boards
 	return &r, nil
 }

@@ -280,3 +280,24 @@ func TestNotApplicableIsNeitherPassNorFail(t *testing.T) {
 	require.Contains(t, string(h), "1 not applicable")
 	require.Contains(t, string(h), `<span class="badge n/a">n/a</span>`)
 }
+
+// A results.json from elsewhere may hold any number: seconds that add up
+// past the largest float once made the time axis loop for ever.
+func TestTimelineOfHugeDurationsEnds(t *testing.T) {
+	r := &Run{Boards: []*Board{{Board: "raspi4b",
+		Stages:    []Stage{{Name: "image", Seconds: 1e308}, {Name: "qemu", Seconds: 1e308}},
+		Scenarios: []*Scenario{{Name: "arch", Seconds: -5}, {Name: "env", Seconds: 1e-300}}}}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.HTML(t.TempDir())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("rendering the timeline did not end")
+	}
+	tl := r.Boards[0].timeline()
+	require.LessOrEqual(t, len(tl.Ticks), 12)
+}

@@ -110,14 +110,24 @@ func (b *Board) timeline() timeline {
 	for _, s := range spans {
 		total = math.Max(total, s.start+s.seconds)
 	}
-	if total <= 0 {
+	switch {
+	case total <= 0 || math.IsNaN(total):
 		total = 1
+	case math.IsInf(total, 1):
+		// Results from elsewhere may hold any figure.
+		total = math.MaxFloat64
 	}
 	tl := timeline{Width: tlWidth, PlotX: tlLabelW, PlotW: tlWidth - tlLabelW - tlRightW}
 	tl.Height = tlAxisH + float64(len(spans))*tlRowH + tlBottomH
 	scale := tl.PlotW / total
 	step := tickStep(total)
-	for t := 0.0; t <= total+step/1000; t += step {
+	// Counted, not stepped, so that no figure makes the axis loop: a step
+	// lost in the rounding of a huge total would never reach it.
+	for i := 0; i <= maxTicks; i++ {
+		t := float64(i) * step
+		if t > total+step/1000 {
+			break
+		}
 		tl.Ticks = append(tl.Ticks, tick{X: round1(tl.PlotX + t*scale), Label: shortDuration(t)})
 	}
 	for i, s := range spans {
@@ -133,6 +143,9 @@ func (b *Board) timeline() timeline {
 	}
 	return tl
 }
+
+// maxTicks bounds the axis whatever tickStep picks.
+const maxTicks = 11
 
 // tickStep picks a round step that gives at most ten ticks.
 func tickStep(total float64) float64 {
