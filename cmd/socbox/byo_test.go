@@ -195,15 +195,17 @@ func TestRunWithImageFailsBeforeBooting(t *testing.T) {
 	require.ErrorContains(t, err, "no such file or directory")
 }
 
-// prepareUserImage is what `run --image` does before booting; called here
-// directly so that no regression can reach a boot.
+// fitUserImage and prepareUserImage are what `run --image` does before
+// booting; called here directly so that no regression can reach a boot.
 func TestPrepareUserImageForTheBoardsToRun(t *testing.T) {
 	t.Setenv("SOCBOX_CACHE", t.TempDir())
 	img := imagetest.RaspiOS{FileName: "raspios-bookworm-arm64-lite.img"}.Image(t)
 
 	// A board named on purpose that cannot run the image: Prepare's error.
 	bf := bootFlags{board: "beaglebone-black", imageFlags: imageFlags{image: img}}
-	_, err := prepareUserImage(t.Context(), bf, []boardPlan{{slug: "beaglebone-black"}}, t.Logf)
+	acq, err := bf.acquire(t.Context(), t.Logf)
+	require.NoError(t, err)
+	err = prepareUserImage(t.Context(), bf, acq, []boardPlan{{slug: "beaglebone-black"}}, t.Logf)
 	require.EqualError(t, err, img+": the image is arm64 but board beaglebone-black runs armhf; use raspi3b or raspi3b-fast or raspi4b or raspi4b-fast")
 	require.True(t, badImage(err), "exit status 2")
 
@@ -211,13 +213,14 @@ func TestPrepareUserImageForTheBoardsToRun(t *testing.T) {
 	bf.board = "all"
 	var lines []string
 	logf := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
-	plan, err := prepareUserImage(t.Context(), bf, []boardPlan{{slug: "beaglebone-black"}, {slug: "raspi3b"}}, logf)
+	acq, plan, err := fitUserImage(t.Context(), bf, []boardPlan{{slug: "beaglebone-black"}, {slug: "raspi3b"}}, logf)
 	require.NoError(t, err)
 	require.Len(t, plan, 1)
 	require.Equal(t, "raspi3b", plan[0].slug)
-	require.Equal(t, "raspi3b", plan[0].image.Board)
 	require.Contains(t, lines, "image: leaving out beaglebone-black: it runs armhf, the image is arm64")
+	require.NoError(t, prepareUserImage(t.Context(), bf, acq, plan, logf))
+	require.Equal(t, "raspi3b", plan[0].image.Board)
 
-	_, err = prepareUserImage(t.Context(), bf, []boardPlan{{slug: "beaglebone-black"}, {slug: "beaglebone-black-fast"}}, logf)
+	_, _, err = fitUserImage(t.Context(), bf, []boardPlan{{slug: "beaglebone-black"}, {slug: "beaglebone-black-fast"}}, logf)
 	require.EqualError(t, err, img+": the image is arm64 and none of the boards to run (beaglebone-black, beaglebone-black-fast) runs arm64; see socbox image inspect for the boards that fit")
 }

@@ -30,6 +30,7 @@ Commands:
   run             boot boards, run scenarios on them, write results.json, junit.xml, report.html;
                   --target ssh://USER@HOST runs them on a real board instead
   report          render junit.xml and report.html again from a results.json
+  report merge    merge shards' results into one results.json, junit.xml and report.html; name what is missing
   doctor          check that this host has what socbox needs, and say how to fix what is missing
   help            this text, or 'socbox help <command>' for a command's flags
 
@@ -45,7 +46,10 @@ Examples:
   socbox run --target ssh://root@raspberrypi.local   # the same scenarios on the real, flashed board
   socbox image inspect ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
   socbox run --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
+  socbox run --run tag:network --skip bridge    # scenarios by name or tag, as go test -run and -skip
+  socbox run --board all --shard 2/3 --out ./shard-2   # the second of three CI runners
   socbox report ./results/results.json
+  socbox report merge -o ./merged ./shard-1 ./shard-2 ./shard-3
 
 Run 'socbox <command> --help' for the flags and examples of a command.
 Caches (images, packages, keys, snapshots) live in $SOCBOX_CACHE or ~/.cache/socbox; all of it can be deleted.

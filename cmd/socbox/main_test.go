@@ -56,7 +56,7 @@ func TestUsageListsEveryCommand(t *testing.T) {
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
-	for _, cmd := range [][]string{{"boards"}, {"image", "build"}, {"image", "ls"}, {"image", "rm"}, {"image", "prepare"}, {"image", "inspect"}, {"boot"}, {"run"}, {"report"}, {"doctor"}} {
+	for _, cmd := range [][]string{{"boards"}, {"image", "build"}, {"image", "ls"}, {"image", "rm"}, {"image", "prepare"}, {"image", "inspect"}, {"boot"}, {"run"}, {"report"}, {"report", "merge"}, {"doctor"}} {
 		name := strings.Join(cmd, " ")
 		t.Run(name, func(t *testing.T) {
 			_, errOut, err := socbox(t, cancelled(), append(cmd, "--help")...)

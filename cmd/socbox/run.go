@@ -25,6 +25,13 @@ Scenarios come from the YAML files and directories given (every *.yaml/*.yml in 
 else the bundled ones; a scenario's boards: list limits where it runs. The files are checked
 before anything boots.
 
+--run and --skip pick scenarios as go test's -run and -skip pick tests: a regular expression, not
+anchored, matched against each scenario's name and against tag:NAME for each of its tags (tags:
+in the YAML). --shard K/N runs the K-th of N even, fixed parts of the board × image × scenario
+units, so that N runners given the same arguments run each unit once between them; a board with
+no unit in the shard is not booted. results.json records every unit planned and the shard;
+socbox report merge puts the shards' results together and names the units none of them ran.
+
 With --image, every board boots your own board image instead of the default Debian one: it is
 verified, unpacked and prepared for each board (see socbox image prepare) before anything boots.
 An image suits the boards whose CPU runs its userland (socbox image inspect lists them); with
@@ -42,6 +49,11 @@ which board, user, OS and kernel ran them.
 Exit status: 0 all passed, 1 something failed, 2 bad arguments (scenarios, boards, image).`,
 	examples: `  socbox run
   socbox run --board all --out ./results
+  socbox run --run '^(arch|env)$'                   # two bundled scenarios
+  socbox run --run tag:network --skip bridge        # the network scenarios but bridge-network
+  socbox run --skip '^tag:kernel$' checks.yaml
+  socbox run --board all --shard 2/3 --out ./shard-2    # the second of three runners
+  socbox report merge -o ./merged ./shard-1 ./shard-2 ./shard-3
   socbox run --board raspi4b-fast,raspi3b --suite bookworm checks.yaml more-checks/
   socbox run --containerd apt --no-snapshot
   socbox run --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
@@ -55,6 +67,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlags(runCommand, stderr)
 	var bf bootFlags
 	addBootFlags(fs, &bf, "`BOARDS` to run on, one after the other: a slug, a comma-separated list, or all (see socbox boards)")
+	var sf selectFlags
+	addSelectFlags(fs, &sf)
 	out := fs.String("out", "", "`directory` for results.json, junit.xml, report.html and console logs (default: a new directory under ./socbox-results)")
 	var tf targetFlags
 	addTargetFlags(fs, &tf)
@@ -62,7 +76,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if tf.target != "" {
-		return runTarget(ctx, fs, bf, tf, *out, stdout, stderr)
+		return runTarget(ctx, fs, bf, tf, sf, *out, stdout, stderr)
 	}
 	if err := tf.checkWithoutTarget(fs); err != nil {
 		return usageError(fs, stderr, "%v", err)
@@ -77,23 +91,49 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := bf.check(fs); err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
+	sh, sel, err := sf.parse()
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
 	list, err := loadScenarios(fs.Args())
 	if err != nil {
 		fmt.Fprintf(stderr, "socbox run: bad scenarios, nothing was booted:\n%v\n", err)
 		return exitCode(2)
 	}
-	plan, err := planRun(slugs, list)
+	if list, err = selectScenarios(list, sel); err != nil {
+		fmt.Fprintf(stderr, "socbox run: %v\nnothing was booted\n", err)
+		return exitCode(2)
+	}
+	boardPlans, err := planRun(slugs, list)
 	if err != nil {
 		fmt.Fprintf(stderr, "socbox run: %v\n", err)
 		return exitCode(2)
 	}
-	if bf.image != "" {
-		if plan, err = prepareUserImage(ctx, bf, plan, lineLogger(stderr)); err != nil {
-			fmt.Fprintf(stderr, "socbox run: %v\nnothing was booted\n", err)
-			if badImage(err) {
-				return exitCode(2)
+	imageFailed := func(err error) error {
+		fmt.Fprintf(stderr, "socbox run: %v\nnothing was booted\n", err)
+		if badImage(err) {
+			return exitCode(2)
+		}
+		return exitCode(1)
+	}
+	var acq *images.Acquired
+	if bf.image != "" && strings.TrimSpace(bf.board) == "all" {
+		// Before the plan: the boards that cannot run the image are not
+		// part of it, on any shard.
+		if acq, boardPlans, err = fitUserImage(ctx, bf, boardPlans, lineLogger(stderr)); err != nil {
+			return imageFailed(err)
+		}
+	}
+	imageID := bf.imageID()
+	runPlan, boardPlans := shardPlan(boardPlans, imageID, sh, sf.run, sf.skip)
+	if bf.image != "" && len(boardPlans) > 0 {
+		if acq == nil {
+			if acq, err = bf.acquire(ctx, lineLogger(stderr)); err != nil {
+				return imageFailed(err)
 			}
-			return exitCode(1)
+		}
+		if err = prepareUserImage(ctx, bf, acq, boardPlans, lineLogger(stderr)); err != nil {
+			return imageFailed(err)
 		}
 	}
 	if *out == "" {
@@ -107,15 +147,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	prog := newProgress(stdout, isTerminal(stdout))
 	defer prog.Close()
-	run := &report.Run{StartedAt: time.Now().UTC(), Host: report.ThisHost()}
-	var werr error
-	for i, bp := range plan {
+	run := &report.Run{StartedAt: time.Now().UTC(), Host: report.ThisHost(), Plan: runPlan}
+	// Before any board, so that a runner that dies still leaves its plan
+	// for a merge to tell what is missing.
+	werr := writeReports(run, dir)
+	if !sh.Whole() {
+		prog.Logf("shard %s: %d of the %d units planned, on %d board(s)", sh, len(runPlan.Mine()), len(runPlan.Units), len(boardPlans))
+	}
+	for i, bp := range boardPlans {
 		if ctx.Err() != nil {
-			prog.Logf("interrupted: %d board(s) not run", len(plan)-i)
+			prog.Logf("interrupted: %d board(s) not run", len(boardPlans)-i)
 			break
 		}
-		prog.Board(i+1, len(plan), bp.slug)
-		run.Boards = append(run.Boards, runBoard(ctx, prog, bf, bp, dir))
+		prog.Board(i+1, len(boardPlans), bp.slug)
+		rb := runBoard(ctx, prog, bf, bp, dir)
+		rb.ImageID = imageID
+		run.Boards = append(run.Boards, rb)
 		run.FinishedAt = time.Now().UTC()
 		// After every board, so finished boards survive a later crash.
 		werr = writeReports(run, dir)
@@ -238,47 +285,49 @@ func planRun(slugs []string, list []harness.Scenario) ([]boardPlan, error) {
 	return plan, nil
 }
 
-// prepareUserImage acquires --image once and prepares it for each board
-// of the plan. With --board all, boards whose CPU cannot run the image's
-// userland are left out; a board named on purpose gets Prepare's error,
-// which names the boards that fit.
-func prepareUserImage(ctx context.Context, bf bootFlags, plan []boardPlan, logf func(string, ...any)) ([]boardPlan, error) {
+// fitUserImage acquires --image for --board all and leaves out the boards
+// whose CPU cannot run the image's userland. (A board named on purpose
+// gets Prepare's error instead, which names the boards that fit.)
+func fitUserImage(ctx context.Context, bf bootFlags, plan []boardPlan, logf func(string, ...any)) (*images.Acquired, []boardPlan, error) {
 	acq, err := bf.acquire(ctx, logf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if strings.TrimSpace(bf.board) == "all" {
-		info, err := images.Inspect(ctx, acq.Disk)
-		if err != nil {
-			return nil, err
-		}
-		var fit []boardPlan
-		var slugs []string
-		for _, bp := range plan {
-			slugs = append(slugs, bp.slug)
-			prof, _ := boards.Lookup(bp.slug)
-			if arch := prof.Platform.DebianArch(); arch != info.Arch {
-				logf("image: leaving out %s: it runs %s, the image is %s", bp.slug, arch, info.Arch)
-				continue
-			}
-			fit = append(fit, bp)
-		}
-		if len(fit) == 0 {
-			return nil, &images.ImageFormatError{File: bf.image, What: fmt.Sprintf("the image is %s and none of the boards to run (%s) runs %s", info.Arch, strings.Join(slugs, ", "), info.Arch),
-				Fix: "see socbox image inspect for the boards that fit"}
-		}
-		plan = fit
+	info, err := images.Inspect(ctx, acq.Disk)
+	if err != nil {
+		return nil, nil, err
 	}
+	var fit []boardPlan
+	var slugs []string
+	for _, bp := range plan {
+		slugs = append(slugs, bp.slug)
+		prof, _ := boards.Lookup(bp.slug)
+		if arch := prof.Platform.DebianArch(); arch != info.Arch {
+			logf("image: leaving out %s: it runs %s, the image is %s", bp.slug, arch, info.Arch)
+			continue
+		}
+		fit = append(fit, bp)
+	}
+	if len(fit) == 0 {
+		return nil, nil, &images.ImageFormatError{File: bf.image, What: fmt.Sprintf("the image is %s and none of the boards to run (%s) runs %s", info.Arch, strings.Join(slugs, ", "), info.Arch),
+			Fix: "see socbox image inspect for the boards that fit"}
+	}
+	return acq, fit, nil
+}
+
+// prepareUserImage prepares the acquired --image for each board of the
+// plan (only the boards this shard boots).
+func prepareUserImage(ctx context.Context, bf bootFlags, acq *images.Acquired, plan []boardPlan, logf func(string, ...any)) error {
 	for i := range plan {
 		prof, err := boards.Lookup(plan[i].slug)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if plan[i].image, err = bf.prepare(ctx, acq, prof, logf); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return plan, nil
+	return nil
 }
 
 // runBoard boots one board, runs its scenarios and stops it. A board that

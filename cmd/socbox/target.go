@@ -70,8 +70,15 @@ func (f targetFlags) options(board, containerd string, logf func(string, ...any)
 // runTarget is `socbox run --target`: attach to the real board, run the
 // scenarios that apply to its profile, and write the same reports as for
 // emulated boards.
-func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFlags, out string, stdout, stderr io.Writer) error {
+func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFlags, sf selectFlags, out string, stdout, stderr io.Writer) error {
 	set := setFlags(fs)
+	if set["shard"] {
+		return usageError(fs, stderr, "--shard does not apply to --target: there is one real board, and one runner reaches it")
+	}
+	_, sel, err := sf.parse()
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
 	for _, name := range []string{"image", "sha256", "password-hash", "suite", "no-snapshot"} {
 		if set[name] {
 			return usageError(fs, stderr, "--%s does not apply to --target: a real board runs the OS it has, and is never snapshotted", name)
@@ -98,6 +105,10 @@ func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFla
 	list, err := loadScenarios(fs.Args())
 	if err != nil {
 		fmt.Fprintf(stderr, "socbox run: bad scenarios, nothing was run:\n%v\n", err)
+		return exitCode(2)
+	}
+	if list, err = selectScenarios(list, sel); err != nil {
+		fmt.Fprintf(stderr, "socbox run: %v\nnothing was run\n", err)
 		return exitCode(2)
 	}
 	if out == "" {
