@@ -1,7 +1,7 @@
 package scenarios
 
 // Unit tests: they parse files and never boot a board, so
-// `go test -run 'TestParse|TestLoad|TestShipped|TestAppliesTo|TestOutput' ./scenarios/`
+// `go test -run 'TestParse|TestLoad|TestShipped|TestAppliesTo|TestOutput|TestPlan' ./scenarios/`
 // runs them alone; every other test in this package boots boards.
 
 import (
