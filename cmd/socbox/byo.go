@@ -58,7 +58,11 @@ func isSHA256(s string) bool {
 // acquire verifies and unpacks a user image into the cache (a local .img
 // is read in place). The source is never written.
 func (f imageFlags) acquire(ctx context.Context, logf func(string, ...any)) (*images.Acquired, error) {
-	return images.Acquire(ctx, images.Source{Location: f.image, SHA256: f.sha256, Logf: logf})
+	acq, err := images.Acquire(ctx, images.Source{Location: f.image, SHA256: f.sha256, Logf: logf})
+	if err == nil {
+		markSourceUsed(acq.Disk)
+	}
+	return acq, err
 }
 
 // prepare makes the copy of an acquired image that board boots, with

@@ -250,6 +250,9 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	b, err := harness.Start(ctx, bf.options(prof.Slug, im, logf)...)
 	defer b.Close()
+	if b != nil {
+		markUsed(b.Image)
+	}
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,8 @@ Commands:
                   --target ssh://USER@HOST runs them on a real board instead
   report          render junit.xml and report.html again from a results.json
   report merge    merge shards' results into one results.json, junit.xml and report.html; name what is missing
+  cache           what socbox's cache holds, kind by kind: images, user images, packages, snapshots
+  cache prune     remove what the cache has not used for a while (--older-than 14d, --max-size 20G)
   doctor          check that this host has what socbox needs, and say how to fix what is missing
   help            this text, or 'socbox help <command>' for a command's flags
 
@@ -50,6 +52,8 @@ Examples:
   socbox run --board all --shard 2/3 --out ./shard-2   # the second of three CI runners
   socbox report ./results/results.json
   socbox report merge -o ./merged ./shard-1 ./shard-2 ./shard-3
+  socbox cache
+  socbox cache prune --older-than 14d --max-size 20G
 
 Run 'socbox <command> --help' for the flags and examples of a command.
 Caches (images, packages, keys, snapshots) live in $SOCBOX_CACHE or ~/.cache/socbox; all of it can be deleted.
@@ -107,6 +111,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdReport(args[1:], stdout, stderr)
 	case "doctor":
 		return cmdDoctor(ctx, args[1:], stdout, stderr, doctorChecks())
+	case "cache":
+		return cmdCache(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 	return exitCode(2)

@@ -41,7 +41,7 @@ func cancelled() context.Context {
 func TestUsageListsEveryCommand(t *testing.T) {
 	out, _, err := socbox(t, cancelled(), "--help")
 	require.NoError(t, err)
-	for _, c := range []string{"boards", "image build", "image ls", "image rm", "image prepare", "image inspect", "boot", "run", "report", "doctor"} {
+	for _, c := range []string{"boards", "image build", "image ls", "image rm", "image prepare", "image inspect", "boot", "run", "report", "report merge", "cache", "cache prune", "doctor"} {
 		require.Contains(t, out, "\n  "+c+" ", "usage lists %s", c)
 	}
 	require.Contains(t, out, "Examples:")
@@ -56,7 +56,7 @@ func TestUsageListsEveryCommand(t *testing.T) {
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
-	for _, cmd := range [][]string{{"boards"}, {"image", "build"}, {"image", "ls"}, {"image", "rm"}, {"image", "prepare"}, {"image", "inspect"}, {"boot"}, {"run"}, {"report"}, {"report", "merge"}, {"doctor"}} {
+	for _, cmd := range [][]string{{"boards"}, {"image", "build"}, {"image", "ls"}, {"image", "rm"}, {"image", "prepare"}, {"image", "inspect"}, {"boot"}, {"run"}, {"report"}, {"report", "merge"}, {"cache"}, {"cache", "prune"}, {"doctor"}} {
 		name := strings.Join(cmd, " ")
 		t.Run(name, func(t *testing.T) {
 			_, errOut, err := socbox(t, cancelled(), append(cmd, "--help")...)

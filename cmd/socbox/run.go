@@ -340,6 +340,9 @@ func runBoard(ctx context.Context, prog *progress, bf bootFlags, bp boardPlan, d
 	}
 	opts := append(bf.options(bp.slug, bp.image, prog.Logf), harness.WithArtifactsDir(filepath.Join(dir, bp.slug)))
 	b, err := harness.Start(ctx, opts...)
+	if b != nil {
+		markUsed(b.Image)
+	}
 	return runAndClose(ctx, prog, "board "+bp.slug, bp.slug, b, err, bp.scenarios)
 }
 
