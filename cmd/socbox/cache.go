@@ -110,18 +110,38 @@ func scanCache(root string) ([]*cacheEntry, error) {
 }
 
 // measure adds up an entry's disk space and finds when it was last used.
-// Symbolic links are not followed.
+// Like du -x it stays on the entry's file system (a build in progress has
+// /proc mounted in its root), follows no symbolic link, and passes over
+// what it may not read.
 func measure(k *cacheKind, path string) (*cacheEntry, error) {
 	e := &cacheEntry{kind: k, path: path}
+	var dev uint64
+	if st, err := os.Lstat(path); err != nil {
+		return nil, fmt.Errorf("read cache: %w", err)
+	} else if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		dev = sys.Dev
+	}
 	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			if p == path {
+				return err
+			}
+			if d != nil && d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
-			return err
+			return nil
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			if st.Dev != dev {
+				if d.IsDir() {
+					return fs.SkipDir
+				}
+				return nil
+			}
 			e.size += st.Blocks * 512
 			// Reading a directory or a manifest (socbox image ls, this
 			// very scan) is not a use: a boot reads the disk and kernel.
@@ -140,6 +160,50 @@ func measure(k *cacheKind, path string) (*cacheEntry, error) {
 		return nil, fmt.Errorf("read cache: %w", err)
 	}
 	return e, nil
+}
+
+// mountsUnder lists the mount points at or under dir, from
+// /proc/self/mountinfo: a build that stopped half way may have left /proc,
+// /dev or a bind mount of the host in its root, and removing the entry
+// would then reach into them.
+func mountsUnder(dir string) ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return mountPointsUnder(string(data), dir), nil
+}
+
+// mountPointsUnder reads mountinfo's fifth field, octal escapes and all.
+func mountPointsUnder(mountinfo, dir string) []string {
+	dir = filepath.Clean(dir)
+	var out []string
+	for _, line := range strings.Split(mountinfo, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out
+}
+
+func unescapeMount(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // prunePolicy says what `socbox cache prune` removes: entries unused for
@@ -194,6 +258,21 @@ func tryLock(path string) (unlock func(), ok bool, err error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, true, nil
+}
+
+// lockHeld reports whether another process holds the lock at path; a
+// lock file that is not there is not held (and is not made).
+func lockHeld(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
 }
 
 // lockEntry takes, without waiting, the entry's own lock and every lock
@@ -262,6 +341,13 @@ func removeEntry(e *cacheEntry, byPath map[string]*cacheEntry) (freed int64, rem
 		}
 	}
 	for _, t := range targets {
+		mounts, err := mountsUnder(t.path)
+		if err != nil {
+			return freed, removed, fmt.Errorf("check for mounts: %w", err)
+		}
+		if len(mounts) > 0 {
+			return freed, removed, fmt.Errorf("%s has file systems mounted inside (%s): unmount them first (umount -R)", t.path, strings.Join(mounts, ", "))
+		}
 		if err := os.RemoveAll(t.path); err != nil {
 			return freed, removed, err
 		}
@@ -392,7 +478,10 @@ func cmdCache(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(tw, "KIND\tSIZE\tLAST USE\tENTRY")
 		for _, e := range list {
 			name, _ := filepath.Rel(root, e.path)
-			if e.leftover {
+			switch {
+			case e.leftover && lockHeld(e.lockPath()):
+				name += " (being built)"
+			case e.leftover:
 				name += " (left by a build that stopped)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.kind.name, humanSize(e.size), ago(now, e.lastUsed), name)

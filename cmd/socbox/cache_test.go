@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -273,4 +274,41 @@ func TestMarkUsed(t *testing.T) {
 	st, err := os.Stat(outside)
 	require.NoError(t, err)
 	require.True(t, st.ModTime().Equal(old))
+}
+
+func TestMountPointsUnder(t *testing.T) {
+	info := `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+97 22 0:5 / /cache/images/x.tmp-1/rootfs/proc rw - proc proc rw
+98 22 0:6 / /cache/images/x.tmp-1/rootfs/dev rw - devtmpfs udev rw
+99 22 8:1 /srv /cache/images/with\040space/mnt rw - ext4 /dev/vda rw
+100 22 8:1 / /cache/images/x.tmp-10 rw - ext4 /dev/vda rw
+`
+	require.Equal(t, []string{"/cache/images/x.tmp-1/rootfs/proc", "/cache/images/x.tmp-1/rootfs/dev"}, mountPointsUnder(info, "/cache/images/x.tmp-1/"))
+	require.Equal(t, []string{"/cache/images/with space/mnt"}, mountPointsUnder(info, "/cache/images/with space"))
+	require.Empty(t, mountPointsUnder(info, "/cache/snapshots"))
+}
+
+// A build that stopped half way in root mode may leave file systems
+// mounted in its root: prune must not reach into them. Needs root, to
+// mount a tmpfs.
+func TestCachePruneNeverRemovesThroughAMount(t *testing.T) {
+	c := newFakeCache(t)
+	leftover := filepath.Join(c.root, "images/debian-x.tmp-7")
+	mnt := filepath.Join(leftover, "rootfs", "dev")
+	require.NoError(t, os.MkdirAll(mnt, 0o755))
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v): run as root", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	require.NoError(t, os.WriteFile(filepath.Join(mnt, "null"), []byte("a device node, say"), 0o644))
+
+	out, _, err := socbox(t, cancelled(), "cache", "--entries")
+	require.NoError(t, err, "what lies beyond a mount is not counted")
+	require.Contains(t, out, "images/debian-x.tmp-7 (left by a build that stopped)")
+
+	_, _, err = socbox(t, cancelled(), "cache", "prune", "--older-than", "1h")
+	require.ErrorContains(t, err, "has file systems mounted inside ("+mnt+"): unmount them first")
+	data, err := os.ReadFile(filepath.Join(mnt, "null"))
+	require.NoError(t, err)
+	require.Equal(t, "a device node, say", string(data))
 }
