@@ -48,6 +48,7 @@ type htmlRun struct {
 	Title, Status    string
 	Started, Took    string
 	Host             string
+	Shard            string // "shard 2/3: 5 of the 15 units planned"
 	Counts           Counts
 	Boards           []htmlBoard
 	Files            []htmlLink // results.json, junit.xml next to the page
@@ -116,6 +117,9 @@ func (r *Run) htmlView(dir string) htmlRun {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			v.Files = append(v.Files, htmlLink{Href: template.URL(url.PathEscape(name)), Label: name})
 		}
+	}
+	if p := r.Plan; p != nil && !p.Shard.Whole() {
+		v.Shard = fmt.Sprintf("shard %s: %d of the %d units planned", p.Shard, len(p.Mine()), len(p.Units))
 	}
 	if m := r.Merge; m != nil {
 		hm := &htmlMerge{Problems: !m.Complete(), Notes: m.Notes}

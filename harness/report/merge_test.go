@@ -80,6 +80,12 @@ func TestMergeOfEveryShardIsTheWholePlan(t *testing.T) {
 	}
 }
 
+func TestPageOfAShardSaysWhichShard(t *testing.T) {
+	page, err := shardRun(planned(), plan.Shard{K: 2, N: 3}, "r").HTML(t.TempDir())
+	require.NoError(t, err)
+	require.Contains(t, string(page), "<span>shard 2/3: 4 of the 12 units planned</span>")
+}
+
 func TestMergeSaysWhichUnitsAreMissing(t *testing.T) {
 	all := planned()
 	m := MergeRuns(inputs(all, 3, 1, 3))
