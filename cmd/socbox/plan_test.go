@@ -188,6 +188,17 @@ func TestReportMerge(t *testing.T) {
 	require.Equal(t, exitCode(1), err)
 	require.Contains(t, stdout, "DUPLICATED: 2 units have more than one result:\n  raspi3b/debian-trixie/arch: "+shards[1]+", "+shards[1]+"\n")
 
+	// A directory without results.json (a job that died before its plan)
+	// is passed over, and said so.
+	empty := filepath.Join(root, "died")
+	require.NoError(t, os.MkdirAll(empty, 0o755))
+	stdout, stderr, err = socbox(t, cancelled(), "report", "merge", "-o", filepath.Join(root, "m6"), shards[0], shards[1], shards[2], empty)
+	require.NoError(t, err, stderr)
+	require.Contains(t, stdout, "note: "+empty+" has no results.json")
+	_, stderr, err = socbox(t, cancelled(), "report", "merge", "-o", filepath.Join(root, "m7"), empty)
+	require.Equal(t, exitCode(2), err)
+	require.Contains(t, stderr, "no results.json in "+empty)
+
 	// Merged results merge again with what came late.
 	_, stderr, err = socbox(t, cancelled(), "report", "merge", "-o", filepath.Join(root, "m4"), filepath.Join(root, "m2"), shards[1])
 	require.NoError(t, err, stderr)

@@ -92,10 +92,17 @@ func cmdReportMerge(args []string, stdout, stderr io.Writer) error {
 	}
 	var ins []input
 	var errs []error
+	var skipped []string
 	for _, arg := range fs.Args() {
 		p := arg
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
 			p = filepath.Join(p, "results.json")
+			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+				// A CI job that died before its run planned anything
+				// may still have uploaded its logs.
+				skipped = append(skipped, arg)
+				continue
+			}
 		}
 		abs, err := filepath.Abs(p)
 		if err != nil {
@@ -127,7 +134,14 @@ func cmdReportMerge(args []string, stdout, stderr io.Writer) error {
 		}
 		merge = append(merge, report.MergeInput{Name: in.path, Run: in.run})
 	}
+	if len(merge) == 0 {
+		fmt.Fprintf(stderr, "socbox report merge: no results.json in %s\n", strings.Join(skipped, ", "))
+		return exitCode(2)
+	}
 	run := report.MergeRuns(merge)
+	for _, s := range skipped {
+		run.Merge.Notes = append(run.Merge.Notes, fmt.Sprintf("%s has no results.json (a run that stopped before it planned anything): passed over", s))
+	}
 	if err := writeReports(run, outDir); err != nil {
 		return fmt.Errorf("report merge: write results: %w", err)
 	}
