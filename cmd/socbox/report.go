@@ -174,8 +174,12 @@ func logLabel(dir string, i int, used map[string]bool) string {
 func printMerge(w io.Writer, run *report.Run, dir string) {
 	m := run.Merge
 	c := run.Counts()
-	fmt.Fprintf(w, "merged %d results: %d units planned, %d boards; %d passed, %d failed, %d errors\n",
+	fmt.Fprintf(w, "merged %d results: %d units planned, %d boards; %d passed, %d failed, %d errors",
 		len(m.From), len(run.Plan.Units), len(run.Boards), c.Passed, c.Failed, c.Errors)
+	if c.NotApplicable > 0 {
+		fmt.Fprintf(w, ", %d not applicable", c.NotApplicable)
+	}
+	fmt.Fprintln(w)
 	for _, f := range m.From {
 		shard := ""
 		if s := f.Shard.String(); s != "" {
