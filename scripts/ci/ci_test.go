@@ -265,7 +265,7 @@ func TestKubernetesJobIndexesAreShards(t *testing.T) {
 // The README explains each of them.
 func TestREADMENamesTheCIExamples(t *testing.T) {
 	readme := string(read(t, filepath.Join("..", "..", "README.md")))
-	for _, f := range []string{"examples/ci/github/nightly.yml", "examples/ci/gitlab/.gitlab-ci.yml", "examples/ci/kubernetes/nightly-job.yaml"} {
+	for _, f := range []string{"scripts/ci/github/nightly.yml", "scripts/ci/gitlab/.gitlab-ci.yml", "scripts/ci/kubernetes/nightly-job.yaml"} {
 		require.True(t, strings.Contains(readme, f), "README.md names %s", f)
 		require.FileExists(t, filepath.Join("..", "..", f))
 	}
