@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -200,7 +202,7 @@ func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
 			res, err := svc.Stop(context.WithoutCancel(ctx))
 			c := s.Services[i]
 			rs := report.Service{Name: svc.Name, Image: c.Image, Command: c.Cmd, IP: svc.IP(),
-				ExitCode: res.ExitCode, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}
+				ExitCode: res.ExitCode, Stdout: string(res.Stdout), Stderr: string(res.Stderr), Truncated: res.Truncated}
 			if rs.Image == "" {
 				rs.Image = b.BusyboxImage
 			}
@@ -241,6 +243,7 @@ func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
 		return fail("container did not run", err)
 	}
 	out.ExitCode, out.Stdout, out.Stderr = res.ExitCode, string(res.Stdout), string(res.Stderr)
+	out.Truncated = res.Truncated
 	out.Failures = append(out.Failures, b.check(s.Expect, res)...)
 	if len(res.Files) > 0 {
 		out.Files = map[string]string{}
@@ -406,7 +409,25 @@ func (b *Board) check(e Expect, res ContainerResult) []string {
 	if e.MaxDuration > 0 && res.Duration > e.MaxDuration {
 		f = append(f, fmt.Sprintf("took %s, at most %s allowed", res.Duration.Round(time.Millisecond), e.MaxDuration))
 	}
+	if len(f) > 0 {
+		// What failed may have failed on a head only.
+		for _, what := range slices.Sorted(maps.Keys(res.Truncated)) {
+			f = append(f, fmt.Sprintf("%s was cut: %d bytes, of which the checks saw the first %d (raise Container.OutputLimit to see more)",
+				what, res.Truncated[what], len(truncatedData(res, what))))
+		}
+	}
 	return f
+}
+
+// truncatedData is what res holds of what, one of its Truncated keys.
+func truncatedData(res ContainerResult, what string) []byte {
+	switch what {
+	case "stdout":
+		return res.Stdout
+	case "stderr":
+		return res.Stderr
+	}
+	return res.Files[what]
 }
 
 func sha256Hex(b []byte) string {

@@ -116,3 +116,14 @@ func TestCheckHTTPTimesOut(t *testing.T) {
 	require.Len(t, f, 1)
 	require.Less(t, time.Since(start), 5*time.Second)
 }
+
+func TestScenarioSaysOutputWasCut(t *testing.T) {
+	b := &Board{}
+	res := ContainerResult{Stdout: []byte("y\ny\n"), Truncated: map[string]int64{"stdout": 40000000}}
+	require.Empty(t, b.check(Expect{StdoutRegex: "^y"}, res), "a check the head passes passes")
+	f := b.check(Expect{Stdout: new(string)}, res)
+	require.Equal(t, []string{
+		`stdout "y\ny\n", want ""`,
+		"stdout was cut: 40000000 bytes, of which the checks saw the first 4 (raise Container.OutputLimit to see more)",
+	}, f)
+}

@@ -314,7 +314,8 @@ func TailFile(path string, n int) []string {
 	if st, err := f.Stat(); err == nil && st.Size() > window {
 		_, _ = f.Seek(st.Size()-window, io.SeekStart)
 	}
-	b, _ := io.ReadAll(f)
+	// The guest may still be writing: read the window, not what it grew to.
+	b, _ := io.ReadAll(io.LimitReader(f, window))
 	s := strings.ReplaceAll(string(b), "\r", "")
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {

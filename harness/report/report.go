@@ -125,6 +125,10 @@ type Scenario struct {
 	Services []Service `json:"services,omitempty"`
 	// Files are the files the container left that the scenario checked.
 	Files map[string]string `json:"files,omitempty"`
+	// Truncated names the output cut at the container's output limit
+	// ("stdout", "stderr" or a file's path) with its whole size in bytes:
+	// Stdout, Stderr and Files hold only its head.
+	Truncated map[string]int64 `json:"truncated,omitempty"`
 }
 
 // Service is what one of a scenario's background containers did.
@@ -136,6 +140,8 @@ type Service struct {
 	ExitCode int      `json:"exit_code"`
 	Stdout   string   `json:"stdout"`
 	Stderr   string   `json:"stderr"`
+	// Truncated is as in Scenario.
+	Truncated map[string]int64 `json:"truncated,omitempty"`
 }
 
 // Passed reports whether every board got ready, every scenario passed and,

@@ -112,7 +112,10 @@ func (r *Runtime) copyIn(ctx context.Context, key string, files []File) error {
 // copyOut reads regular files from the container's root filesystem as the
 // container left it: a read-only overlay of its layers is mounted in the
 // guest for the copy. Files that are not there are missing from the map.
-func (r *Runtime) copyOut(ctx context.Context, key string, paths []string) (map[string][]byte, error) {
+// Each is read up to limit bytes; a tar stream larger than the files' heads
+// allow is cut, and what it held past the cut is lost (the files that were
+// read up to then are kept, the last one marked cut).
+func (r *Runtime) copyOut(ctx context.Context, key string, paths []string, limit int64) (map[string]sshx.Head, error) {
 	d, err := r.rootfs(ctx, key)
 	if err != nil {
 		return nil, err
@@ -132,18 +135,20 @@ func (r *Runtime) copyOut(ctx context.Context, key string, paths []string) (map[
 (cd "$m" && tar -cf - --ignore-failed-read -- %s 2>/dev/null)
 umount "$m"; rmdir "$m"; true`, lower, strings.Join(rel, " "))
 	}
-	res, err := r.sh.Run(ctx, cmd)
+	// Each file's head and its tar headers (long names take a few KiB).
+	res, err := r.sh.Run(ctx, cmd, sshx.WithOutputLimit(int64(len(paths))*(limit+tarOverhead)))
 	if err == nil && res.ExitCode != 0 {
 		err = fmt.Errorf("exit status %d: %s", res.ExitCode, bytes.TrimSpace(res.Stderr))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("copy files out of the container: %w", err)
 	}
-	out := map[string][]byte{}
+	cut := res.StdoutSize > int64(len(res.Stdout))
+	out := map[string]sshx.Head{}
 	tr := tar.NewReader(bytes.NewReader(res.Stdout))
 	for {
 		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || (err != nil && cut) {
 			break
 		}
 		if err != nil {
@@ -152,11 +157,20 @@ umount "$m"; rmdir "$m"; true`, lower, strings.Join(rel, " "))
 		if hdr.Typeflag != tar.TypeReg {
 			continue
 		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
+		name := "/" + strings.TrimPrefix(path.Clean(hdr.Name), "./")
+		// hdr.Size is the guest's word: it only goes into the report.
+		b, err := io.ReadAll(io.LimitReader(tr, limit))
+		if err != nil && !cut {
 			return nil, fmt.Errorf("copy files out of the container: %w", err)
 		}
-		out["/"+strings.TrimPrefix(path.Clean(hdr.Name), "./")] = b
+		out[name] = sshx.Head{Data: b, Size: max(hdr.Size, int64(len(b)))}
+		if err != nil {
+			break // the stream was cut inside this file
+		}
 	}
 	return out, nil
 }
+
+// tarOverhead is what tar adds to a file: its header, long-name and pax
+// records, and padding.
+const tarOverhead = 16 << 10

@@ -37,9 +37,9 @@ type Shell interface {
 	Run(ctx context.Context, cmd string, opts ...sshx.RunOption) (sshx.Result, error)
 	Upload(ctx context.Context, r io.Reader, remotePath string, mode os.FileMode) error
 	Download(ctx context.Context, remotePath string, w io.Writer) error
-	// ReadAndTruncate returns the content of each file, in order, and
-	// empties them once all were read.
-	ReadAndTruncate(ctx context.Context, paths ...string) ([][]byte, error)
+	// ReadAndTruncate returns the head of each file, in order, at most
+	// limit bytes of each, and empties them once all were read.
+	ReadAndTruncate(ctx context.Context, limit int64, paths ...string) ([]sshx.Head, error)
 	DialUnix(ctx context.Context, path string) (net.Conn, error)
 }
 

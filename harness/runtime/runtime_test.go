@@ -236,6 +236,27 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 
+	t.Run("output is cut at the limit", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, OutputLimit: 1 << 20, Collect: []string{"/big", "/small"}, Cmd: []string{"sh", "-c",
+			"yes | head -c 3000000; echo small >&2; yes | head -c 2000000 > /big; echo small > /small"}})
+		require.NoError(t, err)
+		require.Len(t, res.Stdout, 1<<20)
+		require.Equal(t, "y\ny\n", string(res.Stdout[:4]))
+		require.Len(t, res.Files["/big"], 1<<20)
+		require.Equal(t, "small\n", string(res.Stderr))
+		require.Equal(t, "small\n", string(res.Files["/small"]))
+		require.Equal(t, map[string]int64{"stdout": 3000000, "/big": 2000000}, res.Truncated)
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("a flood of output stops at the default limit", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "yes | head -c 40000000"}})
+		require.NoError(t, err)
+		require.Len(t, res.Stdout, sshx.DefaultOutputLimit)
+		require.EqualValues(t, 40000000, res.Truncated["stdout"])
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
 	t.Run("both streams large at once", func(t *testing.T) {
 		var want strings.Builder
 		for i := 1; i <= 100000; i++ {
