@@ -417,7 +417,7 @@ func (b *Board) prepareImage(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	} else if err := privateDir(dir); err != nil {
 		return err
 	}
 	b.RunDir = dir
@@ -438,7 +438,11 @@ func (b *Board) createOverlay(ctx context.Context) error {
 			size = p
 		}
 	}
-	return images.CreateOverlay(ctx, b.Image, filepath.Join(b.RunDir, "disk.qcow2"), size)
+	overlay := filepath.Join(b.RunDir, "disk.qcow2")
+	if err := images.CreateOverlay(ctx, b.Image, overlay, size); err != nil {
+		return err
+	}
+	return os.Chmod(overlay, privateFileMode)
 }
 
 // freePort asks the kernel for a free port on 127.0.0.1. Another process may
@@ -494,7 +498,7 @@ func (b *Board) launch(ctx context.Context, cfg qemu.Config) error {
 		}
 		b.Machine = m
 		b.Endpoint = sshx.Endpoint{Host: "127.0.0.1", Port: port, User: b.Image.User}
-		return os.WriteFile(filepath.Join(b.RunDir, "qemu.cmdline"), []byte(m.CommandLine()+"\n"), 0o644)
+		return os.WriteFile(filepath.Join(b.RunDir, "qemu.cmdline"), []byte(m.CommandLine()+"\n"), privateFileMode)
 	}
 	return lastErr
 }

@@ -81,7 +81,11 @@ func (b *Board) snapshotDir(cfg qemu.Config) (string, error) {
 	}
 	b.snapInputs = in
 	blob, _ := json.Marshal(in)
-	return filepath.Join(cache, "snapshots", b.Profile.Slug+"-"+shortHash(blob)), nil
+	parent := filepath.Join(cache, "snapshots")
+	if err := privateDir(parent); err != nil {
+		return "", err
+	}
+	return filepath.Join(parent, b.Profile.Slug+"-"+shortHash(blob)), nil
 }
 
 func snapshotReady(dir string) bool {
@@ -121,20 +125,29 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 		meta.StateMiB = float64(st.Size()) / (1 << 20)
 	}
 	blob, _ := json.MarshalIndent(meta, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmp, "snapshot.json"), blob, 0o644); err != nil {
-		return err
-	}
-	_ = os.Chmod(tmp, 0o755)
-	for _, f := range []string{"vmstate", "disk.qcow2"} {
-		_ = os.Chmod(filepath.Join(tmp, f), 0o444)
-	}
-	_ = os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := publishSnapshot(tmp, dir, "snapshot.json", blob, "vmstate", "disk.qcow2"); err != nil {
 		return err
 	}
 	b.logf("snapshot: saved %.0f MiB of machine state in %.1fs (%s)", meta.StateMiB, meta.SaveSec, dir)
 	b.pruneSuperseded(dir)
 	return b.reconnect(ctx)
+}
+
+// publishSnapshot writes the snapshot's metadata into tmp (made by
+// MkdirTemp, so 0700), makes its files read-only for their owner alone and
+// renames tmp to dir, in place of what was there. The metadata is written
+// last: a directory without it is not a snapshot.
+func publishSnapshot(tmp, dir, metaName string, meta []byte, files ...string) error {
+	for _, f := range files {
+		if err := os.Chmod(filepath.Join(tmp, f), frozenFileMode); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, metaName), meta, privateFileMode); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(dir)
+	return os.Rename(tmp, dir)
 }
 
 // copyOverlayAndResume copies the paused guest's overlay into dir, then
@@ -232,13 +245,7 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	}
 	meta := snapshotMeta{Inputs: b.snapInputs, CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds(), DiskOnly: true, SerialSSH: serialSSH}
 	blob, _ := json.MarshalIndent(meta, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmp, "disk.json"), blob, 0o644); err != nil {
-		return err
-	}
-	_ = os.Chmod(filepath.Join(tmp, "disk.qcow2"), 0o444)
-	_ = os.Chmod(tmp, 0o755)
-	_ = os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := publishSnapshot(tmp, dir, "disk.json", blob, "disk.qcow2"); err != nil {
 		return err
 	}
 	b.logf("snapshot: kept the provisioned disk in %.1fs (%s); this board cannot save its machine state with its NIC", meta.SaveSec, dir)
