@@ -169,6 +169,10 @@ func (b *Board) connectContainerd(ctx context.Context) (*ctrd.Runtime, string, e
 	if b.opts.crun {
 		opts = append(opts, ctrd.WithOCIRuntime(crunPath))
 	}
+	if b.Target != nil {
+		// A real board: other sessions may be using it right now.
+		opts = append(opts, ctrd.WithSharedGuest())
+	}
 	rt, err := ctrd.Connect(ctx, b.SSH, opts...)
 	if err != nil {
 		return nil, "", err
