@@ -413,8 +413,8 @@ func sshAgent() ([]ssh.Signer, func()) {
 // target and what picks its board profile. Each part may be missing on a
 // board without it (no dpkg, no device tree).
 const factsCommand = `echo "kernel=$(uname -r)"; echo "machine=$(uname -m)"; ` +
-	`echo "hostname=$(hostname 2>/dev/null || cat /etc/hostname)"; echo "uid=$(id -u)"; ` +
-	`(. /etc/os-release 2>/dev/null; echo "os=$PRETTY_NAME"; echo "suite=$VERSION_CODENAME"); ` +
+	`echo "hostname=$(cat /proc/sys/kernel/hostname)"; echo "uid=$(id -u)"; ` +
+	`(` + readOSRelease + `; echo "os=$PRETTY_NAME"; echo "suite=$VERSION_CODENAME"); ` +
 	`echo "arch=$(dpkg --print-architecture 2>/dev/null)"; ` +
 	`echo "model=$(tr -d '\000' < /proc/device-tree/model 2>/dev/null)"`
 

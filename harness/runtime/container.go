@@ -55,7 +55,8 @@ type Container struct {
 	// cgroup; swap is not allowed on top. Zero means no limit.
 	MemoryLimit int64
 	// HostNetwork runs the container in the guest's network namespace,
-	// with the guest's /etc/hosts and /etc/resolv.conf.
+	// with copies of the guest's /etc/hosts and /etc/resolv.conf (a
+	// default /etc/hosts where the guest has none, as Docker writes).
 	HostNetwork bool
 	// Network puts the container on a bridge network (see CreateNetwork)
 	// instead of a namespace of its own with only loopback.
@@ -303,6 +304,12 @@ func (rc *Running) create(ctx context.Context) error {
 		rc.res.IP = a.ip.String()
 		rc.cleanups = append(rc.cleanups, func(ctx context.Context) error { return c.Network.detach(ctx, id, c.Name) })
 		rc.phase("network")
+	} else if c.HostNetwork {
+		a, err := r.hostNetwork(ctx)
+		if err != nil {
+			return err
+		}
+		att = &a
 	}
 
 	specOpts := append(containerSpecOpts(image, c, r.platform, att), recordCgroupsPath(&rc.cgroupsPath))

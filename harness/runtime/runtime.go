@@ -172,6 +172,10 @@ type Runtime struct {
 	outputs []guestOutput
 	// sandbox is the shim keeper's ID while it runs (see KeepShimWarm).
 	sandbox string
+	// hostFiles are the files host-network containers mount, once made.
+	hostFiles attachment
+	// etcDir is where the guest's hosts and resolv.conf are: /etc.
+	etcDir string
 	// ownKeeper is the keeper this Runtime started, the only one
 	// StopShimKeeper removes.
 	ownKeeper   string
@@ -232,6 +236,7 @@ func Connect(ctx context.Context, sh Shell, opts ...Option) (*Runtime, error) {
 		stateDir:    o.stateDir,
 		ociRuntime:  o.ociRuntime,
 		sharedGuest: o.sharedGuest,
+		etcDir:      "/etc",
 	}
 	// grpc.NewClient connects lazily: ask for the version now so that a
 	// daemon that is not there fails here, with a hint, and not in the

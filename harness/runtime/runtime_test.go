@@ -294,6 +294,23 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		require.True(t, strings.HasSuffix(string(host.Stdout), "resolv\n"), string(host.Stderr))
 	})
 
+	t.Run("host network on a guest without /etc/hosts", func(t *testing.T) {
+		// A minimal Debian root has no /etc/hosts, and may have a
+		// resolv.conf that points nowhere.
+		etc := t.TempDir()
+		require.NoError(t, os.Symlink("/run/systemd/resolve/nowhere.conf", filepath.Join(etc, "resolv.conf")))
+		other, err := Connect(ctx, r.sh, WithSocket(d.socket), WithStateDir(filepath.Join(t.TempDir(), "state")))
+		require.NoError(t, err)
+		defer other.Close()
+		other.etcDir = etc
+		res, err := other.Run(ctx, Container{Image: name, HostNetwork: true,
+			Cmd: []string{"sh", "-c", "cat /etc/hosts; echo ---; cat /etc/resolv.conf"}})
+		require.NoError(t, err)
+		hostname, err := os.ReadFile("/proc/sys/kernel/hostname")
+		require.NoError(t, err)
+		require.Equal(t, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t"+string(hostname)+"---\n", string(res.Stdout), string(res.Stderr))
+	})
+
 	t.Run("memory limit, not reached", func(t *testing.T) {
 		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"echo", "ok"}, MemoryLimit: 64 << 20})
 		require.NoError(t, err)
