@@ -503,10 +503,21 @@ func (b *Board) launch(ctx context.Context, cfg qemu.Config) error {
 	return lastErr
 }
 
+// sshdFailed are the console lines of systemd giving up on the guest's
+// sshd: Debian's unit, as systemd ≥ 252 and older ones name it.
+var sshdFailed = []string{"Failed to start ssh.service", "Failed to start OpenBSD Secure Shell server"}
+
 // consoleProblem looks for the console lines that mean the boot is lost.
 func (b *Board) consoleProblem() error {
-	if b.usbNICAtBoot() && qemu.HeadContains(qemu.SerialLog(b.RunDir, b.consolePort()), 1<<20, "unable to enumerate USB device") {
+	log := qemu.SerialLog(b.RunDir, b.consolePort())
+	if b.usbNICAtBoot() && qemu.HeadContains(log, 1<<20, "unable to enumerate USB device") {
 		return ErrUSBNICLost
+	}
+	// From the head: the line is early in the boot and may have scrolled
+	// out of the tail by the time it is looked for.
+	if l := qemu.HeadLine(log, 1<<20, sshdFailed...); l != "" {
+		return fmt.Errorf("%w: the console says %q; see %s for why (missing host keys are the usual cause: run ssh-keygen -A in the image)",
+			ErrSSHDFailed, strings.TrimSpace(l), log)
 	}
 	for _, l := range b.Machine.ConsoleTail(b.consolePort(), 60) {
 		switch {

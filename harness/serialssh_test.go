@@ -98,3 +98,25 @@ func TestConsoleProblemUSBNICLost(t *testing.T) {
 	b.serialSSH = filepath.Join(dir, "ssh-serial.sock")
 	require.False(t, b.usbNICAtBoot(), "the NIC-less boot has no USB NIC to lose")
 }
+
+func TestConsoleProblemSSHDFailed(t *testing.T) {
+	for _, line := range []string{
+		"[FAILED] Failed to start ssh.service - OpenBSD Secure Shell server.",
+		"[FAILED] Failed to start OpenBSD Secure Shell server.",
+	} {
+		p, err := boards.Lookup("raspi4b")
+		require.NoError(t, err)
+		dir := t.TempDir()
+		b := &Board{Profile: p, RunDir: dir, Machine: &qemu.Machine{}}
+		log := qemu.SerialLog(dir, b.consolePort())
+		require.NoError(t, os.WriteFile(log, []byte("[  OK  ] Started systemd-logind.service.\r\n"+line+"\r\n"), 0o644))
+		err = b.consoleProblem()
+		require.ErrorIs(t, err, ErrSSHDFailed)
+		require.ErrorContains(t, err, line)
+		require.ErrorContains(t, err, log, "points at the console log")
+
+		// Early in the boot: still found once it has scrolled out of the tail.
+		require.NoError(t, os.WriteFile(log, []byte(line+"\n"+strings.Repeat("[  OK  ] Reached target.\n", 200)), 0o644))
+		require.ErrorIs(t, b.consoleProblem(), ErrSSHDFailed)
+	}
+}
