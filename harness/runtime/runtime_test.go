@@ -329,6 +329,17 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 
+	t.Run("files keep the modes of the directories they go into", func(t *testing.T) {
+		// /tmp is 1777 in the image: a file put there must not make it
+		// 0755 in the container, and missing parents are made as mkdir -p
+		// makes them.
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"stat", "-c", "%a %n", "/tmp", "/tmp/sub", "/etc", "/new", "/new/dir"},
+			Files: []File{{Path: "/tmp/sub/x", Content: []byte("x")}, {Path: "/etc/x", Content: []byte("x")}, {Path: "/new/dir/y", Content: []byte("y")}}})
+		require.NoError(t, err)
+		require.Equal(t, "1777 /tmp\n755 /tmp/sub\n755 /etc\n755 /new\n755 /new/dir\n", string(res.Stdout), string(res.Stderr))
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
 	t.Run("a restart keeps the root filesystem", func(t *testing.T) {
 		res, err := r.Run(ctx, Container{Image: name, Restarts: 2, Cmd: []string{"sh", "-c",
 			"echo run >> /runs; wc -l < /runs; exit $(wc -l < /runs)"}})
