@@ -17,6 +17,7 @@ import (
 
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/qemu"
+	"github.com/socbox/socbox/harness/reclaim"
 	ctrd "github.com/socbox/socbox/harness/runtime"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
@@ -59,10 +60,13 @@ type Board struct {
 	snapInputs snapshotInputs
 	// releaseSlot gives the host slot back on Close.
 	releaseSlot func()
-	opts        options
-	logf        func(format string, args ...any)
-	archive     *debarchive.Client
-	signer      ssh.Signer
+	// releaseRunDir gives up the claim on a run directory socbox made
+	// (see reclaim): on Close, once it is removed or kept.
+	releaseRunDir func()
+	opts          options
+	logf          func(format string, args ...any)
+	archive       *debarchive.Client
+	signer        ssh.Signer
 
 	// bg is what Start and CreateNetwork left running.
 	bg containers
@@ -237,6 +241,7 @@ func (b *Board) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reclaimOnce.Do(func() { reclaimLeftovers(cache, b.logf) })
 	b.archive = &debarchive.Client{CacheDir: filepath.Join(cache, "debs"), Logf: b.logf}
 	b.KeyPath = filepath.Join(cache, "ssh", "id_ed25519")
 	b.signer, err = sshx.LoadOrCreateKey(b.KeyPath)
@@ -413,7 +418,9 @@ func (b *Board) prepareImage(ctx context.Context) error {
 	dir := b.opts.runDir
 	if dir == "" {
 		var err error
-		dir, err = os.MkdirTemp("", "socbox-"+b.Profile.Slug+"-")
+		// Claimed, so that a later run reclaims it if this process is
+		// killed before Close removes it.
+		dir, b.releaseRunDir, err = reclaim.MkdirTemp("", runDirPrefix+b.Profile.Slug+"-")
 		if err != nil {
 			return err
 		}
@@ -647,6 +654,9 @@ func (b *Board) Close() error {
 	keep := b.opts.keepRunDir || (b.opts.keepOnFailure && b.Err() != nil)
 	if b.RunDir != "" && !keep && b.opts.runDir == "" {
 		errs = append(errs, os.RemoveAll(b.RunDir))
+	}
+	if b.releaseRunDir != nil {
+		b.releaseRunDir()
 	}
 	if b.releaseSlot != nil {
 		b.releaseSlot()

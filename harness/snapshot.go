@@ -14,6 +14,7 @@ import (
 
 	"github.com/socbox/socbox/harness/ociimage"
 	"github.com/socbox/socbox/harness/qemu"
+	"github.com/socbox/socbox/harness/reclaim"
 	"github.com/socbox/socbox/images"
 )
 
@@ -97,10 +98,11 @@ func snapshotReady(dir string) bool {
 // the save and the copy of its overlay, then goes on; SSH is reconnected.
 func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 	start := time.Now()
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
+	tmp, release, err := reclaim.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer os.RemoveAll(tmp)
 	// No SSH or containerd connection may be inside the saved state: a
 	// restored guest would hold half-open sessions to a peer that is gone.
@@ -125,6 +127,7 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 		meta.StateMiB = float64(st.Size()) / (1 << 20)
 	}
 	blob, _ := json.MarshalIndent(meta, "", "  ")
+	release() // published, it is no longer this process's to reclaim
 	if err := publishSnapshot(tmp, dir, "snapshot.json", blob, "vmstate", "disk.qcow2"); err != nil {
 		return err
 	}
@@ -232,10 +235,11 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	if _, err := b.SSH.Output(ctx, "sync"); err != nil {
 		return fmt.Errorf("sync guest disk: %w", err)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
+	tmp, release, err := reclaim.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer os.RemoveAll(tmp)
 	if _, err := b.Machine.QMP(ctx, "stop", nil); err != nil {
 		return err
@@ -245,6 +249,7 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	}
 	meta := snapshotMeta{Inputs: b.snapInputs, CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds(), DiskOnly: true, SerialSSH: serialSSH}
 	blob, _ := json.MarshalIndent(meta, "", "  ")
+	release() // published, it is no longer this process's to reclaim
 	if err := publishSnapshot(tmp, dir, "disk.json", blob, "disk.qcow2"); err != nil {
 		return err
 	}

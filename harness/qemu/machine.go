@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
+
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // Logf receives the machine's progress and QEMU's own output, line by line.
@@ -62,7 +64,6 @@ func Start(ctx context.Context, cfg Config, logf Logf) (*Machine, error) {
 	m := &Machine{cfg: cfg, exe: exe, args: args, logf: logf, done: make(chan struct{})}
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = cfg.RunDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -71,7 +72,8 @@ func Start(ctx context.Context, cfg Config, logf Logf) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	// Its own process group and a parent-death signal: see proc.Start.
+	if err := proc.Start(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", exe, err)
 	}
 	m.cmd = cmd
