@@ -263,7 +263,7 @@ func (b *Board) start(ctx context.Context) error {
 		}
 		// Held while this process provisions the snapshot, so a second
 		// test process waits and then restores instead of booting too.
-		unlock, err := images.LockFile(dir+".lock", func() { b.logf("snapshot: waiting for another process provisioning %s", filepath.Base(dir)) })
+		unlock, err := images.LockFile(SnapshotLockFile(dir), func() { b.logf("snapshot: waiting for another process provisioning %s", filepath.Base(dir)) })
 		if err != nil {
 			return b.fail(StageImage, err, "")
 		}

@@ -280,6 +280,15 @@ func (b *Board) overlayOnProvisionedDisk(ctx context.Context, dir string) error 
 	return images.CreateOverlayOn(ctx, filepath.Join(dir, "disk.qcow2"), "qcow2", filepath.Join(b.RunDir, "disk.qcow2"), 0)
 }
 
+// SnapshotLockFile is the lock a process holds while it provisions, saves
+// or restores the snapshot in dir; a machine state saved on a provisioned
+// disk (dir-serial-…) shares the disk's. Whoever removes a snapshot takes
+// it first.
+func SnapshotLockFile(dir string) string {
+	base, _, _ := strings.Cut(filepath.Base(dir), "-serial-")
+	return filepath.Join(filepath.Dir(dir), base+".lock")
+}
+
 // pruneSuperseded removes the snapshots that the one just saved in saved
 // replaces, so that the cache does not grow with every socbox or QEMU
 // upgrade: those of the same board, image and containerd choice under
@@ -287,7 +296,8 @@ func (b *Board) overlayOnProvisionedDisk(ctx context.Context, dir string) error 
 // saved again (their disk changed under them). Other choices (a suite,
 // crun, WithSMP) are other images, containerd strings or -smp values and
 // stay. A board running
-// from a removed snapshot goes on: QEMU keeps its files open.
+// from a removed snapshot goes on: QEMU keeps its files open; one being
+// restored holds the snapshot's lock, and that snapshot is kept.
 func (b *Board) pruneSuperseded(saved string) {
 	parent, savedName := filepath.Dir(saved), filepath.Base(saved)
 	baseName, _, _ := strings.Cut(savedName, "-serial-")
@@ -306,10 +316,21 @@ func (b *Board) pruneSuperseded(saved string) {
 			stale = ok && in.Board == b.snapInputs.Board && in.Image == b.snapInputs.Image && in.Containerd == b.snapInputs.Containerd &&
 				argValue(in.Args, "-smp") == argValue(b.snapInputs.Args, "-smp")
 		}
-		if stale {
-			if err := os.RemoveAll(filepath.Join(parent, name)); err == nil {
-				b.logf("snapshot: removed %s, superseded by %s", name, savedName)
+		if !stale {
+			continue
+		}
+		// A restore holds the snapshot's lock; this process holds its own
+		// (the states on its disk share it).
+		if lock := SnapshotLockFile(filepath.Join(parent, name)); lock != SnapshotLockFile(saved) {
+			unlock, free := reclaim.TryLock(lock)
+			if !free {
+				b.logf("snapshot: kept %s, superseded by %s, while another process uses it", name, savedName)
+				continue
 			}
+			defer unlock()
+		}
+		if err := os.RemoveAll(filepath.Join(parent, name)); err == nil {
+			b.logf("snapshot: removed %s, superseded by %s", name, savedName)
 		}
 	}
 }

@@ -145,3 +145,21 @@ func SweepUnlocked(parent string) ([]string, error) {
 	}
 	return removed, errors.Join(errs...)
 }
+
+// TryLock takes the flock on the lock file path if nobody holds it, and
+// reports whether it did; a missing lock file is nobody's, and is taken
+// with nothing to unlock. It is the lock images.LockFile takes.
+func TryLock(path string) (unlock func(), ok bool) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return func() {}, true
+	}
+	if err != nil {
+		return nil, false
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		f.Close()
+		return nil, false
+	}
+	return func() { f.Close() }, true
+}
