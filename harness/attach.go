@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,9 +120,15 @@ func ParseTarget(target string) (sshx.Endpoint, error) {
 	if u.User.Username() == "" {
 		return bad("no user: write ssh://USER@%s, e.g. ssh://pi@%s", u.Host, u.Host)
 	}
+	if !targetUser.MatchString(u.User.Username()) {
+		return bad("user %q: use letters, digits and . _ - only, not starting with -", u.User.Username())
+	}
 	host := u.Hostname()
 	if host == "" {
 		return bad("no host: write ssh://%s@HOST[:PORT]", u.User.Username())
+	}
+	if !targetHost.MatchString(host) {
+		return bad("host %q: write a host name or an IP address", host)
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		rest := u.EscapedPath()
@@ -142,9 +149,19 @@ func ParseTarget(target string) (sshx.Endpoint, error) {
 	return sshx.Endpoint{Host: host, Port: port, User: u.User.Username()}, nil
 }
 
+// targetUser and targetHost are what a target's user and host may be. They
+// end up on ssh command lines that socbox prints for people to paste, so
+// nothing a shell or ssh would read as more than a name (an option's -, a
+// space, a ; or a $) gets through.
+var (
+	targetUser = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*$`)
+	targetHost = regexp.MustCompile(`^[A-Za-z0-9_.:%][A-Za-z0-9_.:%-]*$`) // names, IPv4, IPv6 with a zone
+)
+
 // targetURL is the canonical form of an endpoint as a target.
 func targetURL(ep sshx.Endpoint) string {
-	return "ssh://" + ep.User + "@" + net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))
+	u := url.URL{Scheme: "ssh", User: url.User(ep.User), Host: net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))}
+	return u.String()
 }
 
 // Attach logs in to a real board over SSH and brings it to containerd-ready
