@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -127,8 +128,8 @@ func ParseTarget(target string) (sshx.Endpoint, error) {
 	if host == "" {
 		return bad("no host: write ssh://%s@HOST[:PORT]", u.User.Username())
 	}
-	if !targetHost.MatchString(host) {
-		return bad("host %q: write a host name or an IP address", host)
+	if _, err := netip.ParseAddr(host); !targetHost.MatchString(host) || strings.Contains(host, ":") && err != nil {
+		return bad("host %q: write a host name or an IP address (IPv6 in brackets: ssh://USER@[fe80::1])", host)
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		rest := u.EscapedPath()
