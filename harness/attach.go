@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,9 +121,15 @@ func ParseTarget(target string) (sshx.Endpoint, error) {
 	if u.User.Username() == "" {
 		return bad("no user: write ssh://USER@%s, e.g. ssh://pi@%s", u.Host, u.Host)
 	}
+	if !targetUser.MatchString(u.User.Username()) {
+		return bad("user %q: use letters, digits and . _ - only, not starting with -", u.User.Username())
+	}
 	host := u.Hostname()
 	if host == "" {
 		return bad("no host: write ssh://%s@HOST[:PORT]", u.User.Username())
+	}
+	if _, err := netip.ParseAddr(host); !targetHost.MatchString(host) || strings.Contains(host, ":") && err != nil {
+		return bad("host %q: write a host name or an IP address (IPv6 in brackets: ssh://USER@[fe80::1])", host)
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		rest := u.EscapedPath()
@@ -142,9 +150,19 @@ func ParseTarget(target string) (sshx.Endpoint, error) {
 	return sshx.Endpoint{Host: host, Port: port, User: u.User.Username()}, nil
 }
 
+// targetUser and targetHost are what a target's user and host may be. They
+// end up on ssh command lines that socbox prints for people to paste, so
+// nothing a shell or ssh would read as more than a name (an option's -, a
+// space, a ; or a $) gets through.
+var (
+	targetUser = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*$`)
+	targetHost = regexp.MustCompile(`^[A-Za-z0-9_.:%][A-Za-z0-9_.:%-]*$`) // names, IPv4, IPv6 with a zone
+)
+
 // targetURL is the canonical form of an endpoint as a target.
 func targetURL(ep sshx.Endpoint) string {
-	return "ssh://" + ep.User + "@" + net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))
+	u := url.URL{Scheme: "ssh", User: url.User(ep.User), Host: net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))}
+	return u.String()
 }
 
 // Attach logs in to a real board over SSH and brings it to containerd-ready
@@ -413,8 +431,8 @@ func sshAgent() ([]ssh.Signer, func()) {
 // target and what picks its board profile. Each part may be missing on a
 // board without it (no dpkg, no device tree).
 const factsCommand = `echo "kernel=$(uname -r)"; echo "machine=$(uname -m)"; ` +
-	`echo "hostname=$(hostname 2>/dev/null || cat /etc/hostname)"; echo "uid=$(id -u)"; ` +
-	`(. /etc/os-release 2>/dev/null; echo "os=$PRETTY_NAME"; echo "suite=$VERSION_CODENAME"); ` +
+	`echo "hostname=$(cat /proc/sys/kernel/hostname)"; echo "uid=$(id -u)"; ` +
+	`(` + readOSRelease + `; echo "os=$PRETTY_NAME"; echo "suite=$VERSION_CODENAME"); ` +
 	`echo "arch=$(dpkg --print-architecture 2>/dev/null)"; ` +
 	`echo "model=$(tr -d '\000' < /proc/device-tree/model 2>/dev/null)"`
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -373,4 +374,51 @@ func TestTargetReportAndSSHCommand(t *testing.T) {
 		Kernel: "6.12.47+rpt-rpi-v8", Machine: "aarch64", Model: "Raspberry Pi 4 Model B Rev 1.4", Identity: "/keys/pi key",
 		ProfileFrom: "named with --board"}, r.Target)
 	require.NoError(t, b.Close(), "a board without a machine closes cleanly")
+}
+
+func TestParseTargetRefusesNamesThatAreNotNames(t *testing.T) {
+	for _, in := range []string{
+		"ssh://-oProxyCommand=touch%20x@rpi.local", // an option to ssh, not a user
+		"ssh://pi@-oProxyCommand=x",
+		"ssh://pi%0A@rpi.local",
+		"ssh://pi;reboot@rpi.local",
+		"ssh://pi@rpi.local%0A",
+		"ssh://pi@rpi$(id).local",
+	} {
+		_, err := ParseTarget(in)
+		require.Error(t, err, in)
+		require.ErrorContains(t, err, "target ", in)
+	}
+}
+
+// FuzzParseTarget: a target that parses is a plain user and host that a
+// shell or ssh's command line cannot take for anything else, and its
+// canonical URL parses back to the same endpoint.
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{
+		"ssh://pi@raspberrypi.local", "ssh://root@192.168.1.50:2222", "ssh://root@[fe80::1]:22/",
+		"ssh://root@[fe80::1%25eth0]:22", "ssh://pi:pw@h", "pi@h", "ssh://pi@h/x?y#z", "ssh://%2d@h", "ssh://pi@h:65536",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		ep, err := ParseTarget(in)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "target ") {
+				t.Fatalf("error %q does not name the target", err)
+			}
+			return
+		}
+		for _, s := range []string{ep.User, ep.Host} {
+			if s == "" || strings.HasPrefix(s, "-") || strings.ContainsFunc(s, func(r rune) bool {
+				return r <= ' ' || r >= 0x7f || strings.ContainsRune("'\"`$;&|<>()\\*?!{}[]~#", r)
+			}) {
+				t.Fatalf("%q parsed to %+v", in, ep)
+			}
+		}
+		back, err := ParseTarget(targetURL(ep))
+		if err != nil || back != ep {
+			t.Fatalf("%q: %s parses back to %+v, %v", in, targetURL(ep), back, err)
+		}
+	})
 }

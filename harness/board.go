@@ -17,6 +17,7 @@ import (
 
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/qemu"
+	"github.com/socbox/socbox/harness/reclaim"
 	ctrd "github.com/socbox/socbox/harness/runtime"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
@@ -59,10 +60,13 @@ type Board struct {
 	snapInputs snapshotInputs
 	// releaseSlot gives the host slot back on Close.
 	releaseSlot func()
-	opts        options
-	logf        func(format string, args ...any)
-	archive     *debarchive.Client
-	signer      ssh.Signer
+	// releaseRunDir gives up the claim on a run directory socbox made
+	// (see reclaim): on Close, once it is removed or kept.
+	releaseRunDir func()
+	opts          options
+	logf          func(format string, args ...any)
+	archive       *debarchive.Client
+	signer        ssh.Signer
 
 	// bg is what Start and CreateNetwork left running.
 	bg containers
@@ -237,6 +241,7 @@ func (b *Board) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reclaimOnce.Do(func() { reclaimLeftovers(cache, b.logf) })
 	b.archive = &debarchive.Client{CacheDir: filepath.Join(cache, "debs"), Logf: b.logf}
 	b.KeyPath = filepath.Join(cache, "ssh", "id_ed25519")
 	b.signer, err = sshx.LoadOrCreateKey(b.KeyPath)
@@ -258,7 +263,7 @@ func (b *Board) start(ctx context.Context) error {
 		}
 		// Held while this process provisions the snapshot, so a second
 		// test process waits and then restores instead of booting too.
-		unlock, err := images.LockFile(dir+".lock", func() { b.logf("snapshot: waiting for another process provisioning %s", filepath.Base(dir)) })
+		unlock, err := images.LockFile(SnapshotLockFile(dir), func() { b.logf("snapshot: waiting for another process provisioning %s", filepath.Base(dir)) })
 		if err != nil {
 			return b.fail(StageImage, err, "")
 		}
@@ -413,11 +418,13 @@ func (b *Board) prepareImage(ctx context.Context) error {
 	dir := b.opts.runDir
 	if dir == "" {
 		var err error
-		dir, err = os.MkdirTemp("", "socbox-"+b.Profile.Slug+"-")
+		// Claimed, so that a later run reclaims it if this process is
+		// killed before Close removes it.
+		dir, b.releaseRunDir, err = reclaim.MkdirTemp("", runDirPrefix+b.Profile.Slug+"-")
 		if err != nil {
 			return err
 		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	} else if err := privateDir(dir); err != nil {
 		return err
 	}
 	b.RunDir = dir
@@ -438,7 +445,11 @@ func (b *Board) createOverlay(ctx context.Context) error {
 			size = p
 		}
 	}
-	return images.CreateOverlay(ctx, b.Image, filepath.Join(b.RunDir, "disk.qcow2"), size)
+	overlay := filepath.Join(b.RunDir, "disk.qcow2")
+	if err := images.CreateOverlay(ctx, b.Image, overlay, size); err != nil {
+		return err
+	}
+	return os.Chmod(overlay, privateFileMode)
 }
 
 // freePort asks the kernel for a free port on 127.0.0.1. Another process may
@@ -494,15 +505,26 @@ func (b *Board) launch(ctx context.Context, cfg qemu.Config) error {
 		}
 		b.Machine = m
 		b.Endpoint = sshx.Endpoint{Host: "127.0.0.1", Port: port, User: b.Image.User}
-		return os.WriteFile(filepath.Join(b.RunDir, "qemu.cmdline"), []byte(m.CommandLine()+"\n"), 0o644)
+		return os.WriteFile(filepath.Join(b.RunDir, "qemu.cmdline"), []byte(m.CommandLine()+"\n"), privateFileMode)
 	}
 	return lastErr
 }
 
+// sshdFailed are the console lines of systemd giving up on the guest's
+// sshd: Debian's unit, as systemd ≥ 252 and older ones name it.
+var sshdFailed = []string{"Failed to start ssh.service", "Failed to start OpenBSD Secure Shell server"}
+
 // consoleProblem looks for the console lines that mean the boot is lost.
 func (b *Board) consoleProblem() error {
-	if b.usbNICAtBoot() && qemu.HeadContains(qemu.SerialLog(b.RunDir, b.consolePort()), 1<<20, "unable to enumerate USB device") {
+	log := qemu.SerialLog(b.RunDir, b.consolePort())
+	if b.usbNICAtBoot() && qemu.HeadContains(log, 1<<20, "unable to enumerate USB device") {
 		return ErrUSBNICLost
+	}
+	// From the head: the line is early in the boot and may have scrolled
+	// out of the tail by the time it is looked for.
+	if l := qemu.HeadLine(log, 1<<20, sshdFailed...); l != "" {
+		return fmt.Errorf("%w: the console says %q; see %s for why (missing host keys are the usual cause: run ssh-keygen -A in the image)",
+			ErrSSHDFailed, strings.TrimSpace(l), log)
 	}
 	for _, l := range b.Machine.ConsoleTail(b.consolePort(), 60) {
 		switch {
@@ -632,6 +654,9 @@ func (b *Board) Close() error {
 	keep := b.opts.keepRunDir || (b.opts.keepOnFailure && b.Err() != nil)
 	if b.RunDir != "" && !keep && b.opts.runDir == "" {
 		errs = append(errs, os.RemoveAll(b.RunDir))
+	}
+	if b.releaseRunDir != nil {
+		b.releaseRunDir()
 	}
 	if b.releaseSlot != nil {
 		b.releaseSlot()

@@ -124,17 +124,22 @@ func tailString(b []byte, n int) string {
 	return s
 }
 
+// readOSRelease sources the guest's os-release: /etc/os-release, or
+// /usr/lib/os-release where an image lacks the first (os-release(5) names
+// both). Sourcing a missing file would end the shell.
+const readOSRelease = `if [ -r /etc/os-release ]; then . /etc/os-release; elif [ -r /usr/lib/os-release ]; then . /usr/lib/os-release; fi`
+
 // guestInfo reads the guest's Debian suite, architecture and installed
 // packages.
 func guestInfo(ctx context.Context, sh *sshx.Client) (GuestInfo, error) {
-	out, err := sh.Output(ctx, `. /etc/os-release; echo "${VERSION_CODENAME}"; dpkg --print-architecture; `+
+	out, err := sh.Output(ctx, readOSRelease+`; echo "${VERSION_CODENAME}"; dpkg --print-architecture; `+
 		`dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n'`)
 	if err != nil {
 		return GuestInfo{}, fmt.Errorf("read guest OS: %w", err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) < 2 || lines[0] == "" {
-		return GuestInfo{}, fmt.Errorf("read guest OS: no VERSION_CODENAME in /etc/os-release (is this a Debian-based image?)")
+		return GuestInfo{}, fmt.Errorf("read guest OS: no VERSION_CODENAME in /etc/os-release or /usr/lib/os-release (is this a Debian-based image?)")
 	}
 	g := GuestInfo{Suite: strings.TrimSpace(lines[0]), Arch: strings.TrimSpace(lines[1]), Installed: map[string]bool{}}
 	for _, l := range lines[2:] {
@@ -168,6 +173,10 @@ func (b *Board) connectContainerd(ctx context.Context) (*ctrd.Runtime, string, e
 	var opts []ctrd.Option
 	if b.opts.crun {
 		opts = append(opts, ctrd.WithOCIRuntime(crunPath))
+	}
+	if b.Target != nil {
+		// A real board: other sessions may be using it right now.
+		opts = append(opts, ctrd.WithSharedGuest())
 	}
 	rt, err := ctrd.Connect(ctx, b.SSH, opts...)
 	if err != nil {

@@ -32,6 +32,10 @@ var (
 	// usb-net on the emulated dwc2, now and then under TCG), so SSH over
 	// the network will never answer.
 	ErrUSBNICLost = errors.New("the guest could not enumerate its USB NIC")
+	// ErrSSHDFailed: systemd could not start the guest's sshd (an image
+	// whose host keys its builder removed, say), so SSH will never
+	// answer; the console log says why.
+	ErrSSHDFailed = errors.New("the guest's sshd failed to start")
 	// ErrBoardFailed: an earlier stage failed, so the board refuses to go on.
 	ErrBoardFailed = errors.New("board failed earlier")
 )

@@ -7,8 +7,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/http"
+	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -198,7 +202,7 @@ func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
 			res, err := svc.Stop(context.WithoutCancel(ctx))
 			c := s.Services[i]
 			rs := report.Service{Name: svc.Name, Image: c.Image, Command: c.Cmd, IP: svc.IP(),
-				ExitCode: res.ExitCode, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}
+				ExitCode: res.ExitCode, Stdout: string(res.Stdout), Stderr: string(res.Stderr), Truncated: res.Truncated}
 			if rs.Image == "" {
 				rs.Image = b.BusyboxImage
 			}
@@ -239,6 +243,7 @@ func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
 		return fail("container did not run", err)
 	}
 	out.ExitCode, out.Stdout, out.Stderr = res.ExitCode, string(res.Stdout), string(res.Stderr)
+	out.Truncated = res.Truncated
 	out.Failures = append(out.Failures, b.check(s.Expect, res)...)
 	if len(res.Files) > 0 {
 		out.Files = map[string]string{}
@@ -247,6 +252,34 @@ func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
 		}
 	}
 	return out
+}
+
+// httpCheckTimeout bounds one expect.http request, body included.
+var httpCheckTimeout = 30 * time.Second
+
+// maxHTTPBody is how much of a response body an http check reads: what a
+// body_regex can look at.
+const maxHTTPBody = 1 << 20
+
+// forwardClient is the HTTP client of an http check. The guest's service
+// is untrusted: the client never follows a redirect (a 3xx is the answer
+// the check looks at), never uses a proxy, and only ever dials addr, the
+// service's forward on 127.0.0.1, whatever the URL says.
+func forwardClient(addr string) *http.Client {
+	var d net.Dialer
+	return &http.Client{
+		Timeout: httpCheckTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, "tcp", addr)
+			},
+			DisableKeepAlives:      true,
+			MaxResponseHeaderBytes: 64 << 10,
+		},
+	}
 }
 
 // checkHTTP makes one request to a service's forwarded port.
@@ -268,18 +301,24 @@ func (b *Board) checkHTTP(ctx context.Context, h HTTPCheck, services map[string]
 	if status == 0 {
 		status = http.StatusOK
 	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+addr+path, nil)
+	u, err := url.Parse(path)
+	if err != nil || u.Scheme != "" || u.Host != "" {
+		return []string{fmt.Sprintf("%s: path %q must be a path on the service, like /health", what, path)}
+	}
+	u.Scheme, u.Host = "http", addr
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return []string{fmt.Sprintf("%s: %v", what, err)}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := forwardClient(addr).Do(req)
 	if err != nil {
 		return []string{fmt.Sprintf("%s from this machine (forwarded %s): %v", what, addr, err)}
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody))
+	if err != nil {
+		return []string{fmt.Sprintf("%s from this machine (forwarded %s): read the body: %v", what, addr, err)}
+	}
 	var f []string
 	if resp.StatusCode != status {
 		f = append(f, fmt.Sprintf("%s: status %d, want %d", what, resp.StatusCode, status))
@@ -370,7 +409,25 @@ func (b *Board) check(e Expect, res ContainerResult) []string {
 	if e.MaxDuration > 0 && res.Duration > e.MaxDuration {
 		f = append(f, fmt.Sprintf("took %s, at most %s allowed", res.Duration.Round(time.Millisecond), e.MaxDuration))
 	}
+	if len(f) > 0 {
+		// What failed may have failed on a head only.
+		for _, what := range slices.Sorted(maps.Keys(res.Truncated)) {
+			f = append(f, fmt.Sprintf("%s was cut: %d bytes, of which the checks saw the first %d (raise Container.OutputLimit to see more)",
+				what, res.Truncated[what], len(truncatedData(res, what))))
+		}
+	}
 	return f
+}
+
+// truncatedData is what res holds of what, one of its Truncated keys.
+func truncatedData(res ContainerResult, what string) []byte {
+	switch what {
+	case "stdout":
+		return res.Stdout
+	case "stderr":
+		return res.Stderr
+	}
+	return res.Files[what]
 }
 
 func sha256Hex(b []byte) string {

@@ -3,9 +3,11 @@ package harness
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -97,4 +99,52 @@ func TestConsoleProblemUSBNICLost(t *testing.T) {
 
 	b.serialSSH = filepath.Join(dir, "ssh-serial.sock")
 	require.False(t, b.usbNICAtBoot(), "the NIC-less boot has no USB NIC to lose")
+}
+
+func TestConsoleProblemSSHDFailed(t *testing.T) {
+	for _, line := range []string{
+		"[FAILED] Failed to start ssh.service - OpenBSD Secure Shell server.",
+		"[FAILED] Failed to start OpenBSD Secure Shell server.",
+	} {
+		p, err := boards.Lookup("raspi4b")
+		require.NoError(t, err)
+		dir := t.TempDir()
+		b := &Board{Profile: p, RunDir: dir, Machine: &qemu.Machine{}}
+		log := qemu.SerialLog(dir, b.consolePort())
+		require.NoError(t, os.WriteFile(log, []byte("[  OK  ] Started systemd-logind.service.\r\n"+line+"\r\n"), 0o644))
+		err = b.consoleProblem()
+		require.ErrorIs(t, err, ErrSSHDFailed)
+		require.ErrorContains(t, err, line)
+		require.ErrorContains(t, err, log, "points at the console log")
+
+		// Early in the boot: still found once it has scrolled out of the tail.
+		require.NoError(t, os.WriteFile(log, []byte(line+"\n"+strings.Repeat("[  OK  ] Reached target.\n", 200)), 0o644))
+		require.ErrorIs(t, b.consoleProblem(), ErrSSHDFailed)
+	}
+}
+
+// A snapshot another process is restoring from holds its lock: pruning
+// must leave it, as it leaves a save in progress.
+func TestPruneSupersededSkipsASnapshotInUse(t *testing.T) {
+	dir := t.TempDir()
+	old := snapshotInputs{Board: "raspi3b", Image: "img1", Containerd: "auto", Args: []string{"-smp", "4"}}
+	for _, name := range []string{"raspi3b-old", "raspi3b-old-serial-x", "raspi3b-older"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, name), 0o755))
+		blob, err := json.Marshal(snapshotMeta{Inputs: old})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name, "snapshot.json"), blob, 0o644))
+	}
+	lock := filepath.Join(dir, "raspi3b-old.lock")
+	require.NoError(t, os.WriteFile(lock, nil, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "raspi3b-older.lock"), nil, 0o644))
+	restoring := exec.Command("flock", "--close", lock, "sleep", "100")
+	require.NoError(t, restoring.Start())
+	t.Cleanup(func() { _ = restoring.Process.Kill(); _ = restoring.Wait() })
+	time.Sleep(200 * time.Millisecond)
+
+	b := &Board{snapInputs: old, logf: t.Logf}
+	b.pruneSuperseded(filepath.Join(dir, "raspi3b-new"))
+	require.DirExists(t, filepath.Join(dir, "raspi3b-old"), "another process is restoring it")
+	require.DirExists(t, filepath.Join(dir, "raspi3b-old-serial-x"), "its state, under the same lock")
+	require.NoDirExists(t, filepath.Join(dir, "raspi3b-older"), "nobody uses it")
 }

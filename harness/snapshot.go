@@ -14,6 +14,7 @@ import (
 
 	"github.com/socbox/socbox/harness/ociimage"
 	"github.com/socbox/socbox/harness/qemu"
+	"github.com/socbox/socbox/harness/reclaim"
 	"github.com/socbox/socbox/images"
 )
 
@@ -81,7 +82,11 @@ func (b *Board) snapshotDir(cfg qemu.Config) (string, error) {
 	}
 	b.snapInputs = in
 	blob, _ := json.Marshal(in)
-	return filepath.Join(cache, "snapshots", b.Profile.Slug+"-"+shortHash(blob)), nil
+	parent := filepath.Join(cache, "snapshots")
+	if err := privateDir(parent); err != nil {
+		return "", err
+	}
+	return filepath.Join(parent, b.Profile.Slug+"-"+shortHash(blob)), nil
 }
 
 func snapshotReady(dir string) bool {
@@ -93,10 +98,11 @@ func snapshotReady(dir string) bool {
 // the save and the copy of its overlay, then goes on; SSH is reconnected.
 func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 	start := time.Now()
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
+	tmp, release, err := reclaim.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer os.RemoveAll(tmp)
 	// No SSH or containerd connection may be inside the saved state: a
 	// restored guest would hold half-open sessions to a peer that is gone.
@@ -121,20 +127,30 @@ func (b *Board) saveSnapshot(ctx context.Context, dir string) error {
 		meta.StateMiB = float64(st.Size()) / (1 << 20)
 	}
 	blob, _ := json.MarshalIndent(meta, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmp, "snapshot.json"), blob, 0o644); err != nil {
-		return err
-	}
-	_ = os.Chmod(tmp, 0o755)
-	for _, f := range []string{"vmstate", "disk.qcow2"} {
-		_ = os.Chmod(filepath.Join(tmp, f), 0o444)
-	}
-	_ = os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
+	release() // published, it is no longer this process's to reclaim
+	if err := publishSnapshot(tmp, dir, "snapshot.json", blob, "vmstate", "disk.qcow2"); err != nil {
 		return err
 	}
 	b.logf("snapshot: saved %.0f MiB of machine state in %.1fs (%s)", meta.StateMiB, meta.SaveSec, dir)
 	b.pruneSuperseded(dir)
 	return b.reconnect(ctx)
+}
+
+// publishSnapshot writes the snapshot's metadata into tmp (made by
+// MkdirTemp, so 0700), makes its files read-only for their owner alone and
+// renames tmp to dir, in place of what was there. The metadata is written
+// last: a directory without it is not a snapshot.
+func publishSnapshot(tmp, dir, metaName string, meta []byte, files ...string) error {
+	for _, f := range files {
+		if err := os.Chmod(filepath.Join(tmp, f), frozenFileMode); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, metaName), meta, privateFileMode); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(dir)
+	return os.Rename(tmp, dir)
 }
 
 // copyOverlayAndResume copies the paused guest's overlay into dir, then
@@ -219,10 +235,11 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	if _, err := b.SSH.Output(ctx, "sync"); err != nil {
 		return fmt.Errorf("sync guest disk: %w", err)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
+	tmp, release, err := reclaim.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer os.RemoveAll(tmp)
 	if _, err := b.Machine.QMP(ctx, "stop", nil); err != nil {
 		return err
@@ -232,13 +249,8 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	}
 	meta := snapshotMeta{Inputs: b.snapInputs, CreatedAt: time.Now().UTC(), SaveSec: time.Since(start).Seconds(), DiskOnly: true, SerialSSH: serialSSH}
 	blob, _ := json.MarshalIndent(meta, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmp, "disk.json"), blob, 0o644); err != nil {
-		return err
-	}
-	_ = os.Chmod(filepath.Join(tmp, "disk.qcow2"), 0o444)
-	_ = os.Chmod(tmp, 0o755)
-	_ = os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
+	release() // published, it is no longer this process's to reclaim
+	if err := publishSnapshot(tmp, dir, "disk.json", blob, "disk.qcow2"); err != nil {
 		return err
 	}
 	b.logf("snapshot: kept the provisioned disk in %.1fs (%s); this board cannot save its machine state with its NIC", meta.SaveSec, dir)
@@ -268,6 +280,15 @@ func (b *Board) overlayOnProvisionedDisk(ctx context.Context, dir string) error 
 	return images.CreateOverlayOn(ctx, filepath.Join(dir, "disk.qcow2"), "qcow2", filepath.Join(b.RunDir, "disk.qcow2"), 0)
 }
 
+// SnapshotLockFile is the lock a process holds while it provisions, saves
+// or restores the snapshot in dir; a machine state saved on a provisioned
+// disk (dir-serial-…) shares the disk's. Whoever removes a snapshot takes
+// it first.
+func SnapshotLockFile(dir string) string {
+	base, _, _ := strings.Cut(filepath.Base(dir), "-serial-")
+	return filepath.Join(filepath.Dir(dir), base+".lock")
+}
+
 // pruneSuperseded removes the snapshots that the one just saved in saved
 // replaces, so that the cache does not grow with every socbox or QEMU
 // upgrade: those of the same board, image and containerd choice under
@@ -275,7 +296,8 @@ func (b *Board) overlayOnProvisionedDisk(ctx context.Context, dir string) error 
 // saved again (their disk changed under them). Other choices (a suite,
 // crun, WithSMP) are other images, containerd strings or -smp values and
 // stay. A board running
-// from a removed snapshot goes on: QEMU keeps its files open.
+// from a removed snapshot goes on: QEMU keeps its files open; one being
+// restored holds the snapshot's lock, and that snapshot is kept.
 func (b *Board) pruneSuperseded(saved string) {
 	parent, savedName := filepath.Dir(saved), filepath.Base(saved)
 	baseName, _, _ := strings.Cut(savedName, "-serial-")
@@ -294,10 +316,21 @@ func (b *Board) pruneSuperseded(saved string) {
 			stale = ok && in.Board == b.snapInputs.Board && in.Image == b.snapInputs.Image && in.Containerd == b.snapInputs.Containerd &&
 				argValue(in.Args, "-smp") == argValue(b.snapInputs.Args, "-smp")
 		}
-		if stale {
-			if err := os.RemoveAll(filepath.Join(parent, name)); err == nil {
-				b.logf("snapshot: removed %s, superseded by %s", name, savedName)
+		if !stale {
+			continue
+		}
+		// A restore holds the snapshot's lock; this process holds its own
+		// (the states on its disk share it).
+		if lock := SnapshotLockFile(filepath.Join(parent, name)); lock != SnapshotLockFile(saved) {
+			unlock, free := reclaim.TryLock(lock)
+			if !free {
+				b.logf("snapshot: kept %s, superseded by %s, while another process uses it", name, savedName)
+				continue
 			}
+			defer unlock()
+		}
+		if err := os.RemoveAll(filepath.Join(parent, name)); err == nil {
+			b.logf("snapshot: removed %s, superseded by %s", name, savedName)
 		}
 	}
 }

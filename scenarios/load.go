@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness"
@@ -47,7 +47,7 @@ func Load(paths ...string) ([]harness.Scenario, error) {
 	var all []harness.Scenario
 	var errs []error
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := readBounded(f)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -61,6 +61,26 @@ func Load(paths ...string) ([]harness.Scenario, error) {
 		return nil, err
 	}
 	return all, nil
+}
+
+// MaxFileSize bounds a scenario file. The bundled ones are a few KiB; a
+// scenario file is written by hand, so anything near this is a mistake or
+// an attack on the host's memory.
+const MaxFileSize = 1 << 20
+
+// readBounded reads a scenario file, never more than MaxFileSize+1 bytes:
+// Parse refuses one that is larger.
+func readBounded(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("load scenarios: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("load scenarios: %w", err)
+	}
+	return data, nil
 }
 
 // scenarioFiles expands a directory into its YAML files, sorted.
@@ -134,9 +154,14 @@ func duplicates(list []harness.Scenario) []error {
 //	    oom_killed: false              # true: exit_code defaults to 137
 //
 // Unknown fields, bad regular expressions and durations, empty commands and
-// duplicate names are errors, each as "file:line: what".
+// duplicate names are errors, each as "file:line: what". So are aliases
+// (*name, and merge keys <<: *name) and files larger than MaxFileSize: a
+// few aliases can stand for gigabytes of scenarios.
 func Parse(name string, data []byte) ([]harness.Scenario, error) {
 	p := &parser{file: name}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s:1: the file is larger than %d bytes, the most a scenario file may have: split it into several files", name, MaxFileSize)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	// Strict, though KnownFields only bites when decoding into structs:
 	// decoding into yaml.Node keeps every line, and the walk below checks
@@ -155,11 +180,15 @@ func Parse(name string, data []byte) ([]harness.Scenario, error) {
 		if len(doc.Content) == 0 {
 			continue
 		}
+		if a := firstAlias(&doc); a != nil {
+			p.errorf(a, "alias *%s: aliases and merge keys (<<) are not supported, write the value out", a.Value)
+			continue
+		}
 		root := doc.Content[0]
 		switch root.Kind {
 		case yaml.SequenceNode:
 			for _, item := range root.Content {
-				if s, ok := p.scenario(deref(item)); ok {
+				if s, ok := p.scenario(item); ok {
 					out = append(out, s)
 				}
 			}
@@ -229,7 +258,7 @@ func (p *parser) fields(n *yaml.Node, what string, known []string) map[string]*y
 		return out
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], deref(n.Content[i+1])
+		k, v := n.Content[i], n.Content[i+1]
 		switch {
 		case !contains(known, k.Value):
 			p.errorf(k, "unknown field %q in %s (known: %s)", k.Value, what, strings.Join(known, ", "))
@@ -305,7 +334,6 @@ func (p *parser) services(n *yaml.Node, network string) []harness.Container {
 	var out []harness.Container
 	seen := map[string]int{}
 	for _, item := range n.Content {
-		item = deref(item)
 		c := p.container(item, true)
 		if item.Kind != yaml.MappingNode {
 			continue
@@ -345,7 +373,7 @@ func (p *parser) httpTargets(n *yaml.Node, s harness.Scenario) {
 		if i >= len(list.Content) {
 			break
 		}
-		item := deref(list.Content[i])
+		item := list.Content[i]
 		var svc *harness.Container
 		for j := range s.Services {
 			if s.Services[j].Name == h.Service {
@@ -423,7 +451,6 @@ func (p *parser) container(n *yaml.Node, service bool) harness.Container {
 			p.errorf(v, "ports must be a list of TCP port numbers, e.g. ports: [80], got %s", kindName(v))
 		} else {
 			for _, item := range v.Content {
-				item = deref(item)
 				port, err := strconv.Atoi(item.Value)
 				if item.Kind != yaml.ScalarNode || err != nil || port < 1 || port > 65535 {
 					p.errorf(item, "port must be a number from 1 to 65535, got %s", kindName(item))
@@ -459,7 +486,6 @@ func (p *parser) mounts(n *yaml.Node) []harness.Mount {
 	}
 	var out []harness.Mount
 	for _, item := range n.Content {
-		item = deref(item)
 		f := p.fields(item, "mount", mountFields)
 		if item.Kind != yaml.MappingNode {
 			continue
@@ -496,7 +522,7 @@ func (p *parser) files(n *yaml.Node) []harness.File {
 	}
 	var out []harness.File
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], deref(n.Content[i+1])
+		k, v := n.Content[i], n.Content[i+1]
 		if !path.IsAbs(k.Value) || path.Clean(k.Value) == "/" {
 			p.errorf(k, "file %q must be an absolute path in the container", k.Value)
 		}
@@ -624,7 +650,7 @@ func (p *parser) fileExpects(n *yaml.Node) map[string]harness.FileExpect {
 	}
 	out := map[string]harness.FileExpect{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], deref(n.Content[i+1])
+		k, v := n.Content[i], n.Content[i+1]
 		if !path.IsAbs(k.Value) || path.Clean(k.Value) == "/" {
 			p.errorf(k, "file %q must be an absolute path in the container", k.Value)
 		}
@@ -669,7 +695,6 @@ func (p *parser) httpChecks(n *yaml.Node) []harness.HTTPCheck {
 	}
 	var out []harness.HTTPCheck
 	for _, item := range n.Content {
-		item = deref(item)
 		f := p.fields(item, "http check", httpFields)
 		var h harness.HTTPCheck
 		if s, ok := p.str(f["service"], "service"); ok {
@@ -804,7 +829,6 @@ func (p *parser) strList(n *yaml.Node, key string) ([]string, []*yaml.Node) {
 	out := make([]string, 0, len(n.Content))
 	var nodes []*yaml.Node
 	for _, item := range n.Content {
-		item = deref(item)
 		if item.Kind != yaml.ScalarNode || isNull(item) {
 			p.errorf(item, "%s entries must be strings, got %s", key, kindName(item))
 			continue
@@ -815,12 +839,22 @@ func (p *parser) strList(n *yaml.Node, key string) ([]string, []*yaml.Node) {
 	return out, nodes
 }
 
-// deref follows a YAML alias (*name) to what it stands for.
-func deref(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+// firstAlias finds the first alias (*name) in a document, in file order.
+// The walk visits each node once: the tree holds aliases, not the nodes
+// they stand for, so it is no larger than the file.
+func firstAlias(doc *yaml.Node) *yaml.Node {
+	stack := []*yaml.Node{doc}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if n.Kind == yaml.AliasNode {
+			return n
+		}
+		for i := len(n.Content) - 1; i >= 0; i-- {
+			stack = append(stack, n.Content[i])
+		}
 	}
-	return n
+	return nil
 }
 
 func isNull(n *yaml.Node) bool {
@@ -833,8 +867,6 @@ func kindName(n *yaml.Node) string {
 		return "a mapping"
 	case yaml.SequenceNode:
 		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
 	case yaml.ScalarNode:
 		if isNull(n) {
 			return "nothing"

@@ -402,3 +402,47 @@ func TestAppliesTo(t *testing.T) {
 		require.Equal(t, tc.bbb, s.AppliesTo(armhf), tc.described)
 	}
 }
+
+// aliasBomb is a small file whose aliases stand for a large one: a
+// scenario with a long command, named again and again.
+func aliasBomb(cmdLen, copies int) string {
+	var b strings.Builder
+	b.WriteString("- &s\n  name: bomb\n  container:\n    cmd: [")
+	b.WriteString(strings.Repeat("x, ", cmdLen))
+	b.WriteString("x]\n")
+	b.WriteString(strings.Repeat("- *s\n", copies))
+	return b.String()
+}
+
+func TestParseRefusesAliases(t *testing.T) {
+	src := "- &first\n  name: a\n  container: {cmd: [true]}\n- <<: *first\n  name: b\n"
+	_, err := Parse("alias.yaml", []byte(src))
+	require.ErrorContains(t, err, "alias.yaml:4: ")
+	require.ErrorContains(t, err, "alias *first")
+
+	_, err = Parse("cmd.yaml", []byte("name: a\ncontainer:\n  cmd: &c [true]\n  env: *c\n"))
+	require.ErrorContains(t, err, "cmd.yaml:4: ")
+}
+
+func TestParseAliasBombFailsFast(t *testing.T) {
+	start := time.Now()
+	_, err := Parse("bomb.yaml", []byte(aliasBomb(1000, 2000)))
+	require.ErrorContains(t, err, "bomb.yaml:")
+	require.ErrorContains(t, err, "alias")
+	require.Less(t, time.Since(start), 2*time.Second)
+}
+
+func TestLoadRefusesLargeFiles(t *testing.T) {
+	var b strings.Builder
+	for b.Len() <= MaxFileSize {
+		fmt.Fprintf(&b, "# %s\n", strings.Repeat("x", 70))
+	}
+	b.WriteString("name: a\ncontainer: {cmd: [true]}\n")
+	big := writeFile(t, t.TempDir(), "big.yaml", b.String())
+	_, err := Load(big)
+	require.ErrorContains(t, err, big+":1: ")
+	require.ErrorContains(t, err, "larger than")
+
+	_, err = Parse("big.yaml", []byte(b.String()))
+	require.ErrorContains(t, err, "big.yaml:1: ")
+}

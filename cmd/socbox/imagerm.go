@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/images"
 )
 
@@ -70,7 +71,7 @@ func removeImage(im *images.Image, stderr io.Writer) error {
 	defer unlock()
 	var errs []error
 	for _, snap := range snapshotsOf(im) {
-		errs = append(errs, os.RemoveAll(snap))
+		errs = append(errs, removeSnapshot(snap, stderr))
 	}
 	// The lock file stays: a process waiting on it holds it open.
 	errs = append(errs, os.RemoveAll(im.Dir))
@@ -78,6 +79,19 @@ func removeImage(im *images.Image, stderr io.Writer) error {
 		return fmt.Errorf("remove %s: %w", im.Name, err)
 	}
 	return nil
+}
+
+// removeSnapshot deletes a snapshot directory holding its lock, which a
+// process restoring from it holds until QEMU has its files open.
+func removeSnapshot(dir string, stderr io.Writer) error {
+	unlock, err := images.LockFile(harness.SnapshotLockFile(dir), func() {
+		fmt.Fprintf(stderr, "waiting for another socbox using snapshot %s\n", filepath.Base(dir))
+	})
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return os.RemoveAll(dir)
 }
 
 // snapshotsOf finds the provisioned snapshots made on im: their disks are

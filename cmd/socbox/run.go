@@ -137,7 +137,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	if *out == "" {
-		*out = filepath.Join("socbox-results", time.Now().Format("20060102-150405"))
+		// A directory of its own, even for a run started in the same
+		// second as another.
+		if *out, err = report.NewRunDir("socbox-results", time.Now()); err != nil {
+			fmt.Fprintf(stderr, "socbox run: %v\n", err)
+			return exitCode(1)
+		}
 	}
 	// Absolute, so the paths in results.json still work from elsewhere.
 	dir, err := filepath.Abs(*out)

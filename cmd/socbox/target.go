@@ -112,7 +112,12 @@ func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFla
 		return exitCode(2)
 	}
 	if out == "" {
-		out = filepath.Join("socbox-results", time.Now().Format("20060102-150405"))
+		// A directory of its own, even for a run started in the same
+		// second as another.
+		if out, err = report.NewRunDir("socbox-results", time.Now()); err != nil {
+			fmt.Fprintf(stderr, "socbox run: %v\n", err)
+			return exitCode(1)
+		}
 	}
 	dir, err := filepath.Abs(out)
 	if err != nil {

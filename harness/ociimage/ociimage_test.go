@@ -35,7 +35,7 @@ func hostBusybox(t *testing.T) string {
 }
 
 // fakeELF writes a bare ELF header for the given class and machine.
-func fakeELF(t *testing.T, class elf.Class, machine elf.Machine) string {
+func fakeELF(t testing.TB, class elf.Class, machine elf.Machine) string {
 	t.Helper()
 	var hdr []byte
 	ident := []byte{0x7f, 'E', 'L', 'F', byte(class), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT), 0, 0, 0, 0, 0, 0, 0, 0, 0}

@@ -113,7 +113,7 @@ func TestSourceResolve(t *testing.T) {
 
 // userImage is a busybox-shaped image for p (its "binary" a bare ELF
 // header: nothing runs here) with one more layer holding /hello.txt.
-func userImage(t *testing.T, p boards.Platform, hello string) v1.Image {
+func userImage(t testing.TB, p boards.Platform, hello string) v1.Image {
 	t.Helper()
 	var bb string
 	switch p.Architecture {

@@ -109,7 +109,7 @@ func Cmdline(cfg Config) (string, []string, error) {
 		args = append(args, "-S", "-qmp", "stdio")
 	} else {
 		args = append(args,
-			"-qmp", "unix:"+QMPSocket(cfg.RunDir)+",server=on,wait=off",
+			"-qmp", "unix:"+optionValue(QMPSocket(cfg.RunDir))+",server=on,wait=off",
 			"-pidfile", PIDFile(cfg.RunDir),
 		)
 	}
@@ -118,9 +118,9 @@ func Cmdline(cfg Config) (string, []string, error) {
 	}
 	for i := 0; i < max(b.SerialPorts, 1) && !cfg.Probe; i++ {
 		id := fmt.Sprintf("serial%d", i)
-		backend := "file,id=" + id + ",path=" + SerialLog(cfg.RunDir, i)
+		backend := "file,id=" + id + ",path=" + optionValue(SerialLog(cfg.RunDir, i))
 		if cfg.SerialSSH != "" && i == b.SerialSSH.Port {
-			backend = "socket,id=" + id + ",path=" + cfg.SerialSSH + ",server=on,wait=off"
+			backend = "socket,id=" + id + ",path=" + optionValue(cfg.SerialSSH) + ",server=on,wait=off"
 		}
 		args = append(args, "-chardev", backend, "-serial", "chardev:"+id)
 	}
@@ -137,7 +137,7 @@ func Cmdline(cfg Config) (string, []string, error) {
 		args = append(args, "-append", cfg.Append)
 	}
 
-	disk := "file=" + cfg.Disk + ",format=qcow2"
+	disk := "file=" + optionValue(cfg.Disk) + ",format=qcow2"
 	if cfg.Probe {
 		disk = "driver=null-co"
 	}
@@ -177,6 +177,13 @@ func Cmdline(cfg Config) (string, []string, error) {
 	args = append(args, cfg.ExtraArgs...)
 	return b.QEMUBinary, args, nil
 }
+
+// optionValue escapes s for a value in a QEMU option list (-drive,
+// -chardev, -qmp), which QEMU splits at commas: a comma in the value is
+// doubled. A path with a comma (a TMPDIR, a user's directory) would
+// otherwise end the value there, and what follows would be read as more
+// options.
+func optionValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // NICDevice is the -device value for a NIC on the user network. A PCI NIC
 // gets an empty romfile: its option ROM (efi-virtio.rom, from ipxe-qemu, a

@@ -120,3 +120,41 @@ func TestShellQuote(t *testing.T) {
 	require.Equal(t, `qemu -append 'root=/dev/vda console=ttyAMA0' -name 'it'\''s'`,
 		ShellQuote("qemu", []string{"-append", "root=/dev/vda console=ttyAMA0", "-name", "it's"}))
 }
+
+// QEMU reads -chardev, -drive and -qmp values as key=value lists split at
+// commas; a comma in a path must be doubled, or a TMPDIR with a comma in
+// it breaks the command line (or worse, adds options).
+func TestCmdlineEscapesCommasInPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		board     string
+		serialSSH string
+		flag      string
+		want      string
+	}{
+		{"qmp socket", "raspi4b", "", "-qmp", "unix:/tmp/a,,b/qmp.sock,server=on,wait=off"},
+		{"serial log", "raspi4b", "", "-chardev", "file,id=serial0,path=/tmp/a,,b/serial0.log"},
+		{"virtio disk", "raspi4b-fast", "", "-drive", "file=/tmp/a,,b/disk.qcow2,format=qcow2,if=none,id=disk0,discard=unmap"},
+		{"sd disk", "raspi3b", "", "-drive", "file=/tmp/a,,b/disk.qcow2,format=qcow2,if=sd,index=0"},
+		{"serial ssh socket", "raspi3b", "/tmp/a,b/ssh,serial.sock", "-chardev", "socket,id=serial0,path=/tmp/a,,b/ssh,,serial.sock,server=on,wait=off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := boards.Lookup(tc.board)
+			require.NoError(t, err)
+			_, args, err := Cmdline(Config{Board: b, RunDir: "/tmp/a,b", Kernel: "/img/vmlinuz", Disk: "/tmp/a,b/disk.qcow2", SerialSSH: tc.serialSSH})
+			require.NoError(t, err)
+			require.Contains(t, argPairs(args, tc.flag), tc.want)
+		})
+	}
+}
+
+func TestOptionValue(t *testing.T) {
+	for in, want := range map[string]string{
+		"/run/x":        "/run/x",
+		"/tmp/a,b":      "/tmp/a,,b",
+		",,":            ",,,,",
+		"/tmp/x,if=sd,": "/tmp/x,,if=sd,,",
+	} {
+		require.Equal(t, want, optionValue(in), in)
+	}
+}

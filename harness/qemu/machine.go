@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
+
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // Logf receives the machine's progress and QEMU's own output, line by line.
@@ -62,7 +64,6 @@ func Start(ctx context.Context, cfg Config, logf Logf) (*Machine, error) {
 	m := &Machine{cfg: cfg, exe: exe, args: args, logf: logf, done: make(chan struct{})}
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = cfg.RunDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -71,7 +72,8 @@ func Start(ctx context.Context, cfg Config, logf Logf) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	// Its own process group and a parent-death signal: see proc.Start.
+	if err := proc.Start(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", exe, err)
 	}
 	m.cmd = cmd
@@ -314,7 +316,8 @@ func TailFile(path string, n int) []string {
 	if st, err := f.Stat(); err == nil && st.Size() > window {
 		_, _ = f.Seek(st.Size()-window, io.SeekStart)
 	}
-	b, _ := io.ReadAll(f)
+	// The guest may still be writing: read the window, not what it grew to.
+	b, _ := io.ReadAll(io.LimitReader(f, window))
 	s := strings.ReplaceAll(string(b), "\r", "")
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
@@ -324,6 +327,25 @@ func TailFile(path string, n int) []string {
 		return nil
 	}
 	return lines
+}
+
+// HeadLine returns the first line among the first limit bytes of a file
+// that contains any of the strings, without its line ending, or "".
+func HeadLine(path string, limit int64, any ...string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, limit))
+	for line := range strings.Lines(string(b)) {
+		for _, s := range any {
+			if strings.Contains(line, s) {
+				return strings.TrimRight(line, "\r\n")
+			}
+		}
+	}
+	return ""
 }
 
 // HeadContains reports whether the first limit bytes of a file contain any

@@ -5,12 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // ErrQEMUTooOld matches (errors.Is) the error about a board whose machine
@@ -55,12 +54,11 @@ func Probe(ctx context.Context, b boards.Profile) (Version, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd := proc.CommandContext(ctx, exe, args...)
 	cmd.Stdin = strings.NewReader(`{"execute":"qmp_capabilities"}` + "\n" + `{"execute":"quit"}` + "\n")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	if err := proc.Run(cmd); err != nil {
 		return v, fmt.Errorf("%s refused board %s: %v: %s", exe, b.Slug, err, qemuComplaint(out.String()))
 	}
 	return v, nil

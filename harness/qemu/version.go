@@ -3,11 +3,12 @@ package qemu
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // Version is a QEMU release, as `qemu-system-* --version` prints it.
@@ -69,7 +70,7 @@ func ExeVersion(ctx context.Context, exe string) (Version, error) {
 	if v, ok := versions[exe]; ok {
 		return v, nil
 	}
-	out, err := exec.CommandContext(ctx, exe, "--version").Output()
+	out, err := proc.Output(proc.CommandContext(ctx, exe, "--version"))
 	if err != nil {
 		return Version{}, fmt.Errorf("%s --version: %w (install QEMU: apt-get install qemu-system-arm, or run `socbox doctor`)", exe, err)
 	}

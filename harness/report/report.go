@@ -5,7 +5,9 @@ package report
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -125,6 +127,10 @@ type Scenario struct {
 	Services []Service `json:"services,omitempty"`
 	// Files are the files the container left that the scenario checked.
 	Files map[string]string `json:"files,omitempty"`
+	// Truncated names the output cut at the container's output limit
+	// ("stdout", "stderr" or a file's path) with its whole size in bytes:
+	// Stdout, Stderr and Files hold only its head.
+	Truncated map[string]int64 `json:"truncated,omitempty"`
 }
 
 // Service is what one of a scenario's background containers did.
@@ -136,6 +142,8 @@ type Service struct {
 	ExitCode int      `json:"exit_code"`
 	Stdout   string   `json:"stdout"`
 	Stderr   string   `json:"stderr"`
+	// Truncated is as in Scenario.
+	Truncated map[string]int64 `json:"truncated,omitempty"`
 }
 
 // Passed reports whether every board got ready, every scenario passed and,
@@ -217,18 +225,47 @@ func (r *Run) WriteJSON(dir string) (string, error) {
 	return writeAtomic(dir, "results.json", append(b, '\n'))
 }
 
-// writeAtomic writes data to dir/name through a temporary file, so a reader
-// never sees half a report, and returns the path.
+// writeAtomic writes data to dir/name through a temporary file of its own,
+// so a reader never sees half a report and two writers never share one,
+// and returns the path.
 func writeAtomic(dir, name string, data []byte) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	p := filepath.Join(dir, name)
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
 		return "", err
 	}
-	return p, os.Rename(tmp, p)
+	defer os.Remove(f.Name()) // fails harmlessly once renamed
+	_, err = f.Write(data)
+	err = errors.Join(err, f.Chmod(0o644), f.Close())
+	if err != nil {
+		return "", err
+	}
+	return p, os.Rename(f.Name(), p)
+}
+
+// NewRunDir makes a new directory for a run's results under parent, named
+// after now ("20260102-150405"), with "-2", "-3"… when that name is taken:
+// two runs started in the same second get one each. The name is claimed
+// by creating it, so no two processes get the same.
+func NewRunDir(parent string, now time.Time) (string, error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	base := filepath.Join(parent, now.Format("20060102-150405"))
+	dir := base
+	for i := 2; ; i++ {
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) || i > 1000 {
+			return "", fmt.Errorf("make a results directory in %s: %w", parent, err)
+		}
+		dir = fmt.Sprintf("%s-%d", base, i)
+	}
 }
 
 // ReadJSON reads a results.json written by WriteJSON.

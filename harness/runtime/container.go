@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/socbox/socbox/harness/sshx"
 )
 
 // Container says what to run.
@@ -53,7 +55,8 @@ type Container struct {
 	// cgroup; swap is not allowed on top. Zero means no limit.
 	MemoryLimit int64
 	// HostNetwork runs the container in the guest's network namespace,
-	// with the guest's /etc/hosts and /etc/resolv.conf.
+	// with copies of the guest's /etc/hosts and /etc/resolv.conf (a
+	// default /etc/hosts where the guest has none, as Docker writes).
 	HostNetwork bool
 	// Network puts the container on a bridge network (see CreateNetwork)
 	// instead of a namespace of its own with only loopback.
@@ -67,6 +70,19 @@ type Container struct {
 	// filesystem, as a restarted container is. Its output accumulates
 	// over the runs; the exit code is the last run's.
 	Restarts int
+	// OutputLimit is how much of each of stdout, stderr and every
+	// Collect file is brought back to this machine: the head, the rest
+	// counted in ContainerResult.Truncated. Zero means
+	// sshx.DefaultOutputLimit (16 MiB).
+	OutputLimit int64
+}
+
+// outputLimit is c.OutputLimit or its default.
+func (c Container) outputLimit() int64 {
+	if c.OutputLimit > 0 {
+		return c.OutputLimit
+	}
+	return sshx.DefaultOutputLimit
 }
 
 // Mount is a bind mount of a path in the guest into a container.
@@ -100,9 +116,24 @@ type ContainerResult struct {
 	// Files holds the Collect files the container left, by path; a file
 	// that was not there is missing.
 	Files map[string][]byte
+	// Truncated names what was cut at the Container's OutputLimit
+	// ("stdout", "stderr" or a Collect path) with its whole size: Stdout,
+	// Stderr and Files hold only the head of it.
+	Truncated map[string]int64
 	// Phases is where the time went, in order: what a container costs on
 	// a board beyond its own run.
 	Phases []Phase
+}
+
+// truncated notes in r.Truncated that what, read as h, was cut.
+func (r *ContainerResult) truncated(what string, h sshx.Head) {
+	if !h.Truncated() {
+		return
+	}
+	if r.Truncated == nil {
+		r.Truncated = map[string]int64{}
+	}
+	r.Truncated[what] = h.Size
 }
 
 // Phase is one step of a container's life and how long it took.
@@ -273,6 +304,12 @@ func (rc *Running) create(ctx context.Context) error {
 		rc.res.IP = a.ip.String()
 		rc.cleanups = append(rc.cleanups, func(ctx context.Context) error { return c.Network.detach(ctx, id, c.Name) })
 		rc.phase("network")
+	} else if c.HostNetwork {
+		a, err := r.hostNetwork(ctx)
+		if err != nil {
+			return err
+		}
+		att = &a
 	}
 
 	specOpts := append(containerSpecOpts(image, c, r.platform, att), recordCgroupsPath(&rc.cgroupsPath))
@@ -477,15 +514,19 @@ func (rc *Running) finish(ctx context.Context, err error) (ContainerResult, erro
 	if derr := rc.deleteTask(cctx); derr != nil {
 		errs = append(errs, derr)
 	} else if rc.phase("remove task"); len(rc.c.Collect) > 0 {
-		files, cerr := rc.r.copyOut(cctx, rc.res.ID, rc.c.Collect)
+		files, cerr := rc.r.copyOut(cctx, rc.res.ID, rc.c.Collect, rc.c.outputLimit())
 		errs = append(errs, cerr)
-		rc.res.Files = files
+		rc.res.Files = make(map[string][]byte, len(files))
+		for p, h := range files {
+			rc.res.Files[p] = h.Data
+			rc.res.truncated(p, h)
+		}
 		rc.phase("copy files out")
 	}
 	if rc.out.dir != "" {
 		// Read and emptied for a later container through the
 		// connection's SFTP session: no process starts in the guest.
-		stdout, stderr, rerr := rc.out.readAndReset(cctx, rc.r.sh)
+		stdout, stderr, rerr := rc.out.readAndReset(cctx, rc.r.sh, rc.c.outputLimit())
 		if rerr != nil {
 			errs = append(errs, fmt.Errorf("read output: %w", rerr))
 		} else {
@@ -493,7 +534,9 @@ func (rc *Running) finish(ctx context.Context, err error) (ContainerResult, erro
 			rc.r.outputs = append(rc.r.outputs, rc.out)
 			rc.r.mu.Unlock()
 		}
-		rc.res.Stdout, rc.res.Stderr = stdout, stderr
+		rc.res.Stdout, rc.res.Stderr = stdout.Data, stderr.Data
+		rc.res.truncated("stdout", stdout)
+		rc.res.truncated("stderr", stderr)
 		rc.outRead = rerr == nil
 		rc.phase("read output")
 	}

@@ -259,14 +259,20 @@ func (localShell) Download(ctx context.Context, remotePath string, w io.Writer) 
 	return err
 }
 
-func (localShell) ReadAndTruncate(ctx context.Context, paths ...string) ([][]byte, error) {
-	out := make([][]byte, len(paths))
+func (localShell) ReadAndTruncate(ctx context.Context, limit int64, paths ...string) ([]sshx.Head, error) {
+	out := make([]sshx.Head, len(paths))
 	for i, p := range paths {
-		b, err := os.ReadFile(p)
+		f, err := os.Open(p)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = b
+		b, err := io.ReadAll(io.LimitReader(f, limit))
+		fi, serr := f.Stat()
+		f.Close()
+		if err = errors.Join(err, serr); err != nil {
+			return nil, err
+		}
+		out[i] = sshx.Head{Data: b, Size: fi.Size()}
 	}
 	for _, p := range paths {
 		if err := os.Truncate(p, 0); err != nil {

@@ -39,14 +39,24 @@ type rootfsDirs struct {
 // Only overlay (and the bind mount the snapshotter uses for an image of no
 // layers) are understood: they are what the guest's containerd uses.
 func (r *Runtime) rootfs(ctx context.Context, key string) (rootfsDirs, error) {
+	m, err := r.rootfsMount(ctx, key)
+	if err != nil {
+		return rootfsDirs{}, err
+	}
+	return parseRootfs(m)
+}
+
+// rootfsMount is the one mount of the container's root filesystem, as the
+// snapshotter gives it.
+func (r *Runtime) rootfsMount(ctx context.Context, key string) (mount.Mount, error) {
 	mounts, err := r.client.SnapshotService(r.snapshotter).Mounts(ctx, key)
 	if err != nil {
-		return rootfsDirs{}, fmt.Errorf("find the root filesystem of %s: %w", key, err)
+		return mount.Mount{}, fmt.Errorf("find the root filesystem of %s: %w", key, err)
 	}
 	if len(mounts) != 1 {
-		return rootfsDirs{}, fmt.Errorf("root filesystem of %s: %d mounts, want 1", key, len(mounts))
+		return mount.Mount{}, fmt.Errorf("root filesystem of %s: %d mounts, want 1", key, len(mounts))
 	}
-	return parseRootfs(mounts[0])
+	return mounts[0], nil
 }
 
 func parseRootfs(m mount.Mount) (rootfsDirs, error) {
@@ -71,12 +81,19 @@ func parseRootfs(m mount.Mount) (rootfsDirs, error) {
 	return rootfsDirs{}, fmt.Errorf("root filesystem of type %q: socbox copies files with the overlayfs snapshotter only", m.Type)
 }
 
-// copyIn writes files into the container's writable layer, in one SSH
-// session. The overlay is not mounted before the task starts, so writing
-// to its upper directory is what a copy-up would have done.
+// copyIn writes files into the container's root filesystem, in one SSH
+// session, as the container will see it: through its overlay, mounted in
+// the guest for the copy, so that the kernel copies up the directories a
+// file goes into with their modes (writing to the upper directory alone
+// made a new /tmp there, 0755, which then hid the image's 1777 one).
+// Missing parent directories are made as mkdir -p makes them: 0755, root;
+// existing ones are never changed.
 func (r *Runtime) copyIn(ctx context.Context, key string, files []File) error {
-	d, err := r.rootfs(ctx, key)
+	m, err := r.rootfsMount(ctx, key)
 	if err != nil {
+		return err
+	}
+	if _, err := parseRootfs(m); err != nil {
 		return err
 	}
 	var buf bytes.Buffer
@@ -97,11 +114,19 @@ func (r *Runtime) copyIn(ctx context.Context, key string, files []File) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	// GNU tar makes missing parent directories (0755, root) itself.
-	cmd := fmt.Sprintf("tar -C %s --no-same-owner -xf -", sshx.Quote(d.upper))
+	const extract = `tar -C "$m" --no-same-owner -xf -`
+	var cmd string
+	if m.Type == "bind" {
+		// An image of no layers: the directory is all there is.
+		cmd = "m=" + sshx.Quote(m.Source) + " && " + extract
+	} else {
+		cmd = fmt.Sprintf(`m=$(mktemp -d) && mount -t overlay overlay -o %s "$m" || exit 1
+%s; rc=$?
+umount "$m"; rmdir "$m"; exit $rc`, sshx.Quote(strings.Join(m.Options, ",")), extract)
+	}
 	res, err := r.sh.Run(ctx, cmd, sshx.WithStdin(&buf))
 	if err == nil && res.ExitCode != 0 {
-		err = fmt.Errorf("%q: exit status %d: %s", cmd, res.ExitCode, bytes.TrimSpace(res.Stderr))
+		err = fmt.Errorf("exit status %d: %s", res.ExitCode, bytes.TrimSpace(res.Stderr))
 	}
 	if err != nil {
 		return fmt.Errorf("copy files into the container: %w", err)
@@ -112,7 +137,10 @@ func (r *Runtime) copyIn(ctx context.Context, key string, files []File) error {
 // copyOut reads regular files from the container's root filesystem as the
 // container left it: a read-only overlay of its layers is mounted in the
 // guest for the copy. Files that are not there are missing from the map.
-func (r *Runtime) copyOut(ctx context.Context, key string, paths []string) (map[string][]byte, error) {
+// Each is read up to limit bytes; a tar stream larger than the files' heads
+// allow is cut, and what it held past the cut is lost (the files that were
+// read up to then are kept, the last one marked cut).
+func (r *Runtime) copyOut(ctx context.Context, key string, paths []string, limit int64) (map[string]sshx.Head, error) {
 	d, err := r.rootfs(ctx, key)
 	if err != nil {
 		return nil, err
@@ -132,18 +160,20 @@ func (r *Runtime) copyOut(ctx context.Context, key string, paths []string) (map[
 (cd "$m" && tar -cf - --ignore-failed-read -- %s 2>/dev/null)
 umount "$m"; rmdir "$m"; true`, lower, strings.Join(rel, " "))
 	}
-	res, err := r.sh.Run(ctx, cmd)
+	// Each file's head and its tar headers (long names take a few KiB).
+	res, err := r.sh.Run(ctx, cmd, sshx.WithOutputLimit(int64(len(paths))*(limit+tarOverhead)))
 	if err == nil && res.ExitCode != 0 {
 		err = fmt.Errorf("exit status %d: %s", res.ExitCode, bytes.TrimSpace(res.Stderr))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("copy files out of the container: %w", err)
 	}
-	out := map[string][]byte{}
+	cut := res.StdoutSize > int64(len(res.Stdout))
+	out := map[string]sshx.Head{}
 	tr := tar.NewReader(bytes.NewReader(res.Stdout))
 	for {
 		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || (err != nil && cut) {
 			break
 		}
 		if err != nil {
@@ -152,11 +182,20 @@ umount "$m"; rmdir "$m"; true`, lower, strings.Join(rel, " "))
 		if hdr.Typeflag != tar.TypeReg {
 			continue
 		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
+		name := "/" + strings.TrimPrefix(path.Clean(hdr.Name), "./")
+		// hdr.Size is the guest's word: it only goes into the report.
+		b, err := io.ReadAll(io.LimitReader(tr, limit))
+		if err != nil && !cut {
 			return nil, fmt.Errorf("copy files out of the container: %w", err)
 		}
-		out["/"+strings.TrimPrefix(path.Clean(hdr.Name), "./")] = b
+		out[name] = sshx.Head{Data: b, Size: max(hdr.Size, int64(len(b)))}
+		if err != nil {
+			break // the stream was cut inside this file
+		}
 	}
 	return out, nil
 }
+
+// tarOverhead is what tar adds to a file: its header, long-name and pax
+// records, and padding.
+const tarOverhead = 16 << 10

@@ -96,10 +96,11 @@ func (n *Network) IP(container string) (netip.Addr, bool) {
 }
 
 // attachment is one container's place on a network: its namespace and the
-// files to mount into it.
+// files to mount into it. For a host-network container netns is empty (the
+// guest's own) and the files are copies of the guest's (see hostNetwork).
 type attachment struct {
-	netns, hosts string
-	ip           netip.Addr
+	netns, hosts, resolvConf string
+	ip                       netip.Addr
 }
 
 // attach gives container id (named name) a namespace, a veth into the

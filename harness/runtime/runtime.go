@@ -37,9 +37,9 @@ type Shell interface {
 	Run(ctx context.Context, cmd string, opts ...sshx.RunOption) (sshx.Result, error)
 	Upload(ctx context.Context, r io.Reader, remotePath string, mode os.FileMode) error
 	Download(ctx context.Context, remotePath string, w io.Writer) error
-	// ReadAndTruncate returns the content of each file, in order, and
-	// empties them once all were read.
-	ReadAndTruncate(ctx context.Context, paths ...string) ([][]byte, error)
+	// ReadAndTruncate returns the head of each file, in order, at most
+	// limit bytes of each, and empties them once all were read.
+	ReadAndTruncate(ctx context.Context, limit int64, paths ...string) ([]sshx.Head, error)
 	DialUnix(ctx context.Context, path string) (net.Conn, error)
 }
 
@@ -70,6 +70,7 @@ type options struct {
 	stateDir    string
 	platform    *boards.Platform
 	ociRuntime  string
+	sharedGuest bool
 }
 
 // WithSocket sets the path of containerd's socket in the guest.
@@ -140,6 +141,17 @@ func WithPlatform(p boards.Platform) Option {
 	}
 }
 
+// WithSharedGuest says other sessions may use the guest's containerd at the
+// same time (a real board reached with --target): KeepShimWarm then starts
+// a keeper of this session's own instead of sharing one that another
+// session may remove.
+func WithSharedGuest() Option {
+	return func(o *options) error {
+		o.sharedGuest = true
+		return nil
+	}
+}
+
 // Runtime is a connection to containerd in one guest.
 type Runtime struct {
 	sh          Shell
@@ -160,6 +172,14 @@ type Runtime struct {
 	outputs []guestOutput
 	// sandbox is the shim keeper's ID while it runs (see KeepShimWarm).
 	sandbox string
+	// hostFiles are the files host-network containers mount, once made.
+	hostFiles attachment
+	// etcDir is where the guest's hosts and resolv.conf are: /etc.
+	etcDir string
+	// ownKeeper is the keeper this Runtime started, the only one
+	// StopShimKeeper removes.
+	ownKeeper   string
+	sharedGuest bool
 	// checkedImages are images found usable for the board (platform,
 	// unpacked) by name, with the content they had then.
 	checkedImages map[string]digest.Digest
@@ -215,6 +235,8 @@ func Connect(ctx context.Context, sh Shell, opts ...Option) (*Runtime, error) {
 		snapshotter: o.snapshotter,
 		stateDir:    o.stateDir,
 		ociRuntime:  o.ociRuntime,
+		sharedGuest: o.sharedGuest,
+		etcDir:      "/etc",
 	}
 	// grpc.NewClient connects lazily: ask for the version now so that a
 	// daemon that is not there fails here, with a hint, and not in the

@@ -236,6 +236,27 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 
+	t.Run("output is cut at the limit", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, OutputLimit: 1 << 20, Collect: []string{"/big", "/small"}, Cmd: []string{"sh", "-c",
+			"yes | head -c 3000000; echo small >&2; yes | head -c 2000000 > /big; echo small > /small"}})
+		require.NoError(t, err)
+		require.Len(t, res.Stdout, 1<<20)
+		require.Equal(t, "y\ny\n", string(res.Stdout[:4]))
+		require.Len(t, res.Files["/big"], 1<<20)
+		require.Equal(t, "small\n", string(res.Stderr))
+		require.Equal(t, "small\n", string(res.Files["/small"]))
+		require.Equal(t, map[string]int64{"stdout": 3000000, "/big": 2000000}, res.Truncated)
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("a flood of output stops at the default limit", func(t *testing.T) {
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "yes | head -c 40000000"}})
+		require.NoError(t, err)
+		require.Len(t, res.Stdout, sshx.DefaultOutputLimit)
+		require.EqualValues(t, 40000000, res.Truncated["stdout"])
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
 	t.Run("both streams large at once", func(t *testing.T) {
 		var want strings.Builder
 		for i := 1; i <= 100000; i++ {
@@ -273,6 +294,23 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		require.True(t, strings.HasSuffix(string(host.Stdout), "resolv\n"), string(host.Stderr))
 	})
 
+	t.Run("host network on a guest without /etc/hosts", func(t *testing.T) {
+		// A minimal Debian root has no /etc/hosts, and may have a
+		// resolv.conf that points nowhere.
+		etc := t.TempDir()
+		require.NoError(t, os.Symlink("/run/systemd/resolve/nowhere.conf", filepath.Join(etc, "resolv.conf")))
+		other, err := Connect(ctx, r.sh, WithSocket(d.socket), WithStateDir(filepath.Join(t.TempDir(), "state")))
+		require.NoError(t, err)
+		defer other.Close()
+		other.etcDir = etc
+		res, err := other.Run(ctx, Container{Image: name, HostNetwork: true,
+			Cmd: []string{"sh", "-c", "cat /etc/hosts; echo ---; cat /etc/resolv.conf"}})
+		require.NoError(t, err)
+		hostname, err := os.ReadFile("/proc/sys/kernel/hostname")
+		require.NoError(t, err)
+		require.Equal(t, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t"+string(hostname)+"---\n", string(res.Stdout), string(res.Stderr))
+	})
+
 	t.Run("memory limit, not reached", func(t *testing.T) {
 		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"echo", "ok"}, MemoryLimit: 64 << 20})
 		require.NoError(t, err)
@@ -288,6 +326,17 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		require.NoError(t, err)
 		require.Equal(t, "hi from the host\n-rwxr-xr-x\n", string(res.Stdout), string(res.Stderr))
 		require.Equal(t, map[string][]byte{"/out/result": []byte("made\n"), "/etc/greeting": []byte("hi from the host\n")}, res.Files)
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("files keep the modes of the directories they go into", func(t *testing.T) {
+		// /tmp is 1777 in the image: a file put there must not make it
+		// 0755 in the container, and missing parents are made as mkdir -p
+		// makes them.
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"stat", "-c", "%a %n", "/tmp", "/tmp/sub", "/etc", "/new", "/new/dir"},
+			Files: []File{{Path: "/tmp/sub/x", Content: []byte("x")}, {Path: "/etc/x", Content: []byte("x")}, {Path: "/new/dir/y", Content: []byte("y")}}})
+		require.NoError(t, err)
+		require.Equal(t, "1777 /tmp\n755 /tmp/sub\n755 /etc\n755 /new\n755 /new/dir\n", string(res.Stdout), string(res.Stderr))
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 

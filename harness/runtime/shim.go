@@ -29,20 +29,28 @@ import (
 const (
 	shimGroupAnnotation = "io.containerd.runc.v2.group"
 	shimGroup           = "socbox"
-	// KeeperID is the container that keeps the shim up.
+	// KeeperID is the container that keeps the shim up; on a shared
+	// guest each session's keeper is KeeperID-<random>.
 	KeeperID = "socbox-shim-keeper"
 )
 
 // KeepShimWarm starts, unless it runs already, a container from image
 // that sleeps for as long as the guest is up, so that the group's shim
 // does not exit between containers. A board's snapshot keeps it running.
-// It takes a few MiB of the guest's memory.
+// It takes a few MiB of the guest's memory. On a shared guest (see
+// WithSharedGuest) the keeper is this session's own, never one found
+// running: another session may remove that one while this one's
+// containers name it as their sandbox.
 func (r *Runtime) KeepShimWarm(ctx context.Context, image string) error {
 	ctx = r.withNamespace(ctx)
-	if ctr, err := r.client.LoadContainer(ctx, KeeperID); err == nil {
+	id := KeeperID
+	if r.sharedGuest {
+		id = KeeperID + "-" + randomSuffix()
+	}
+	if ctr, err := r.client.LoadContainer(ctx, id); err == nil {
 		if task, err := ctr.Task(ctx, nil); err == nil {
 			if st, err := task.Status(ctx); err == nil && st.Status == client.Running {
-				r.setShimSandbox(KeeperID)
+				r.setShimSandbox(id)
 				return nil
 			}
 			_, _ = task.Delete(ctx, client.WithProcessKill)
@@ -56,10 +64,10 @@ func (r *Runtime) KeepShimWarm(ctx context.Context, image string) error {
 		return fmt.Errorf("keep the shim warm: %w", err)
 	}
 	// The keeper's output goes nowhere: it prints nothing.
-	ctr, err := r.client.NewContainer(ctx, KeeperID,
+	ctr, err := r.client.NewContainer(ctx, id,
 		client.WithImage(img),
 		client.WithSnapshotter(r.snapshotter),
-		client.WithNewSnapshot(KeeperID, img),
+		client.WithNewSnapshot(id, img),
 		client.WithNewSpec(containerSpecOpts(img, Container{Cmd: []string{"sleep", "2147483647"}}, r.platform, nil)...),
 	)
 	if err != nil {
@@ -77,7 +85,9 @@ func (r *Runtime) KeepShimWarm(ctx context.Context, image string) error {
 		_ = ctr.Delete(cctx, client.WithSnapshotCleanup)
 		return fmt.Errorf("keep the shim warm: start the keeper: %w", err)
 	}
-	r.setShimSandbox(KeeperID)
+	r.mu.Lock()
+	r.sandbox, r.ownKeeper = id, id
+	r.mu.Unlock()
 	return nil
 }
 
@@ -93,12 +103,19 @@ func (r *Runtime) setShimSandbox(id string) {
 	r.mu.Unlock()
 }
 
-// StopShimKeeper removes the keeper, on a board that stays up after socbox
-// is done with it (a real board).
+// StopShimKeeper removes the keeper this Runtime started, on a board that
+// stays up after socbox is done with it (a real board). A keeper it found
+// running belongs to another session, which removes it.
 func (r *Runtime) StopShimKeeper(ctx context.Context) error {
-	r.setShimSandbox("")
+	r.mu.Lock()
+	id := r.ownKeeper
+	r.sandbox, r.ownKeeper = "", ""
+	r.mu.Unlock()
+	if id == "" {
+		return nil
+	}
 	ctx = r.withNamespace(ctx)
-	ctr, err := r.client.LoadContainer(ctx, KeeperID)
+	ctr, err := r.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
 		return nil
 	}

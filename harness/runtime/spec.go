@@ -147,15 +147,22 @@ func containerSpecOpts(image interface {
 		// As ctr run --net-host does, less its HOSTNAME variable, which
 		// ctr takes from the client's machine: here the container keeps
 		// its own UTS namespace, which starts with the guest's hostname.
-		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf)
-	}
-	if att != nil {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
+	} else if att != nil {
 		// The namespace made for the network, with the container's name
 		// as its host name, which the other containers' /etc/hosts know.
 		opts = append(opts,
 			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: att.netns}),
-			oci.WithHostname(c.Name),
-			oci.WithMounts([]specs.Mount{{Destination: "/etc/hosts", Type: "bind", Source: att.hosts, Options: []string{"rbind", "ro"}}}))
+			oci.WithHostname(c.Name))
+	}
+	if att != nil {
+		// Files socbox wrote, never the guest's own: a board image may
+		// lack them, and runc cannot bind-mount a file that is not there.
+		mounts := []specs.Mount{{Destination: "/etc/hosts", Type: "bind", Source: att.hosts, Options: []string{"rbind", "ro"}}}
+		if att.resolvConf != "" {
+			mounts = append(mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: att.resolvConf, Options: []string{"rbind", "ro"}})
+		}
+		opts = append(opts, oci.WithMounts(mounts))
 	}
 	return opts
 }

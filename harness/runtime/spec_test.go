@@ -51,13 +51,17 @@ func TestContainerSpecOpts(t *testing.T) {
 	ctx := namespaces.WithNamespace(context.Background(), "socbox")
 	var cgroupsPath string
 	// The first option is the image's config, which needs an image.
-	opts := append(containerSpecOpts(nil, c, boards.LinuxARM64, nil)[1:], recordCgroupsPath(&cgroupsPath))
+	hostNet := &attachment{hosts: "/run/socbox/host-network/hosts", resolvConf: "/run/socbox/host-network/resolv.conf"}
+	opts := append(containerSpecOpts(nil, c, boards.LinuxARM64, hostNet)[1:], recordCgroupsPath(&cgroupsPath))
 	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c1"}, opts...)
 	require.NoError(t, err)
 
 	require.Contains(t, s.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind", "ro"}})
 	require.Contains(t, s.Mounts, specs.Mount{Destination: "/scratch", Type: "bind", Source: "/tmp", Options: []string{"rbind", "rw"}})
-	require.Contains(t, s.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: "/etc/resolv.conf", Options: []string{"rbind", "ro"}})
+	// Copies socbox made, not the guest's own files, which an image may
+	// lack: runc cannot bind-mount a file that is not there.
+	require.Contains(t, s.Mounts, specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: hostNet.hosts, Options: []string{"rbind", "ro"}})
+	require.Contains(t, s.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: hostNet.resolvConf, Options: []string{"rbind", "ro"}})
 
 	require.Equal(t, int64(32<<20), *s.Linux.Resources.Memory.Limit)
 	require.Equal(t, int64(32<<20), *s.Linux.Resources.Memory.Swap, "no swap on top of the limit")

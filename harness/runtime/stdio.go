@@ -79,7 +79,8 @@ func (g guestOutput) creator() cio.Creator {
 	}
 }
 
-// readAndReset returns what the container wrote and empties the files for
+// readAndReset returns the head of what the container wrote, at most
+// limit bytes of each stream, and empties the files for
 // a later container. It goes through the Shell's ReadAndTruncate rather than
 // a command: over SSH that is the connection's sftp-server, started once and
 // kept, so no process starts in the guest for it, where every one costs time
@@ -88,10 +89,10 @@ func (g guestOutput) creator() cio.Creator {
 // has copied the last of the pipes into the files; its Delete waits for the
 // copy (for up to two seconds, in case an orphan still holds a pipe open),
 // and no writer is left after it.
-func (g guestOutput) readAndReset(ctx context.Context, sh Shell) (stdout, stderr []byte, err error) {
-	out, err := sh.ReadAndTruncate(ctx, g.stdout, g.stderr)
+func (g guestOutput) readAndReset(ctx context.Context, sh Shell, limit int64) (stdout, stderr sshx.Head, err error) {
+	out, err := sh.ReadAndTruncate(ctx, limit, g.stdout, g.stderr)
 	if err != nil {
-		return nil, nil, err
+		return sshx.Head{}, sshx.Head{}, err
 	}
 	return out[0], out[1], nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // DialTCP connects to addr ("10.213.0.2:80") as seen from the guest, through
@@ -28,11 +29,18 @@ type Forward struct {
 	Addr   string
 	Remote string
 
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	ln     net.Listener
+	cancel context.CancelFunc // ends the dials in flight
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
 }
+
+// forwardCloseWait bounds how long Close waits for the relays it ended. A
+// guest that stopped answering leaves a relay blocked in a write to the
+// SSH channel, which only ends when the SSH connection is closed: Close
+// must not wait for it, or the teardown that calls it never reaches QEMU.
+const forwardCloseWait = 2 * time.Second
 
 // Forward listens on a free port of 127.0.0.1 and relays each connection to
 // remote in the guest until Close.
@@ -41,7 +49,8 @@ func (c *Client) Forward(remote string) (*Forward, error) {
 	if err != nil {
 		return nil, fmt.Errorf("forward to %s: %w", remote, err)
 	}
-	f := &Forward{Addr: ln.Addr().String(), Remote: remote, ln: ln, conns: map[net.Conn]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Forward{Addr: ln.Addr().String(), Remote: remote, ln: ln, cancel: cancel, conns: map[net.Conn]struct{}{}}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -53,7 +62,7 @@ func (c *Client) Forward(remote string) (*Forward, error) {
 			f.wg.Add(1)
 			go func() {
 				defer f.wg.Done()
-				f.relay(c, local)
+				f.relay(ctx, c, local)
 			}()
 		}
 	}()
@@ -72,9 +81,9 @@ func (f *Forward) track(conns ...net.Conn) bool {
 	return true
 }
 
-func (f *Forward) relay(c *Client, local net.Conn) {
+func (f *Forward) relay(ctx context.Context, c *Client, local net.Conn) {
 	defer local.Close()
-	remote, err := c.ssh.Dial("tcp", f.Remote)
+	remote, err := c.ssh.DialContext(ctx, "tcp", f.Remote)
 	if err != nil {
 		return // the local side sees the connection closed
 	}
@@ -101,19 +110,29 @@ func (f *Forward) relay(c *Client, local net.Conn) {
 }
 
 // Close stops listening, ends the connections in flight and waits for
-// them.
+// them, for at most two seconds: a relay stuck on a guest that stopped
+// answering ends when the SSH connection is closed.
 func (f *Forward) Close() error {
 	if f == nil {
 		return nil
 	}
 	err := f.ln.Close()
+	f.cancel()
 	f.mu.Lock()
 	for c := range f.conns {
 		_ = c.Close()
 	}
 	f.conns = nil
 	f.mu.Unlock()
-	f.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(forwardCloseWait):
+	}
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

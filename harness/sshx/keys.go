@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -18,13 +19,21 @@ const keyComment = "socbox"
 
 // LoadOrCreateKey returns the client key stored at path, creating an ed25519
 // key there first if the file does not exist. The private key is written in
-// OpenSSH format with mode 0600 (its directory, if created, gets 0700), and
+// OpenSSH format with mode 0600 (its directory gets 0700), and
 // the public key beside it at path+".pub" in authorized_keys format, so that
 // the same key also works with the ssh command line tool.
 //
 // Creation is atomic and safe against several test processes sharing one key
 // path: exactly one key wins and every caller gets that one.
 func LoadOrCreateKey(path string) (ssh.Signer, error) {
+	// The directory holds the private key: nobody else may list or
+	// replace what is in it, whatever made it first.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("ssh key %s: %w", path, err)
+	}
+	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("ssh key %s: %w", path, err)
+	}
 	signer, err := loadKey(path)
 	if errors.Is(err, os.ErrNotExist) {
 		signer, err = createKey(path)

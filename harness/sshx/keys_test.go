@@ -97,3 +97,12 @@ func requireMode(t *testing.T, path string, want os.FileMode) {
 	require.NoError(t, err)
 	require.Equal(t, want, fi.Mode().Perm(), path)
 }
+
+func TestLoadOrCreateKeyTightensAnOpenKeyDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ssh")
+	require.NoError(t, os.Mkdir(dir, 0o755)) // as an older socbox left it
+	require.NoError(t, os.Chmod(dir, 0o755))
+	_, err := sshx.LoadOrCreateKey(filepath.Join(dir, "id_ed25519"))
+	require.NoError(t, err)
+	requireMode(t, dir, 0o700)
+}

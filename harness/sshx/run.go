@@ -25,6 +25,7 @@ type runOptions struct {
 	stdin           io.Reader
 	stdout, stderr  io.Writer
 	noStdoutCapture bool
+	limit           int64
 }
 
 // WithStdin feeds r to the command's standard input; without it the command
@@ -56,6 +57,14 @@ func WithStderr(w io.Writer) RunOption {
 	return func(o *runOptions) { o.stderr = w }
 }
 
+// WithOutputLimit keeps at most n bytes of each of Result.Stdout and
+// Result.Stderr instead of DefaultOutputLimit; the rest is counted in
+// StdoutSize and StderrSize and dropped. Streams to WithStdout and
+// WithStderr writers are not cut.
+func WithOutputLimit(n int64) RunOption {
+	return func(o *runOptions) { o.limit = n }
+}
+
 // withoutStdoutCapture leaves Result.Stdout empty, for transfers that stream
 // to a writer and must not also be held in memory.
 func withoutStdoutCapture() RunOption {
@@ -70,7 +79,7 @@ func withoutStdoutCapture() RunOption {
 // session closed, and the error wraps ctx's cause; the Result then holds what
 // was captured so far.
 func (c *Client) Run(ctx context.Context, cmd string, opts ...RunOption) (Result, error) {
-	var o runOptions
+	o := runOptions{limit: DefaultOutputLimit}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -87,7 +96,7 @@ func (c *Client) Run(ctx context.Context, cmd string, opts ...RunOption) (Result
 	}
 	defer sess.Close()
 
-	var stdout, stderr bytes.Buffer
+	stdout, stderr := headBuffer{limit: o.limit}, headBuffer{limit: o.limit}
 	out := &gate{}
 	sess.Stdin = o.stdin
 	sess.Stdout = out.writer(tee(&stdout, o.stdout, o.noStdoutCapture))
@@ -96,7 +105,8 @@ func (c *Client) Run(ctx context.Context, cmd string, opts ...RunOption) (Result
 	// even if the session's copy goroutines are still running.
 	collect := func() {
 		out.close()
-		res.Stdout, res.Stderr = stdout.Bytes(), stderr.Bytes()
+		res.Stdout, res.StdoutSize = stdout.buf.Bytes(), stdout.total
+		res.Stderr, res.StderrSize = stderr.buf.Bytes(), stderr.total
 		res.Duration = time.Since(start)
 	}
 
@@ -206,7 +216,7 @@ func (c *Client) newSession(ctx context.Context) (*ssh.Session, error) {
 	}
 }
 
-func tee(capture *bytes.Buffer, stream io.Writer, noCapture bool) io.Writer {
+func tee(capture *headBuffer, stream io.Writer, noCapture bool) io.Writer {
 	switch {
 	case noCapture && stream == nil:
 		return io.Discard

@@ -15,8 +15,9 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// ReadAndTruncate returns the whole content of each file in paths, in
-// order, and then empties them. Nothing is emptied unless every file was
+// ReadAndTruncate returns the head of each file in paths, in order, at
+// most limit bytes of each (with the file's whole size), and then empties
+// them. Nothing is emptied unless every file was
 // read; a file written to meanwhile may lose what was written between its
 // read and its truncation, so call it once the writers are gone. When ctx
 // ends first, the error wraps its cause, and the files may or may not have
@@ -27,7 +28,7 @@ import (
 // sftp-server per connection is cheaper than a shell and its commands per
 // call. When the server has no sftp subsystem, it runs one shell command
 // instead (and, for this Client, from then on).
-func (c *Client) ReadAndTruncate(ctx context.Context, paths ...string) ([][]byte, error) {
+func (c *Client) ReadAndTruncate(ctx context.Context, limit int64, paths ...string) ([]Head, error) {
 	if len(paths) == 0 {
 		return nil, nil
 	}
@@ -37,13 +38,13 @@ func (c *Client) ReadAndTruncate(ctx context.Context, paths ...string) ([][]byte
 		return nil, fmt.Errorf("ssh %s: read and truncate %s: %w", c.endpoint, strings.Join(paths, " "), context.Cause(ctx))
 	}
 	if !c.noSFTP {
-		out, err := c.readAndTruncateSFTP(ctx, paths)
+		out, err := c.readAndTruncateSFTP(ctx, limit, paths)
 		if !errors.Is(err, errNoSFTP) {
 			return out, err
 		}
 		c.noSFTP = true
 	}
-	return c.readAndTruncateShell(ctx, paths)
+	return c.readAndTruncateShell(ctx, limit, paths)
 }
 
 // errNoSFTP says the server has no sftp subsystem: it refused the request,
@@ -53,10 +54,10 @@ var errNoSFTP = errors.New("no sftp subsystem")
 
 // readAndTruncateSFTP does ReadAndTruncate's work with the kept SFTP
 // session, starting one if needed. c.sftpMu must be held.
-func (c *Client) readAndTruncateSFTP(ctx context.Context, paths []string) ([][]byte, error) {
+func (c *Client) readAndTruncateSFTP(ctx context.Context, limit int64, paths []string) ([]Head, error) {
 	type result struct {
 		s   *sftpSession
-		out [][]byte
+		out []Head
 		err error
 	}
 	s := c.sftp
@@ -70,7 +71,7 @@ func (c *Client) readAndTruncateSFTP(ctx context.Context, paths []string) ([][]b
 			}
 		}
 		if r.err == nil {
-			r.out, r.err = r.s.readAndTruncate(paths)
+			r.out, r.err = r.s.readAndTruncate(limit, paths)
 		}
 		done <- r
 	}()
@@ -168,7 +169,7 @@ func (s *sftpSession) close() {
 
 // readAndTruncate opens every file first, so that a missing one fails the
 // call before anything is emptied.
-func (s *sftpSession) readAndTruncate(paths []string) ([][]byte, error) {
+func (s *sftpSession) readAndTruncate(limit int64, paths []string) ([]Head, error) {
 	files := make([]*sftp.File, 0, len(paths))
 	defer func() {
 		for _, f := range files {
@@ -182,13 +183,21 @@ func (s *sftpSession) readAndTruncate(paths []string) ([][]byte, error) {
 		}
 		files = append(files, f)
 	}
-	out := make([][]byte, len(files))
+	out := make([]Head, len(files))
 	for i, f := range files {
-		b, err := io.ReadAll(f)
+		// One byte past the limit tells whether there is more; the size
+		// the guest reports is only believed when it is larger.
+		b, err := io.ReadAll(io.LimitReader(f, limit+1))
 		if err != nil {
 			return nil, &os.PathError{Op: "read", Path: paths[i], Err: err}
 		}
-		out[i] = b
+		out[i] = Head{Data: b, Size: int64(len(b))}
+		if int64(len(b)) > limit {
+			out[i].Data = b[:limit:limit]
+			if fi, err := f.Stat(); err == nil && fi.Size() > out[i].Size {
+				out[i].Size = fi.Size()
+			}
+		}
 	}
 	for i, f := range files {
 		if err := f.Truncate(0); err != nil {
@@ -200,22 +209,23 @@ func (s *sftpSession) readAndTruncate(paths []string) ([][]byte, error) {
 
 // readAndTruncateShell does ReadAndTruncate's work in one command, for a
 // server without SFTP: for each file, its size on a line of its own and then
-// its content; then, if all were read, it empties them.
-func (c *Client) readAndTruncateShell(ctx context.Context, paths []string) ([][]byte, error) {
+// its first limit bytes; then, if all were read, it empties them.
+func (c *Client) readAndTruncateShell(ctx context.Context, limit int64, paths []string) ([]Head, error) {
 	steps := make([]string, 0, 2*len(paths))
 	for _, p := range paths {
-		steps = append(steps, fmt.Sprintf("wc -c < %[1]s && cat -- %[1]s", Quote(p)))
+		steps = append(steps, fmt.Sprintf("wc -c < %[1]s && head -c %[2]d -- %[1]s", Quote(p), limit))
 	}
 	for _, p := range paths {
 		steps = append(steps, ": > "+Quote(p))
 	}
-	res, err := c.Run(ctx, strings.Join(steps, " && "))
+	// Room for each file's head and its size line, and no more.
+	res, err := c.Run(ctx, strings.Join(steps, " && "), WithOutputLimit(int64(len(paths))*(limit+32)))
 	if err == nil && res.ExitCode != 0 {
 		err = &CommandError{Endpoint: c.endpoint, Result: res}
 	}
 	if err == nil {
-		var out [][]byte
-		if out, err = splitSized(res.Stdout, len(paths)); err == nil {
+		var out []Head
+		if out, err = splitSized(res.Stdout, len(paths), limit); err == nil {
 			return out, nil
 		}
 	}
@@ -223,18 +233,20 @@ func (c *Client) readAndTruncateShell(ctx context.Context, paths []string) ([][]
 }
 
 // splitSized splits b into n parts, each given as its size in decimal on a
-// line of its own followed by that many bytes.
-func splitSized(b []byte, n int) ([][]byte, error) {
-	out := make([][]byte, 0, n)
+// line of its own followed by that many bytes, or by limit bytes when the
+// size is larger.
+func splitSized(b []byte, n int, limit int64) ([]Head, error) {
+	out := make([]Head, 0, n)
 	rest := b
 	for range n {
 		line, after, ok := bytes.Cut(rest, []byte("\n"))
-		size, err := strconv.Atoi(string(bytes.TrimSpace(line)))
-		if !ok || err != nil || size < 0 || size > len(after) {
+		size, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 10, 64)
+		take := min(size, limit)
+		if !ok || err != nil || size < 0 || take > int64(len(after)) {
 			return nil, fmt.Errorf("unexpected output %q", clip(b))
 		}
-		out = append(out, after[:size:size])
-		rest = after[size:]
+		out = append(out, Head{Data: after[:take:take], Size: size})
+		rest = after[take:]
 	}
 	if len(rest) > 0 {
 		return nil, fmt.Errorf("unexpected output %q", clip(b))

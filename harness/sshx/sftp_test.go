@@ -65,25 +65,27 @@ func TestReadAndTruncate(t *testing.T) {
 			ctx := testContext(t)
 			paths, want := outputFiles(t)
 
-			got, err := c.ReadAndTruncate(ctx, paths...)
+			got, err := c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, paths...)
 			require.NoError(t, err)
 			require.Len(t, got, len(want))
 			for i := range want {
-				require.Equal(t, want[i], got[i], paths[i])
+				require.Equal(t, want[i], got[i].Data, paths[i])
+				require.EqualValues(t, len(want[i]), got[i].Size, paths[i])
 			}
 			requireEmptied(t, paths)
 
 			// The emptied files are read again as empty, and can be reused.
-			got, err = c.ReadAndTruncate(ctx, paths...)
+			got, err = c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, paths...)
 			require.NoError(t, err)
 			require.Len(t, got, len(paths))
 			for _, b := range got {
-				require.Empty(t, b)
+				require.Empty(t, b.Data)
+				require.Zero(t, b.Size)
 			}
 			require.NoError(t, os.WriteFile(paths[0], []byte("again"), 0o600))
-			got, err = c.ReadAndTruncate(ctx, paths[0])
+			got, err = c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, paths[0])
 			require.NoError(t, err)
-			require.Equal(t, "again", string(got[0]))
+			require.Equal(t, "again", string(got[0].Data))
 		})
 	}
 }
@@ -104,23 +106,23 @@ func TestReadAndTruncateMissingFileEmptiesNothing(t *testing.T) {
 			missing := filepath.Join(dir, "missing")
 			require.NoError(t, os.WriteFile(present, []byte("kept"), 0o600))
 
-			_, err := c.ReadAndTruncate(ctx, present, missing)
+			_, err := c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, present, missing)
 			require.ErrorContains(t, err, missing)
 			data, err := os.ReadFile(present)
 			require.NoError(t, err)
 			require.Equal(t, "kept", string(data), "nothing is emptied unless all were read")
 
 			// The client still works after the error.
-			got, err := c.ReadAndTruncate(ctx, present)
+			got, err := c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, present)
 			require.NoError(t, err)
-			require.Equal(t, "kept", string(got[0]))
+			require.Equal(t, "kept", string(got[0].Data))
 		})
 	}
 }
 
 func TestReadAndTruncateMissingFileIsNotExist(t *testing.T) {
 	_, c := connect(t)
-	_, err := c.ReadAndTruncate(testContext(t), filepath.Join(t.TempDir(), "missing"))
+	_, err := c.ReadAndTruncate(testContext(t), sshx.DefaultOutputLimit, filepath.Join(t.TempDir(), "missing"))
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
 
@@ -130,17 +132,17 @@ func TestReadAndTruncateKeepsItsSFTPSession(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "out")
 	require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
 
-	_, err := c.ReadAndTruncate(ctx, p)
+	_, err := c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, p)
 	require.NoError(t, err)
 	require.Equal(t, 1, srv.Sessions())
 	for range 3 {
-		_, err := c.ReadAndTruncate(ctx, p)
+		_, err := c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, p)
 		require.NoError(t, err)
 	}
 	// Even a refused request leaves the session usable.
-	_, err = c.ReadAndTruncate(ctx, p+".missing")
+	_, err = c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, p+".missing")
 	require.Error(t, err)
-	_, err = c.ReadAndTruncate(ctx, p)
+	_, err = c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, p)
 	require.NoError(t, err)
 	require.Equal(t, 1, srv.Sessions(), "one session for all calls")
 }
@@ -152,7 +154,7 @@ func TestReadAndTruncateFallbackIsRemembered(t *testing.T) {
 	require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
 
 	for range 3 {
-		_, err := c.ReadAndTruncate(ctx, p)
+		_, err := c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, p)
 		require.NoError(t, err)
 	}
 	// One refused sftp session, then one command per call.
@@ -164,7 +166,7 @@ func TestReadAndTruncateHonoursContext(t *testing.T) {
 	cause := errors.New("test is done waiting")
 	ctx, cancel := context.WithCancelCause(testContext(t))
 	cancel(cause)
-	_, err := c.ReadAndTruncate(ctx, filepath.Join(t.TempDir(), "out"))
+	_, err := c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, filepath.Join(t.TempDir(), "out"))
 	require.ErrorIs(t, err, cause)
 }
 
@@ -191,15 +193,15 @@ func TestReadAndTruncateDoesNotWaitForAHungGuest(t *testing.T) {
 		defer cancel()
 		proxy.stall()
 		defer proxy.resume()
-		_, err := c.ReadAndTruncate(ctx, write(name))
+		_, err := c.ReadAndTruncate(ctx, sshx.DefaultOutputLimit, write(name))
 		require.ErrorIs(t, err, cause)
 		require.ErrorContains(t, err, name)
 	}
 	works := func(name string) {
 		t.Helper()
-		got, err := c.ReadAndTruncate(testContext(t), write(name))
+		got, err := c.ReadAndTruncate(testContext(t), sshx.DefaultOutputLimit, write(name))
 		require.NoError(t, err)
-		require.Equal(t, name, string(got[0]))
+		require.Equal(t, name, string(got[0].Data))
 	}
 
 	hung("while starting") // before the SFTP session exists
