@@ -220,7 +220,7 @@ var catalog = map[string]Profile{
 		Kernel: KernelSource{
 			DebianPackage: "linux-image-arm64",
 			DTB:           "broadcom/bcm2711-rpi-4-b.dtb",
-			// The card is on EMMC2 (sdhci-iproc).
+			// sdhci-iproc drives the Arasan SDHCI the card is on.
 			InitrdModules: []string{"sdhci_iproc", "mmc_block", "ext4"},
 			Console:       "ttyS1",
 			// The serial sshd of the default image starts on this.
@@ -239,13 +239,24 @@ var catalog = map[string]Profile{
 				"/soc/i2c@7ef04500",
 				"/soc/hdmi@7ef05700",
 				"/soc/i2c@7ef09500",
+				// QEMU 10 wires the SD card to the Arasan SDHCI (the real
+				// board's Wi-Fi SDIO host), not to EMMC2: the card goes
+				// there, without the Wi-Fi chip and its power sequence,
+				// and EMMC2 (with its supplies, switched through the
+				// firmware's GPIO expander QEMU does not answer) goes.
+				"/soc/mmc@7e300000/wifi@1",
+				"/wifi-pwrseq",
+				"/emmc2bus/mmc@7e340000",
+				"/regulator-sd-io-1v8",
+				"/regulator-sd-vcc",
 			},
 		},
 		Platform:   LinuxARM64,
-		RootDevice: "/dev/mmcblk1",
+		RootDevice: "/dev/mmcblk0",
 		Divergences: []string{
 			"no network: QEMU's BCM2711 has no PCIe (so no USB) and no GENET Ethernet; socbox reaches the board over its PL011 UART, and scenarios that need a network interface do not apply",
 			"no Wi-Fi/Bluetooth, no GPU (VideoCore VI), no HDMI (their device tree nodes are removed)",
+			"the SD card is on the Arasan SDHCI controller (the real board's Wi-Fi SDIO host), where QEMU puts it, not on EMMC2; PIO, no DMA",
 			"SoC peripherals partly emulated: no I2C/SPI devices attached, GPIO without real pins, thermal sensor and RNG not modelled",
 			"no RTC (like the real board): the clock is set from the host after login",
 			"needs QEMU 9.0 or newer; with an older QEMU use raspi4b-fast",
