@@ -20,7 +20,7 @@ func testCache(t *testing.T) string {
 // readExt4 reads a file from the ext4 partition of a disk image.
 func readExt4(t *testing.T, disk string, part Partition, p string) string {
 	t.Helper()
-	data, err := ext4Part{file: disk, offset: part.Start, size: part.Size}.readFile(t.Context(), p)
+	data, err := ext4Part{file: disk, offset: part.Start, size: part.Size}.readFile(t.Context(), p, maxTextFile)
 	require.NoError(t, err, "read %s", p)
 	return string(data)
 }

@@ -102,10 +102,12 @@ func (f firstBoot) rootFS(ctx context.Context, e ext4Part, w *ext4Writer) error 
 	info := f.info
 	sshd := false
 	for _, p := range []string{"/usr/sbin/sshd", "/sbin/sshd"} {
-		if real, err := e.resolve(ctx, p); err == nil {
-			if ok, _, _, err := e.lstat(ctx, real); err == nil && ok {
-				sshd = true
-			}
+		_, n, err := e.stat(ctx, p)
+		if err != nil {
+			return err
+		}
+		if n.exists {
+			sshd = true
 		}
 	}
 	if !sshd {
@@ -131,7 +133,7 @@ func (f firstBoot) rootFS(ctx context.Context, e ext4Part, w *ext4Writer) error 
 		if err != nil {
 			return err
 		}
-		if ok, _, isDir, err := e.lstat(ctx, home); err == nil && ok && isDir {
+		if n, err := e.lstat(ctx, home); err == nil && n.kind == nodeDir {
 			if err := w.mkdirAll(ctx, path.Join(home, ".ssh"), 0o700, info.FirstUserUID, info.FirstUserGID); err != nil {
 				return err
 			}
@@ -140,21 +142,23 @@ func (f firstBoot) rootFS(ctx context.Context, e ext4Part, w *ext4Writer) error 
 			}
 		}
 	}
-	if dir, err := e.resolve(ctx, "/etc/ssh/sshd_config.d"); err == nil {
-		if ok, _, isDir, _ := e.lstat(ctx, dir); ok && isDir {
-			if err := w.writeFile(ctx, path.Join(dir, "10-socbox.conf"), []byte(sshdDropIn), 0o644, 0, 0); err != nil {
-				return err
-			}
+	dir, n, err := e.stat(ctx, "/etc/ssh/sshd_config.d")
+	if err != nil {
+		return err
+	}
+	if n.kind == nodeDir {
+		if err := w.writeFile(ctx, path.Join(dir, "10-socbox.conf"), []byte(sshdDropIn), 0o644, 0, 0); err != nil {
+			return err
 		}
 	}
 	// Enable sshd the way `systemctl enable ssh` would; Raspberry Pi OS's
 	// own switch (the ssh file) does the same on first boot.
 	for _, unit := range []string{"/lib/systemd/system/ssh.service", "/usr/lib/systemd/system/ssh.service"} {
-		real, err := e.resolve(ctx, unit)
+		_, n, err := e.stat(ctx, unit)
 		if err != nil {
-			continue
+			return err
 		}
-		if ok, _, _, _ := e.lstat(ctx, real); ok {
+		if n.exists {
 			wants, err := e.resolve(ctx, "/etc/systemd/system/multi-user.target.wants")
 			if err != nil {
 				return err

@@ -168,9 +168,9 @@ func inspectBootPartition(file string, info *ImageInfo) error {
 
 func inspectRootFS(ctx context.Context, file string, info *ImageInfo) error {
 	e := ext4Part{file: file, offset: info.Root.Start, size: info.Root.Size}
-	osr, err := e.readFile(ctx, "/etc/os-release")
+	osr, err := e.readFile(ctx, "/etc/os-release", maxTextFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		osr, err = e.readFile(ctx, "/usr/lib/os-release")
+		osr, err = e.readFile(ctx, "/usr/lib/os-release", maxTextFile)
 	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -183,13 +183,13 @@ func inspectRootFS(ctx context.Context, file string, info *ImageInfo) error {
 	if info.Suite == "" {
 		info.Suite = suiteFromDebianVersion(e, ctx)
 	}
-	if ok, _, _, err := e.lstat(ctx, "/etc/rpi-issue"); err == nil && ok {
+	if n, err := e.lstat(ctx, "/etc/rpi-issue"); err == nil && n.exists {
 		info.RaspberryPi = true
 	}
-	if ok, _, _, err := e.lstat(ctx, "/etc/cloud/cloud.cfg"); err == nil && ok {
+	if n, err := e.lstat(ctx, "/etc/cloud/cloud.cfg"); err == nil && n.exists {
 		info.CloudInit = true
 	}
-	if uenv, err := e.readFile(ctx, "/boot/uEnv.txt"); err == nil {
+	if uenv, err := e.readFile(ctx, "/boot/uEnv.txt", maxTextFile); err == nil {
 		info.UEnv = strings.TrimSpace(string(uenv))
 	}
 	if names, err := e.listDir(ctx, "/boot"); err == nil {
@@ -204,7 +204,7 @@ func inspectRootFS(ctx context.Context, file string, info *ImageInfo) error {
 		info.ModuleVersions = names
 	}
 	info.Arch = userlandArch(ctx, e)
-	if pw, err := e.readFile(ctx, "/etc/passwd"); err == nil {
+	if pw, err := e.readFile(ctx, "/etc/passwd", maxTextFile); err == nil {
 		info.FirstUser, info.FirstUserUID, info.FirstUserGID, info.FirstUserHome = firstUser(pw)
 	}
 	return nil
@@ -213,7 +213,7 @@ func inspectRootFS(ctx context.Context, file string, info *ImageInfo) error {
 // suiteFromDebianVersion maps /etc/debian_version ("12.5") to a codename
 // for images whose os-release lacks VERSION_CODENAME.
 func suiteFromDebianVersion(e ext4Part, ctx context.Context) string {
-	b, err := e.readFile(ctx, "/etc/debian_version")
+	b, err := e.readFile(ctx, "/etc/debian_version", maxTextFile)
 	if err != nil {
 		return ""
 	}
@@ -254,7 +254,7 @@ func parseOSRelease(b []byte) map[string]string {
 // userlandArch reads the ELF header of the image's shell.
 func userlandArch(ctx context.Context, e ext4Part) string {
 	for _, p := range []string{"/usr/bin/dash", "/bin/dash", "/usr/bin/bash", "/bin/sh"} {
-		data, err := e.readFile(ctx, p)
+		data, err := e.readFile(ctx, p, maxBinaryFile)
 		if err != nil {
 			continue
 		}

@@ -75,6 +75,10 @@ func (p *kernelPlan) chooseInitrd(ctx context.Context, info *ImageInfo, b boards
 	}
 	wanted := rootModules(b)
 	kinds, err := initrd.Classify(local, wanted)
+	if errors.Is(err, initrd.ErrUnsafeModulePath) {
+		return &ImageFormatError{File: info.File, What: fmt.Sprintf("%s: /lib/modules/%s: %v", stage, release, err),
+			Fix: "socbox refuses module paths that could reach outside the image; the image is damaged or made to attack the host that reads it: do not use it"}
+	}
 	if err != nil {
 		return &ImageFormatError{File: info.File, What: fmt.Sprintf("%s: /lib/modules/%s has no readable modules.dep: %v", stage, release, err),
 			Fix: fmt.Sprintf("run depmod %s in the image, %s", release, shipInitramfs)}
@@ -127,9 +131,9 @@ func dumpModuleIndex(ctx context.Context, root ext4Part, release, tmp string) (s
 	}
 	files := map[string]string{}
 	for _, f := range moduleIndexFiles {
-		files[path.Join(dir, f)] = filepath.Join(local, f)
+		files[path.Join(dir, f)] = f
 	}
-	return local, root.dumpFiles(ctx, tmp, files)
+	return local, root.dumpFiles(ctx, local, files, initrd.MaxIndexFile)
 }
 
 // buildRootModulesInitrd builds socbox's initrd for an image booting its
@@ -163,11 +167,13 @@ func buildRootModulesInitrd(ctx context.Context, im *Image, busybox, tmp string,
 	if err != nil {
 		return c, err
 	}
+	// initrd.Resolve checked that every path in LoadOrder stays inside
+	// the module tree; dumpFiles checks it again for the host side.
 	files := map[string]string{}
 	for _, rel := range c.LoadOrder {
-		files[path.Join(dir, rel)] = filepath.Join(local, rel)
+		files[path.Join(dir, rel)] = rel
 	}
-	if err := root.dumpFiles(ctx, tmp, files); err != nil {
+	if err := root.dumpFiles(ctx, local, files, initrd.MaxModuleFile); err != nil {
 		return c, err
 	}
 	for _, rel := range c.LoadOrder {

@@ -187,7 +187,7 @@ func Prepare(ctx context.Context, spec PrepareSpec) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: copy: %w", stage, err)
 	}
-	ext := ext4Part{file: disk, offset: rootPart.Start, size: rootPart.Size}
+	ext := ext4Part{file: disk, offset: rootPart.Start, size: rootPart.Size, image: info.File}
 	fb := firstBoot{info: info, user: user, passwordHash: spec.PasswordHash, key: strings.TrimSpace(spec.AuthorizedKey), instance: key[:12]}
 	w := ext.writer(work)
 	if err := fb.rootFS(ctx, ext, w); err != nil {

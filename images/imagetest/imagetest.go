@@ -311,6 +311,12 @@ type RaspiOS struct {
 	NoBoot   bool   // leave out the FAT partition
 	GPT      bool   // a GPT instead of Raspberry Pi OS's MBR
 	FileName string // raspios.img if empty
+	// RootFiles are more root filesystem files (path → content; a path
+	// ending in "/" is a directory). Links are symbolic links (path →
+	// target), made last and replacing whatever the path held: hostile
+	// images for tests of what socbox refuses.
+	RootFiles map[string]string
+	Links     map[string]string
 }
 
 // Image builds the image in a new temp dir and returns its path.
@@ -349,12 +355,21 @@ func (o RaspiOS) Image(t testing.TB) string {
 		files["etc/cloud/cloud.cfg"] = "datasource_list: [ NoCloud, None ]\n"
 	}
 	WriteTree(t, rootDir, files)
+	WriteTree(t, rootDir, o.RootFiles)
 	o.Modules.write(t, rootDir)
 	// Merged /usr, as on bookworm and trixie.
 	for _, l := range []string{"bin", "sbin", "lib"} {
 		require.NoError(t, os.Symlink("usr/"+l, filepath.Join(rootDir, l)))
 	}
-	require.NoError(t, os.Chmod(filepath.Join(rootDir, "root"), 0o700))
+	for p, target := range o.Links {
+		full := filepath.Join(rootDir, p)
+		require.NoError(t, os.RemoveAll(full))
+		require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		require.NoError(t, os.Symlink(target, full))
+	}
+	if _, ok := o.Links["root"]; !ok {
+		require.NoError(t, os.Chmod(filepath.Join(rootDir, "root"), 0o700))
+	}
 	rootfs := filepath.Join(dir, "rootfs.img")
 	const rootMiB = 16
 	Run(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", rootDir, rootfs, fmt.Sprintf("%dM", rootMiB))

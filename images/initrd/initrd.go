@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ulikunitz/xz"
 )
@@ -92,8 +95,14 @@ func Resolve(modulesDir string, modules []string) (Contents, error) {
 	if err != nil {
 		return c, err
 	}
-	builtin := readBuiltin(filepath.Join(modulesDir, "modules.builtin"))
-	soft := readSoftdeps(filepath.Join(modulesDir, "modules.softdep"), filepath.Join(modulesDir, "modules.alias"))
+	builtin, err := readBuiltin(filepath.Join(modulesDir, "modules.builtin"))
+	if err != nil {
+		return c, err
+	}
+	soft, err := readSoftdeps(filepath.Join(modulesDir, "modules.softdep"), filepath.Join(modulesDir, "modules.alias"))
+	if err != nil {
+		return c, err
+	}
 	c.LoadOrder, c.Builtin, err = loadOrder(deps, builtin, soft, modules)
 	return c, err
 }
@@ -129,7 +138,10 @@ func Classify(modulesDir string, names []string) ([]Kind, error) {
 	if err != nil {
 		return nil, err
 	}
-	builtin := readBuiltin(filepath.Join(modulesDir, "modules.builtin"))
+	builtin, err := readBuiltin(filepath.Join(modulesDir, "modules.builtin"))
+	if err != nil {
+		return nil, err
+	}
 	loadable := map[string]bool{}
 	for p := range deps {
 		loadable[moduleName(p)] = true
@@ -159,60 +171,152 @@ func checkELF(name string, data []byte, want elf.Machine) error {
 	return nil
 }
 
+// A module tree's index files come from the image, which may be hostile:
+// they are read with a bound (a distribution kernel's largest, modules.alias,
+// is about 1.5 MiB), and every module path in them must stay inside the
+// module tree. They are depmod's own line formats, which no Go library
+// reads; the parsing is a few lines each.
+const (
+	// MaxIndexFile bounds modules.dep, modules.builtin, modules.softdep
+	// and modules.alias.
+	MaxIndexFile = 16 << 20
+	// MaxModuleFile bounds a module, compressed or not: the largest in
+	// Debian's arm64 kernel is a few MiB.
+	MaxModuleFile = 64 << 20
+)
+
+// ErrUnsafeModulePath is wrapped when an index file names a module by a
+// path that could lead outside the module tree.
+var ErrUnsafeModulePath = errors.New("unsafe module path")
+
+// readIndex reads an index file of the module tree, at most MaxIndexFile
+// bytes.
+func readIndex(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxIndexFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxIndexFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", p, MaxIndexFile)
+	}
+	return b, nil
+}
+
+// checkModulePath refuses a module path from an index file that is not a
+// plain relative path inside the module tree ("kernel/fs/ext4/ext4.ko.xz"):
+// absolute, with "." or ".." components, or with a control character or
+// space.
+func checkModulePath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("an empty path")
+	case len(p) > 4095:
+		return fmt.Errorf("%d bytes long, more than PATH_MAX", len(p))
+	case path.IsAbs(p):
+		return errors.New("an absolute path: module paths are relative to the module tree")
+	case path.Clean(p) != p:
+		return errors.New("not a clean path (., .. or repeated slashes)")
+	case p == ".." || strings.HasPrefix(p, "../"):
+		return errors.New("it leads out of the module tree")
+	}
+	for i, r := range p {
+		if r <= ' ' || r == 0x7f || r == utf8.RuneError {
+			return fmt.Errorf("a control character, space or invalid byte at byte %d", i)
+		}
+	}
+	return nil
+}
+
 // readModulesDep parses modules.dep: "path: dep dep ...".
 func readModulesDep(p string) (map[string][]string, error) {
-	f, err := os.Open(p)
+	b, err := readIndex(p)
 	if err != nil {
 		return nil, fmt.Errorf("initrd: %w (run depmod on the kernel's module tree first)", err)
 	}
-	defer f.Close()
+	return parseModulesDep(b, p)
+}
+
+// parseModulesDep parses the text of modules.dep; name is for errors.
+func parseModulesDep(b []byte, name string) (map[string][]string, error) {
 	deps := map[string][]string{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1024*1024), 1024*1024)
-	for sc.Scan() {
-		mod, rest, ok := strings.Cut(sc.Text(), ":")
+	for i, line := range strings.Split(string(b), "\n") {
+		mod, rest, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
-		deps[mod] = strings.Fields(rest)
+		list := strings.Fields(rest)
+		for _, m := range append([]string{mod}, list...) {
+			if err := checkModulePath(m); err != nil {
+				return nil, fmt.Errorf("initrd: %s line %d: %w %q: %v", filepath.Base(name), i+1, ErrUnsafeModulePath, m, err)
+			}
+		}
+		deps[mod] = list
 	}
-	return deps, sc.Err()
+	return deps, nil
 }
 
-func readBuiltin(p string) map[string]bool {
-	out := map[string]bool{}
-	b, err := os.ReadFile(p)
+// readBuiltin parses modules.builtin, one module path per line; a missing
+// file means no module is built in.
+func readBuiltin(p string) (map[string]bool, error) {
+	b, err := readIndex(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]bool{}, nil
+	}
 	if err != nil {
-		return out
+		return nil, fmt.Errorf("initrd: %w", err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if l != "" {
-			out[moduleName(l)] = true
+	return parseBuiltin(b, p)
+}
+
+func parseBuiltin(b []byte, name string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for i, l := range strings.Split(string(b), "\n") {
+		if l == "" {
+			continue
 		}
+		if err := checkModulePath(l); err != nil {
+			return nil, fmt.Errorf("initrd: %s line %d: %w %q: %v", filepath.Base(name), i+1, ErrUnsafeModulePath, l, err)
+		}
+		out[moduleName(l)] = true
 	}
-	return out
+	return out, nil
 }
 
 // readSoftdeps returns, per module name, the modules to load before it
 // ("softdep ext4 pre: crypto-crc32c"), with aliases resolved through
 // modules.alias: ext4 mounts fail without crc32c, which is not in
-// modules.dep because nothing links against it.
-func readSoftdeps(softdepPath, aliasPath string) map[string][]string {
+// modules.dep because nothing links against it. Both files are optional;
+// their entries are names, never paths.
+func readSoftdeps(softdepPath, aliasPath string) (map[string][]string, error) {
+	var alias, softdep []byte
+	for _, f := range []struct {
+		path string
+		dst  *[]byte
+	}{{aliasPath, &alias}, {softdepPath, &softdep}} {
+		b, err := readIndex(f.path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("initrd: %w", err)
+		}
+		*f.dst = b
+	}
+	return parseSoftdeps(softdep, alias), nil
+}
+
+func parseSoftdeps(softdep, alias []byte) map[string][]string {
 	aliases := map[string][]string{}
-	if b, err := os.ReadFile(aliasPath); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			f := strings.Fields(l)
-			if len(f) == 3 && f[0] == "alias" && !strings.ContainsAny(f[1], "*?[") {
-				aliases[f[1]] = append(aliases[f[1]], f[2])
-			}
+	for _, l := range strings.Split(string(alias), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 3 && f[0] == "alias" && !strings.ContainsAny(f[1], "*?[") {
+			aliases[f[1]] = append(aliases[f[1]], f[2])
 		}
 	}
 	out := map[string][]string{}
-	b, err := os.ReadFile(softdepPath)
-	if err != nil {
-		return out
-	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(string(softdep), "\n") {
 		f := strings.Fields(l)
 		if len(f) < 3 || f[0] != "softdep" {
 			continue
@@ -334,9 +438,14 @@ func readModule(p string) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("initrd: module %s: unsupported compression (socbox reads .ko, .ko.xz and .ko.gz)", p)
 	}
-	data, err := io.ReadAll(r)
+	// A compressed module is small and expands tenfold at most; a
+	// crafted one could expand without end.
+	data, err := io.ReadAll(io.LimitReader(r, MaxModuleFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("initrd: read %s: %w", p, err)
+	}
+	if len(data) > MaxModuleFile {
+		return nil, fmt.Errorf("initrd: module %s is larger than %d bytes", p, MaxModuleFile)
 	}
 	return data, nil
 }

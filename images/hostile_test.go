@@ -1,0 +1,77 @@
+package images
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/socbox/socbox/images/debarchive"
+	"github.com/socbox/socbox/images/imagetest"
+)
+
+// Tests of images built to attack the host that prepares them: each
+// proves that nothing outside the image's root is read or written.
+
+// TestPrepareRefusesSymlinkOutOfDebugfsScript is a root filesystem whose
+// symbolic links name a path with a newline and a debugfs command in it:
+// written into a debugfs script unchecked, the command would run as its
+// own line and dump the image's file onto the host.
+func TestPrepareRefusesSymlinkOutOfDebugfsScript(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		link string // the image's symbolic link, replaced by the hostile one
+		opts imagetest.RaspiOS
+	}{
+		// Prepare writes root's authorized_keys through /root.
+		{name: "root's home", link: "root"},
+		// socbox reads the module index of an own kernel without an
+		// initramfs out of /lib/modules/<release>.
+		{name: "module tree", link: "usr/lib/modules/" + imagetest.RaspiRelease,
+			opts: imagetest.RaspiOS{NoInitramfs: true, Modules: imagetest.ModularRootDrivers(imagetest.RaspiRelease)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testCache(t)
+			host := filepath.Join(t.TempDir(), "written-by-debugfs")
+			o := tc.opts
+			o.Links = map[string]string{tc.link: "x\ndump /etc/os-release " + host + "\ny"}
+			img := o.Image(t)
+			acq, err := Acquire(t.Context(), Source{Location: img})
+			require.NoError(t, err)
+			_, err = Prepare(t.Context(), PrepareSpec{Image: acq, Board: board(t, "raspi3b"), AuthorizedKey: testKey, HeadroomMiB: 16})
+			require.NoFileExists(t, host, "the image wrote a file on the host")
+			require.Error(t, err)
+			require.ErrorContains(t, err, "control character")
+			require.ErrorContains(t, err, "/"+tc.link)
+		})
+	}
+}
+
+// TestModuleIndexCannotWriteOutsideBuildDir is an image whose
+// modules.dep names a dependency of ext4 by a path that climbs out of the
+// module tree: joined unchecked, the initrd build would copy the image's
+// file of that name to the same path on the host.
+func TestModuleIndexCannotWriteOutsideBuildDir(t *testing.T) {
+	cache := testCache(t)
+	host := filepath.Join(t.TempDir(), "evil.ko")
+	climb := strings.Repeat("../", 16) + strings.TrimPrefix(host, "/")
+	mods := imagetest.ModularRootDrivers(imagetest.RaspiRelease)
+	mods.Loadable["kernel/fs/ext4/ext4.ko.xz"] = append(mods.Loadable["kernel/fs/ext4/ext4.ko.xz"], climb)
+	img := imagetest.RaspiOS{NoInitramfs: true, Modules: mods,
+		RootFiles: map[string]string{strings.TrimPrefix(host, "/"): "module from the image"}}.Image(t)
+	acq, err := Acquire(t.Context(), Source{Location: img})
+	require.NoError(t, err)
+	b := board(t, "raspi3b")
+	im, err := Prepare(t.Context(), PrepareSpec{Image: acq, Board: b, AuthorizedKey: testKey, HeadroomMiB: 16})
+	if err == nil {
+		archive := &debarchive.Client{CacheDir: filepath.Join(cache, "debs")}
+		bb := filepath.Join(archive.CacheDir, "busybox", "bookworm-arm64", "busybox")
+		imagetest.WriteTree(t, filepath.Dir(bb), map[string]string{"busybox": imagetest.ELFHeader(true)})
+		_, err = EnsureBootFiles(t.Context(), im, b, archive, t.Logf)
+	}
+	require.NoFileExists(t, host, "the image's modules.dep wrote a file on the host")
+	require.Error(t, err)
+	require.ErrorContains(t, err, "modules.dep")
+	require.ErrorContains(t, err, climb)
+}
