@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/socbox/socbox/boards"
@@ -184,34 +185,90 @@ func buildRootModulesInitrd(ctx context.Context, im *Image, busybox, tmp string,
 	return initrd.Build(initrd.Spec{Busybox: busybox, ModulesDir: local, Modules: im.RootModules, Machine: machine}, w)
 }
 
+// maxKernelImage bounds how much of a kernel image kernelRelease reads,
+// decompressed: Debian's arm64 Image is about 36 MiB and Raspberry Pi OS's
+// kernel8.img about 24 MiB once unpacked, and a gzip stream can expand a
+// thousandfold, so a crafted one could fill memory.
+const maxKernelImage = 128 << 20
+
+// kernelBanner is what Linux prints first: "Linux version <release>
+// (<builder>) ...".
+const kernelBanner = "Linux version "
+
+// releaseRe is what uname -r can print: the name of a /lib/modules
+// directory, never a path.
+var releaseRe = regexp.MustCompile(`^[0-9][A-Za-z0-9._+~-]{0,63}$`)
+
 // kernelRelease reads a kernel image's release (what uname -r prints, the
-// name of its /lib/modules directory) from the banner it prints first,
-// "Linux version <release> (<builder>) ...". Raspberry Pi OS's kernel8.img
-// is gzip-compressed; Debian's arm64 Image is not.
+// name of its /lib/modules directory) from its banner. Raspberry Pi OS's
+// kernel8.img is gzip-compressed; Debian's arm64 Image is not. The image
+// is read as a stream, at most maxKernelImage bytes of it.
 func kernelRelease(data []byte) (string, error) {
+	var r io.Reader = bytes.NewReader(data)
 	if bytes.HasPrefix(data, magicGzip) {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
+		zr, err := gzip.NewReader(r)
 		if err != nil {
 			return "", fmt.Errorf("decompress: %w", err)
 		}
-		raw, err := io.ReadAll(zr)
-		if err != nil {
-			return "", fmt.Errorf("decompress: %w", err)
-		}
-		data = raw
+		r = zr
 	}
-	const banner = "Linux version "
-	for rest := data; ; {
-		i := bytes.Index(rest, []byte(banner))
-		if i < 0 {
-			return "", errors.New(`no "Linux version" banner in the kernel image`)
+	lr := &io.LimitedReader{R: r, N: maxKernelImage + 1}
+	rel, err := findKernelRelease(lr)
+	if err == nil {
+		return rel, nil
+	}
+	if lr.N <= 0 {
+		return "", fmt.Errorf("no %q banner in the first %d MiB of the kernel image", strings.TrimSpace(kernelBanner), maxKernelImage>>20)
+	}
+	return "", err
+}
+
+// findKernelRelease scans r for the banner, a chunk at a time: a banner
+// that straddles two chunks is found in the tail carried over.
+func findKernelRelease(r io.Reader) (string, error) {
+	const tail = len(kernelBanner) + 130 // banner, release, " ("
+	buf := make([]byte, 0, 1<<20+tail)
+	for {
+		n, err := io.ReadFull(r, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		last := err != nil
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return "", fmt.Errorf("decompress: %w", err)
 		}
-		rest = rest[i+len(banner):]
+		// Banners starting in the tail are looked at with the next chunk,
+		// when all of them is there.
+		scan := len(buf) - tail
+		if last {
+			scan = len(buf)
+		}
+		if rel, ok := scanKernelRelease(buf, max(scan, 0)); ok {
+			return rel, nil
+		}
+		if last {
+			return "", fmt.Errorf("no %q banner in the kernel image", strings.TrimSpace(kernelBanner))
+		}
+		keep := max(scan, 0)
+		buf = buf[:copy(buf, buf[keep:])]
+	}
+}
+
+// scanKernelRelease looks for a banner starting before limit in buf.
+// printk formats that also say "Linux version" come before the banner in
+// some builds; what follows them is no release.
+func scanKernelRelease(buf []byte, limit int) (string, bool) {
+	for off := 0; off < limit; {
+		i := bytes.Index(buf[off:], []byte(kernelBanner))
+		if i < 0 || off+i >= limit {
+			return "", false
+		}
+		rest := buf[off+i+len(kernelBanner):]
+		off += i + 1
 		end := bytes.IndexAny(rest, " \x00\n")
-		if end > 0 && end < 128 && rest[0] >= '0' && rest[0] <= '9' && bytes.HasPrefix(rest[end:], []byte(" (")) {
-			return string(rest[:end]), nil
+		if end > 0 && end < 128 && bytes.HasPrefix(rest[end:], []byte(" (")) && releaseRe.Match(rest[:end]) {
+			return string(rest[:end]), true
 		}
 	}
+	return "", false
 }
 
 // initramfsFormat says whether data is an initramfs the kernel unpacks: a

@@ -1,9 +1,11 @@
 package images
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -27,6 +29,33 @@ func TestKernelRelease(t *testing.T) {
 
 	_, err = kernelRelease([]byte(imagetest.ARM64Kernel(t, "")))
 	require.ErrorContains(t, err, `no "Linux version" banner`)
+}
+
+// TestKernelReleaseBoundsDecompression is a gzip bomb for kernel8.img:
+// 640 MiB of zeros in 650 KiB (concatenated gzip members, which Go's
+// reader reads on). Read whole into memory, it took a GiB and more.
+func TestKernelReleaseBoundsDecompression(t *testing.T) {
+	member := []byte(imagetest.GzipBytes(t, make([]byte, 16<<20)))
+	bomb := bytes.Repeat(member, 40)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := kernelRelease(bomb)
+	runtime.ReadMemStats(&after)
+	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "bytes allocated reading the kernel's release")
+	require.ErrorContains(t, err, `no "Linux version" banner in the first 128 MiB`)
+
+	// A banner split across two chunks of the stream is found all the same.
+	img := make([]byte, 3<<20)
+	at := 1<<20 - 5
+	copy(img[at:], "Linux version 6.12.1-arm64 (builder) #1 SMP\n")
+	rel, err := kernelRelease([]byte(imagetest.GzipBytes(t, img)))
+	require.NoError(t, err)
+	require.Equal(t, "6.12.1-arm64", rel)
+
+	// A release that is a path is no release.
+	_, err = kernelRelease([]byte("Linux version 6/../../etc (builder) #1"))
+	require.ErrorContains(t, err, "no \"Linux version\" banner")
 }
 
 func TestInitramfsFormat(t *testing.T) {
