@@ -302,11 +302,18 @@ func safeName(s string) string {
 // dst, atomically.
 func unpack(ctx context.Context, file, format, dst string, logf func(string, ...any)) error {
 	if format == "qcow2" {
+		if err := checkQcow2(file); err != nil {
+			return err
+		}
+		src, err := qemuImgSource(file)
+		if err != nil {
+			return err
+		}
 		tmp := dst + ".tmp"
 		_ = os.Remove(tmp)
 		// qemu-img convert reads past the end of a truncated qcow2 as
 		// zeros; check first. Exit 3 is only leaked clusters: harmless.
-		if out, err := exec.CommandContext(ctx, "qemu-img", "check", "-U", "-f", "qcow2", file).CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(ctx, "qemu-img", "check", "-U", src).CombinedOutput(); err != nil {
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 				return &ImageFormatError{File: file, What: fmt.Sprintf("qemu-img cannot read it as qcow2: %s", lastLines(string(out), 4)),
@@ -315,7 +322,7 @@ func unpack(ctx context.Context, file, format, dst string, logf func(string, ...
 		}
 		logf("image: converting %s from qcow2 to raw", filepath.Base(file))
 		// -U: read without taking qemu's lock, so a running VM's base works.
-		out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", file, tmp).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-U", "-O", "raw", src, tmp).CombinedOutput()
 		if err != nil {
 			_ = os.Remove(tmp)
 			return &ImageFormatError{File: file, What: fmt.Sprintf("qemu-img cannot read it as qcow2: %v: %s", err, strings.TrimSpace(string(out))),

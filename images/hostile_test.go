@@ -1,6 +1,7 @@
 package images
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,4 +75,41 @@ func TestModuleIndexCannotWriteOutsideBuildDir(t *testing.T) {
 	require.Error(t, err)
 	require.ErrorContains(t, err, "modules.dep")
 	require.ErrorContains(t, err, climb)
+}
+
+// TestAcquireRefusesQcow2NamingHostFiles is a qcow2 whose backing file,
+// or external data file, is a file of the host: converted as it is,
+// qemu-img would copy that file into the image the guest boots.
+func TestAcquireRefusesQcow2NamingHostFiles(t *testing.T) {
+	imagetest.NeedTools(t, "qemu-img")
+	secret := filepath.Join(t.TempDir(), "host-secret")
+	require.NoError(t, os.WriteFile(secret, []byte(strings.Repeat("HOST SECRET ", 1<<16)), 0o600))
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"backing file", []string{"-b", secret, "-F", "raw"}, "has a backing file"},
+		{"backing file, version 2", []string{"-o", "compat=0.10", "-b", secret, "-F", "raw"}, "has a backing file"},
+		{"external data file", []string{"-o", "data_file=" + secret + ",data_file_raw=on"}, "external data file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testCache(t)
+			q := filepath.Join(t.TempDir(), "disk.qcow2")
+			imagetest.Run(t, "qemu-img", append(append([]string{"create", "-q", "-f", "qcow2"}, tc.args...), q, "1M")...)
+			acq, err := Acquire(t.Context(), Source{Location: q})
+			if err == nil {
+				data, rerr := os.ReadFile(acq.Disk)
+				require.NoError(t, rerr)
+				require.False(t, strings.Contains(string(data), "HOST SECRET"), "the host's file went into the image")
+			}
+			require.Error(t, err)
+			var fe *ImageFormatError
+			require.ErrorAs(t, err, &fe)
+			require.Equal(t, q, fe.File)
+			require.ErrorContains(t, err, tc.want)
+			require.ErrorContains(t, err, secret)
+			require.ErrorContains(t, err, "qemu-img convert -O qcow2")
+		})
+	}
 }
