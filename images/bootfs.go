@@ -3,14 +3,17 @@ package images
 import (
 	"encoding/binary"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"path"
 	"sort"
 	"strings"
 
-	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem"
+	fatfs12 "github.com/diskfs/go-diskfs/filesystem/fat12"
+	fatfs16 "github.com/diskfs/go-diskfs/filesystem/fat16"
+	fatfs32 "github.com/diskfs/go-diskfs/filesystem/fat32"
 )
 
 // bootFS is the FAT boot partition of a disk image (Raspberry Pi OS's
@@ -20,36 +23,70 @@ type bootFS struct {
 	part Partition
 }
 
-// open opens the partition's filesystem; writable opens the disk
-// read-write, which only a prepared copy ever is.
-func (b bootFS) open(writable bool) (filesystem.FileSystem, func() error, error) {
-	mode := diskfs.ReadOnly
+// open checks the partition's FAT (see checkFAT) and opens it; writable
+// opens the disk read-write, which only a prepared copy ever is. The
+// filesystem is read as the FAT type its boot sector says, so no other
+// go-diskfs reader (ISO 9660, squashfs, ext4) sees the partition.
+func (b bootFS) open(writable bool) (fsys filesystem.FileSystem, closeFn func() error, err error) {
+	flag := os.O_RDONLY
 	if writable {
-		mode = diskfs.ReadWrite
+		flag = os.O_RDWR
 	}
-	d, err := diskfs.Open(b.file, diskfs.WithOpenMode(mode))
+	f, err := os.OpenFile(b.file, flag, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	fsys, err := d.GetFilesystem(b.part.Index)
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	defer b.recoverDiskfs(&err) // first, so the file is closed after a panic too
+	l, err := checkFAT(f, b.part.Start, b.part.Size)
 	if err != nil {
-		d.Close()
+		return nil, nil, b.formatError(err)
+	}
+	storage := file.New(f, !writable)
+	switch l.Type {
+	case fat32:
+		fsys, err = fatfs32.Read(storage, b.part.Size, b.part.Start, 512)
+	case fat16:
+		fsys, err = fatfs16.Read(storage, b.part.Size, b.part.Start, 512)
+	default:
+		fsys, err = fatfs12.Read(storage, b.part.Size, b.part.Start, 512)
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("partition %d is not a FAT filesystem go-diskfs can read: %w", b.part.Index, err)
 	}
-	return fsys, d.Close, nil
+	return fsys, f.Close, nil
+}
+
+func (b bootFS) formatError(err error) error {
+	return &ImageFormatError{File: b.file, What: fmt.Sprintf("boot partition %d is not a sound FAT filesystem: %v", b.part.Index, err),
+		Fix: "the image is damaged (or made to attack the host that reads it): fetch it again, or repair its boot partition with fsck.vfat on a copy"}
+}
+
+// recoverDiskfs turns a panic inside go-diskfs into an error naming the
+// image and the partition: checkFAT refuses the malformed filesystems known
+// to panic it, and this is the last line of defence for any other.
+func (b bootFS) recoverDiskfs(err *error) {
+	if r := recover(); r != nil {
+		*err = b.formatError(fmt.Errorf("go-diskfs failed reading it: %v", r))
+	}
 }
 
 // bootListing is the boot partition's file names, by lower-case path
 // ("overlays/" for directories), with the names as stored.
 type bootListing map[string]string
 
-// list reads the root directory and the names in overlays/.
-func (b bootFS) list() (bootListing, error) {
+// list reads the root directory's names.
+func (b bootFS) list() (_ bootListing, err error) {
 	fsys, closeFn, err := b.open(false)
 	if err != nil {
 		return nil, err
 	}
 	defer closeFn()
+	defer b.recoverDiskfs(&err)
 	out := bootListing{}
 	ents, err := fsys.ReadDir(".")
 	if err != nil {
@@ -83,22 +120,36 @@ func (l bootListing) has(name string) (string, bool) {
 	return n, ok
 }
 
+// maxBootFile bounds a file read from the boot partition: kernels and
+// initramfs images are tens of MiB.
+const maxBootFile = 256 << 20
+
 // readFile reads one file from the boot partition.
-func (b bootFS) readFile(name string) ([]byte, error) {
+func (b bootFS) readFile(name string) (_ []byte, err error) {
 	fsys, closeFn, err := b.open(false)
 	if err != nil {
 		return nil, err
 	}
 	defer closeFn()
-	data, err := fs.ReadFile(fsys, name)
+	defer b.recoverDiskfs(&err)
+	f, err := fsys.OpenFile(name, os.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("boot partition: %s: %w", name, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxBootFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("boot partition: %s: %w", name, err)
+	}
+	if len(data) > maxBootFile {
+		return nil, &ImageFormatError{File: b.file, What: fmt.Sprintf("%s on boot partition %d is larger than %d MiB", name, b.part.Index, maxBootFile>>20),
+			Fix: "the image is damaged or not a board image"}
 	}
 	return data, nil
 }
 
 // writeFiles creates or replaces files in the boot partition's root.
-func (b bootFS) writeFiles(files map[string][]byte) error {
+func (b bootFS) writeFiles(files map[string][]byte) (err error) {
 	if len(files) == 0 {
 		return nil
 	}
@@ -106,6 +157,7 @@ func (b bootFS) writeFiles(files map[string][]byte) error {
 	if err != nil {
 		return err
 	}
+	defer b.recoverDiskfs(&err)
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -143,28 +195,20 @@ func (b bootFS) fixFreeCount() error {
 		return err
 	}
 	defer f.Close()
-	bs := make([]byte, 512)
-	if _, err := f.ReadAt(bs, b.part.Start); err != nil {
-		return err
+	l, err := checkFAT(f, b.part.Start, b.part.Size)
+	if err != nil {
+		return b.formatError(err)
 	}
-	if string(bs[82:87]) != "FAT32" {
+	if l.Type != fat32 || l.FSInfoSector == 0 {
 		return nil // FAT12/16 have no FSInfo
 	}
-	le16 := func(o int) int64 { return int64(binary.LittleEndian.Uint16(bs[o:])) }
-	le32 := func(o int) int64 { return int64(binary.LittleEndian.Uint32(bs[o:])) }
-	bytesPerSector, perCluster, reserved, fats := le16(11), int64(bs[13]), le16(14), int64(bs[16])
-	totalSectors, fatSectors, fsinfo := le32(32), le32(36), le16(48)
-	if bytesPerSector == 0 || perCluster == 0 || fsinfo == 0 || fsinfo == 0xFFFF {
-		return nil
-	}
-	clusters := (totalSectors - reserved - fats*fatSectors) / perCluster
-	fat := make([]byte, (clusters+2)*4)
-	if _, err := f.ReadAt(fat, b.part.Start+reserved*bytesPerSector); err != nil {
+	fat, err := l.readFAT(f, b.part.Start)
+	if err != nil {
 		return err
 	}
 	var free, next uint32 = 0, 0xFFFFFFFF
-	for c := int64(2); c < clusters+2; c++ {
-		if binary.LittleEndian.Uint32(fat[c*4:])&0x0FFFFFFF == 0 {
+	for c := int64(2); c < l.Clusters+2; c++ {
+		if l.next(fat, c) == 0 {
 			free++
 			if next == 0xFFFFFFFF {
 				next = uint32(c)
@@ -172,7 +216,7 @@ func (b bootFS) fixFreeCount() error {
 		}
 	}
 	sec := make([]byte, 512)
-	at := b.part.Start + fsinfo*bytesPerSector
+	at := b.part.Start + l.FSInfoSector*l.BytesPerSector
 	if _, err := f.ReadAt(sec, at); err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 package images
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -112,4 +114,89 @@ func TestAcquireRefusesQcow2NamingHostFiles(t *testing.T) {
 			require.ErrorContains(t, err, "qemu-img convert -O qcow2")
 		})
 	}
+}
+
+// patchBootSector writes value (little-endian, len(value) bytes) at off in
+// the boot sector of img's FAT partition.
+func patchBootSector(t *testing.T, img string, off int64, value []byte) Partition {
+	t.Helper()
+	lay, err := ReadLayout(img)
+	require.NoError(t, err)
+	boot, ok := lay.BootPartition()
+	require.True(t, ok)
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.WriteAt(value, boot.Start+off)
+	require.NoError(t, err)
+	return boot
+}
+
+func le32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+
+// TestInspectRefusesMalformedFAT is a boot partition whose boot sector or
+// FAT go-diskfs trusts: a FAT of 0 sectors panicked socbox inside
+// go-diskfs, and a root directory whose cluster chain loops had it append
+// to a slice forever.
+func TestInspectRefusesMalformedFAT(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		off   int64
+		value []byte
+		want  string
+	}{
+		{"FAT of 0 sectors", 36, le32(0), "a FAT of 0 sectors"},
+		{"more sectors than the partition", 32, le32(1 << 30), "more than the"},
+		{"FAT larger than the partition", 36, le32(1 << 24), "fill all"},
+		{"no bytes per sector", 11, []byte{0, 0}, "0 bytes per sector"},
+		{"no sectors per cluster", 13, []byte{0}, "0 sectors per cluster"},
+		{"root directory outside the clusters", 44, le32(1 << 28), "root directory at cluster"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := imagetest.RaspiOS{}.Image(t)
+			patchBootSector(t, img, tc.off, tc.value)
+			_, err := Inspect(t.Context(), img)
+			var fe *ImageFormatError
+			require.ErrorAs(t, err, &fe)
+			require.Equal(t, img, fe.File)
+			require.ErrorContains(t, err, "boot partition 1 is not a sound FAT filesystem")
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	t.Run("root directory chain loops", func(t *testing.T) {
+		img := imagetest.RaspiOS{}.Image(t)
+		boot := patchBootSector(t, img, 0, nil)
+		f, err := os.OpenFile(img, os.O_RDWR, 0)
+		require.NoError(t, err)
+		bs := make([]byte, 512)
+		_, err = f.ReadAt(bs, boot.Start)
+		require.NoError(t, err)
+		reserved := int64(binary.LittleEndian.Uint16(bs[14:]))
+		root := int64(binary.LittleEndian.Uint32(bs[44:]))
+		// The root directory's cluster points at itself, in both FATs.
+		fatSize := int64(binary.LittleEndian.Uint32(bs[36:])) * 512
+		for i := int64(0); i < 2; i++ {
+			_, err = f.WriteAt(le32(uint32(root)), boot.Start+reserved*512+i*fatSize+root*4)
+			require.NoError(t, err)
+		}
+		require.NoError(t, f.Close())
+		_, err = Inspect(t.Context(), img)
+		require.ErrorContains(t, err, "the cluster chain through cluster 2 loops")
+	})
+}
+
+// TestFixFreeCountBoundsItsAllocation is a FAT32 boot sector that claims
+// 2^27 sectors on a 40 MiB partition: go-diskfs reads it, and fixing the
+// free-cluster count after writing the first-boot files sized a 512 MiB
+// FAT from it.
+func TestFixFreeCountBoundsItsAllocation(t *testing.T) {
+	img := imagetest.RaspiOS{}.Image(t)
+	boot := patchBootSector(t, img, 32, le32(1<<27))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	err := bootFS{file: img, part: boot}.writeFiles(map[string][]byte{"ssh": []byte("on\n")})
+	runtime.ReadMemStats(&after)
+	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "bytes allocated writing one small file")
+	require.ErrorContains(t, err, "more than the")
 }
