@@ -25,15 +25,24 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testKeys are two throwaway signing keys: the archive's, whose public half
-// is in keyring, and a stranger's.
+// testKeys are throwaway signing keys: the archive's, whose public half
+// is in keyring, a stranger's, and three more that allKeyring holds as
+// well: one that expired, one revoked, and one made in the past (for
+// signatures that expired).
 type testKeys struct {
-	dir       string
-	archive   string // GnuPG home holding the archive key
-	stranger  string // GnuPG home holding a key not in keyring
-	keyring   string // exported public archive key, as gpgv reads it
-	makeError error
+	dir        string
+	archive    string // GnuPG home holding the archive key
+	stranger   string // GnuPG home holding a key not in keyring
+	keyring    string // exported public archive key, as gpgv reads it
+	expired    string // GnuPG home: a key made 40 days ago that expired a day later
+	revoked    string // GnuPG home: a key revoked since it signed
+	past       string // GnuPG home: a key made 40 days ago, never expiring
+	allKeyring string // the archive, expired, revoked and past keys
+	makeError  error
 }
+
+// keysMadeAt is when the expired and past keys were made.
+var keysMadeAt = time.Now().Add(-40 * 24 * time.Hour)
 
 var (
 	keysOnce sync.Once
@@ -71,15 +80,70 @@ func (k *testKeys) make() error {
 			return err
 		}
 	}
-	_, err = runGPG(k.archive, nil, "--output", k.keyring, "--export")
-	return err
+	if _, err = runGPG(k.archive, nil, "--output", k.keyring, "--export"); err != nil {
+		return err
+	}
+	k.expired, k.revoked, k.past = filepath.Join(dir, "expired"), filepath.Join(dir, "revoked"), filepath.Join(dir, "past")
+	k.allKeyring = filepath.Join(dir, "all-keyring.gpg")
+	for _, key := range []struct {
+		home, expire string
+		at           time.Time
+	}{{k.expired, "1d", keysMadeAt}, {k.revoked, "never", time.Now()}, {k.past, "never", keysMadeAt}} {
+		if err := os.Mkdir(key.home, 0o700); err != nil {
+			return err
+		}
+		if _, err := runGPG(key.home, nil, "--faked-system-time", fmt.Sprint(key.at.Unix()),
+			"--quick-gen-key", "socbox test "+filepath.Base(key.home)+" <k@example.invalid>", "ed25519", "sign", key.expire); err != nil {
+			return err
+		}
+	}
+	var all []byte
+	for _, home := range []string{k.archive, k.expired, k.past} {
+		pub, err := runGPG(home, nil, "--export")
+		if err != nil {
+			return err
+		}
+		all = append(all, pub...)
+	}
+	// The revoked key's home keeps it unrevoked, to sign with; the keyring
+	// has it with its revocation certificate (which gpg made with the
+	// key, its armor line escaped so it is not imported by accident).
+	revocs, err := filepath.Glob(filepath.Join(k.revoked, "openpgp-revocs.d", "*.rev"))
+	if err != nil || len(revocs) != 1 {
+		return fmt.Errorf("no revocation certificate for the revoked key: %v", err)
+	}
+	rev, err := os.ReadFile(revocs[0])
+	if err != nil {
+		return err
+	}
+	pub, err := runGPG(k.revoked, nil, "--export")
+	if err != nil {
+		return err
+	}
+	scratch := filepath.Join(dir, "revoked-public")
+	if err := os.Mkdir(scratch, 0o700); err != nil {
+		return err
+	}
+	if _, err := runGPG(scratch, pub, "--import"); err != nil {
+		return err
+	}
+	if _, err := runGPG(scratch, bytes.Replace(rev, []byte(":-----BEGIN"), []byte("-----BEGIN"), 1), "--import"); err != nil {
+		return err
+	}
+	if pub, err = runGPG(scratch, nil, "--export"); err != nil {
+		return err
+	}
+	return os.WriteFile(k.allKeyring, append(all, pub...), 0o644)
 }
 
 func testKeysCleanup() {
 	if keys.dir == "" {
 		return
 	}
-	for _, home := range []string{keys.archive, keys.stranger} {
+	for _, home := range []string{keys.archive, keys.stranger, keys.expired, keys.revoked, keys.past, filepath.Join(keys.dir, "revoked-public")} {
+		if home == "" {
+			continue
+		}
 		// gpg started an agent for each home: stop exactly those.
 		exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
 	}
@@ -99,11 +163,17 @@ func runGPG(home string, stdin []byte, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-func (k *testKeys) clearsign(t *testing.T, home, text string) []byte {
+func (k *testKeys) clearsign(t *testing.T, home, text string, args ...string) []byte {
 	t.Helper()
-	out, err := runGPG(home, []byte(text), "--digest-algo", "SHA256", "--clearsign")
+	out, err := runGPG(home, []byte(text), append(args, "--digest-algo", "SHA256", "--clearsign")...)
 	require.NoError(t, err)
 	return out
+}
+
+// clearsignAt signs text as it would have been signed at when.
+func (k *testKeys) clearsignAt(t *testing.T, home, text string, when time.Time, args ...string) []byte {
+	t.Helper()
+	return k.clearsign(t, home, text, append([]string{"--faked-system-time", fmt.Sprint(when.Unix())}, args...)...)
 }
 
 // fakeArchive is a tiny Debian archive over HTTP: suite "testsuite"
@@ -169,22 +239,31 @@ func (a *fakeArchive) serve(w http.ResponseWriter, r *http.Request) {
 	w.Write(data)
 }
 
-// release is the Release text listing packagesXZ.
+// release is the Release text listing packagesXZ, dated now.
 func (a *fakeArchive) release(packagesXZ []byte, validUntil time.Time) string {
+	return a.releaseAt(packagesXZ, time.Now(), validUntil)
+}
+
+// releaseAt is the Release text listing packagesXZ, dated date, with no
+// Valid-Until if validUntil is zero (as Debian's stable suites have none).
+func (a *fakeArchive) releaseAt(packagesXZ []byte, date, validUntil time.Time) string {
+	valid := ""
+	if !validUntil.IsZero() {
+		valid = "Valid-Until: " + validUntil.UTC().Format(time.RFC1123) + "\n"
+	}
 	return fmt.Sprintf(`Origin: Test
 Label: Test
 Suite: testing
 Codename: %s
 Date: %s
-Valid-Until: %s
-Acquire-By-Hash: yes
+%sAcquire-By-Hash: yes
 Architectures: arm64
 Components: main
 Description: a tiny archive for tests
 SHA256:
  %s %8d main/binary-arm64/Packages.xz
  e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855        0 main/binary-arm64/Packages
-`, fakeSuite, time.Now().UTC().Format(time.RFC1123), validUntil.UTC().Format(time.RFC1123),
+`, fakeSuite, date.UTC().Format(time.RFC1123), valid,
 		sha256Hex(packagesXZ), len(packagesXZ))
 }
 

@@ -309,13 +309,27 @@ func TestIndexExplainsMissingKeyring(t *testing.T) {
 }
 
 func TestCheckGPGStatus(t *testing.T) {
-	const good = "[GNUPG:] GOODSIG 6ED0E7B82643E131 Debian\n" +
+	// What gpgv 2.2 prints, one NEWSIG per signature.
+	const good = "[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG 6ED0E7B82643E131 Debian\n" +
 		"[GNUPG:] VALIDSIG 4CB50190207B4758A3F73A796ED0E7B82643E131 2026-11-21 1795252580 0 4 0 1 8 01 B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8\n"
+	const missing = "[GNUPG:] NEWSIG\n[GNUPG:] ERRSIG 0123456789ABCDEF 1 8 01 1795252580 9\n[GNUPG:] NO_PUBKEY 0123456789ABCDEF\n"
+	const expiredKey = "[GNUPG:] NEWSIG\n[GNUPG:] KEYEXPIRED 1767312000\n[GNUPG:] EXPKEYSIG ED08B8D2238FBE6B exp\n" +
+		"[GNUPG:] VALIDSIG AA08474BFF5B1A6D7F234660ED08B8D2238FBE6B 2026-01-01 1767229200 0 4 0 22 8 01 AA08474BFF5B1A6D7F234660ED08B8D2238FBE6B\n"
+	const revoked = "[GNUPG:] NEWSIG\n[GNUPG:] REVKEYSIG 9C51F5DEF13A8350 rev\n" +
+		"[GNUPG:] VALIDSIG 3142CC2E3814BB91253D30BD9C51F5DEF13A8350 2026-11-29 1795983551 0 4 0 22 8 01 3142CC2E3814BB91253D30BD9C51F5DEF13A8350\n"
 	require.NoError(t, checkGPGStatus(good))
-	require.NoError(t, checkGPGStatus(good+"[GNUPG:] NO_PUBKEY 0123456789ABCDEF\n"), "one good signature is enough")
+	require.NoError(t, checkGPGStatus(good+missing), "one good signature is enough")
+	require.NoError(t, checkGPGStatus(expiredKey+good), "an expired key next to a good one does not count, as in apt")
 	require.ErrorContains(t, checkGPGStatus(strings.Replace(good, " 8 01 ", " 2 01 ", 1)), "strong digest")
-	require.ErrorContains(t, checkGPGStatus(good+"[GNUPG:] BADSIG 0123456789ABCDEF x\n"), "bad signature")
-	require.ErrorContains(t, checkGPGStatus("[GNUPG:] ERRSIG 0123456789ABCDEF 1 8 01 1795252580 9\n[GNUPG:] NO_PUBKEY 0123456789ABCDEF\n"), "0123456789ABCDEF")
+	require.ErrorContains(t, checkGPGStatus(good+"[GNUPG:] NEWSIG\n[GNUPG:] BADSIG 0123456789ABCDEF x\n"), "bad signature")
+	require.ErrorContains(t, checkGPGStatus(missing), "0123456789ABCDEF")
+	require.ErrorContains(t, checkGPGStatus(expiredKey), "key ED08B8D2238FBE6B, which has expired")
+	require.ErrorContains(t, checkGPGStatus(revoked), "key 9C51F5DEF13A8350, which is revoked")
+	require.ErrorContains(t, checkGPGStatus(revoked+good), "revoked", "a revoked key's signature refuses the file")
+	require.ErrorContains(t, checkGPGStatus("[GNUPG:] NEWSIG\n[GNUPG:] VALIDSIG 4CB50190207B4758A3F73A796ED0E7B82643E131 2026-11-21 1795252580 0 4 0 1 8 01 X\n"),
+		"no good signature", "VALIDSIG without GOODSIG")
+	require.ErrorContains(t, checkGPGStatus("[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG 6ED0E7B82643E131 Debian\n[GNUPG:] VALIDSIG 0000000000000000000000000000000000000000 2026-11-21 1795252580 0 4 0 1 8 01 X\n"),
+		"no VALIDSIG", "GOODSIG and VALIDSIG by different keys")
 }
 
 func TestParseRelease(t *testing.T) {
@@ -354,4 +368,87 @@ func TestIndexConcurrent(t *testing.T) {
 		require.Same(t, got[0], got[i])
 	}
 	require.Equal(t, 1, a.hitCount("dists/testsuite/InRelease"), "one fetch serves every caller")
+}
+
+// TestIndexRefusesExpiredAndRevokedSignatures signs InRelease with keys
+// the keyring holds but that no longer vouch for anything: gpgv says
+// VALIDSIG (and exits 0) for each, and apt requires GOODSIG.
+func TestIndexRefusesExpiredAndRevokedSignatures(t *testing.T) {
+	k := gpgKeys(t)
+	for name, tc := range map[string]struct {
+		sign func(a *fakeArchive, text string) []byte
+		want string
+	}{
+		"key expired": {
+			sign: func(a *fakeArchive, text string) []byte {
+				return k.clearsignAt(t, k.expired, text, keysMadeAt.Add(time.Hour))
+			},
+			want: "which has expired",
+		},
+		"key revoked": {
+			sign: func(a *fakeArchive, text string) []byte { return k.clearsign(t, k.revoked, text) },
+			want: "which is revoked",
+		},
+		"signature expired": {
+			sign: func(a *fakeArchive, text string) []byte {
+				return k.clearsignAt(t, k.past, text, keysMadeAt.Add(time.Hour), "--default-sig-expire", "1d")
+			},
+			want: "signature by key",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := newFakeArchive(t)
+			a.setRawInRelease(tc.sign(a, a.release(a.packagesXZ, time.Now().Add(24*time.Hour))))
+			now := time.Now()
+			cache := t.TempDir()
+			c := a.client(cache, &now)
+			c.Keyring = k.allKeyring
+			_, err := c.Index(context.Background(), fakeSuite, "arm64")
+			require.ErrorIs(t, err, ErrVerify)
+			require.ErrorContains(t, err, tc.want)
+			require.NoFileExists(t, filepath.Join(cache, "index", mirrorSlug(a.srv.URL), fakeSuite, "arm64", "InRelease"))
+		})
+	}
+	t.Run("good key in the same keyring", func(t *testing.T) {
+		a := newFakeArchive(t)
+		now := time.Now()
+		c := a.client(t.TempDir(), &now)
+		c.Keyring = k.allKeyring
+		_, err := c.Index(context.Background(), fakeSuite, "arm64")
+		require.NoError(t, err)
+	})
+}
+
+// TestIndexRefusesOlderRelease replays an older, validly signed InRelease
+// without Valid-Until (as Debian's stable suites are) after a newer one:
+// the cache keeps the newer one.
+func TestIndexRefusesOlderRelease(t *testing.T) {
+	a := newFakeArchive(t)
+	cache := t.TempDir()
+	now := time.Now()
+	ctx := context.Background()
+	old := a.keys.clearsign(t, a.keys.archive, a.releaseAt(a.packagesXZ, now.Add(-30*24*time.Hour), time.Time{}))
+	a.setInRelease(a.releaseAt(a.packagesXZ, now.Add(-time.Hour), time.Time{}), a.keys.archive)
+	_, err := a.client(cache, &now).Index(ctx, fakeSuite, "arm64")
+	require.NoError(t, err)
+	cached := filepath.Join(cache, "index", mirrorSlug(a.srv.URL), fakeSuite, "arm64", "InRelease")
+	newer, err := os.ReadFile(cached)
+	require.NoError(t, err)
+
+	a.setRawInRelease(old)
+	now = now.Add(DefaultIndexMaxAge + time.Minute)
+	_, err = a.client(cache, &now).Index(ctx, fakeSuite, "arm64")
+	require.ErrorIs(t, err, ErrVerify)
+	require.ErrorContains(t, err, "older than the one verified before")
+	kept, err := os.ReadFile(cached)
+	require.NoError(t, err)
+	require.Equal(t, newer, kept, "the newer InRelease stays in the cache")
+
+	// Another architecture of the suite is held to the same date.
+	_, err = a.client(cache, &now).Index(ctx, fakeSuite, "armhf")
+	require.ErrorContains(t, err, "older than the one verified before")
+
+	// A cache that never saw the newer one has nothing to compare with.
+	_, err = a.client(t.TempDir(), &now).Index(ctx, fakeSuite, "arm64")
+	require.NoError(t, err)
 }

@@ -194,6 +194,9 @@ func (c *Client) refreshIndex(ctx context.Context, dir, suite, arch string) (*In
 	if err := rel.check(suite, c.clock()); err != nil {
 		return nil, err
 	}
+	if err := c.checkNotOlder(ctx, suite, rel); err != nil {
+		return nil, err
+	}
 	path := packagesPath(arch)
 	sum, ok := rel.files[path]
 	if !ok {
@@ -241,6 +244,35 @@ func (c *Client) refreshIndex(ctx context.Context, dir, suite, arch string) (*In
 	c.logf("%s/%s index: %d packages (%s of %s)", suite, arch, idx.Len(),
 		strings.TrimSpace(rel.Codename+" "+rel.Version), rel.Date.UTC().Format(time.DateOnly))
 	return idx, nil
+}
+
+// checkNotOlder refuses a Release dated before one this cache verified
+// for the same suite from the same mirror, for any architecture. A signed
+// Release stays validly signed forever, and Debian's stable suites carry
+// no Valid-Until, so over plain http a man in the middle could otherwise
+// replay an old one and hold a guest on packages with known holes. The
+// cached copy is verified again before its Date is trusted.
+func (c *Client) checkNotOlder(ctx context.Context, suite string, rel *release) error {
+	cached, _ := filepath.Glob(filepath.Join(c.CacheDir, "index", mirrorSlug(c.mirror()), suite, "*", inReleaseFile))
+	for _, f := range cached {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		text, err := verifyInRelease(ctx, c.keyring(), raw)
+		if err != nil {
+			continue // a cache socbox can no longer verify says nothing
+		}
+		prev, err := parseRelease(text)
+		if err != nil || (suite != prev.Suite && suite != prev.Codename) {
+			continue
+		}
+		if rel.Date.Before(prev.Date) {
+			return fmt.Errorf("%w: the mirror's InRelease for %s is dated %s, older than the one verified before (%s): an old signed index replayed, or a mirror that went back in time; try again later or use another mirror",
+				ErrVerify, suite, rel.Date.UTC().Format(time.RFC1123), prev.Date.UTC().Format(time.RFC1123))
+		}
+	}
+	return nil
 }
 
 func newIndexFromRelease(suite, arch string, rel *release, pkgs []Package) *Index {

@@ -68,41 +68,144 @@ func verifyInRelease(ctx context.Context, keyring string, data []byte) ([]byte, 
 	return stdout.Bytes(), nil
 }
 
-// checkGPGStatus accepts gpg --status-fd output with at least one good
-// signature made with a strong digest, and no bad one.
+// checkGPGStatus reads gpgv's --status-fd output and accepts it the way
+// apt does (methods/gpgv.cc): a signature counts only when gpgv says
+// GOODSIG for it and VALIDSIG with a strong digest. gpgv also says VALIDSIG
+// (and exits 0) for a signature by an expired or revoked key, so VALIDSIG
+// alone proves nothing. At least one signature must count; any BADSIG, or a
+// signature by a revoked key (REVKEYSIG), refuses the file whatever else
+// it carries. Signatures by an expired key (EXPKEYSIG), expired signatures
+// (EXPSIG), and ones gpgv could not check (ERRSIG, NO_PUBKEY) never count;
+// like apt, socbox ignores them next to a good one, since Debian signs
+// each Release with several keys and an older keyring lacks the newest.
 func checkGPGStatus(status string) error {
+	sigs := gpgSignatures(status)
 	good := 0
-	var missing []string
-	for _, line := range strings.Split(status, "\n") {
-		f := strings.Fields(strings.TrimPrefix(line, "[GNUPG:] "))
-		if !strings.HasPrefix(line, "[GNUPG:] ") || len(f) == 0 {
-			continue
-		}
-		switch f[0] {
-		case "BADSIG":
-			return fmt.Errorf("bad signature by key %s", strings.Join(f[1:], " "))
-		case "VALIDSIG":
-			// VALIDSIG fpr date ts expire version reserved pkalgo hashalgo …
-			if len(f) > 8 {
-				switch f[8] {
-				case "1", "2", "3": // MD5, SHA1, RIPEMD160: apt refuses them too
-					continue
-				}
-			}
+	var why []string
+	for _, s := range sigs {
+		switch {
+		case s.bad != "":
+			return fmt.Errorf("bad signature by key %s", s.bad)
+		case s.revoked != "":
+			return fmt.Errorf("signature by key %s, which is revoked", s.revoked)
+		case s.good():
 			good++
-		case "NO_PUBKEY":
-			if len(f) > 1 {
-				missing = append(missing, f[1])
-			}
+		default:
+			why = append(why, s.why())
 		}
 	}
 	if good > 0 {
 		return nil
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("signed by key(s) %s, which the keyring lacks (a newer debian-archive-keyring may have them)", strings.Join(missing, ", "))
+	if len(why) == 0 {
+		return errors.New("no signature")
 	}
-	return errors.New("no good signature with a strong digest")
+	return fmt.Errorf("no good signature: %s", strings.Join(why, "; "))
+}
+
+// gpgSignature is what gpgv said about one signature.
+type gpgSignature struct {
+	goodKey    string   // GOODSIG's key ID
+	validFprs  []string // VALIDSIG's fingerprints with a strong digest
+	weakDigest string   // VALIDSIG's fingerprint with a weak one
+	bad        string   // BADSIG's key ID
+	revoked    string   // REVKEYSIG's key ID
+	expiredKey string   // EXPKEYSIG's key ID
+	expiredSig string   // EXPSIG's key ID
+	missingKey string   // NO_PUBKEY's key ID
+	errorKey   string   // ERRSIG's key ID
+}
+
+// gpgSignatures splits gpgv's status output into one record per signature:
+// gpgv starts each with NEWSIG.
+func gpgSignatures(status string) []*gpgSignature {
+	var sigs []*gpgSignature
+	cur := func() *gpgSignature {
+		if len(sigs) == 0 {
+			sigs = append(sigs, &gpgSignature{})
+		}
+		return sigs[len(sigs)-1]
+	}
+	for _, line := range strings.Split(status, "\n") {
+		rest, ok := strings.CutPrefix(line, "[GNUPG:] ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if f[0] == "NEWSIG" {
+			sigs = append(sigs, &gpgSignature{})
+			continue
+		}
+		s := cur()
+		arg := ""
+		if len(f) > 1 {
+			arg = strings.ToUpper(f[1])
+		}
+		switch f[0] {
+		case "GOODSIG":
+			s.goodKey = arg
+		case "VALIDSIG":
+			// VALIDSIG fpr date ts expire version reserved pkalgo hashalgo …
+			if len(f) > 8 {
+				switch f[8] {
+				case "1", "2", "3": // MD5, SHA1, RIPEMD160: apt refuses them too
+					s.weakDigest = arg
+					continue
+				}
+			}
+			s.validFprs = append(s.validFprs, arg)
+		case "BADSIG":
+			s.bad = arg
+		case "REVKEYSIG":
+			s.revoked = arg
+		case "EXPKEYSIG":
+			s.expiredKey = arg
+		case "EXPSIG":
+			s.expiredSig = arg
+		case "NO_PUBKEY":
+			s.missingKey = arg
+		case "ERRSIG":
+			s.errorKey = arg
+		}
+	}
+	return sigs
+}
+
+// good says whether gpgv vouched for the signature: GOODSIG, and a
+// strong-digest VALIDSIG by the same key (VALIDSIG names the fingerprint,
+// GOODSIG the key ID or fingerprint), and nothing against it.
+func (s *gpgSignature) good() bool {
+	if s.goodKey == "" || s.expiredKey != "" || s.expiredSig != "" || s.errorKey != "" || s.missingKey != "" {
+		return false
+	}
+	for _, fpr := range s.validFprs {
+		if strings.HasSuffix(fpr, s.goodKey) {
+			return true
+		}
+	}
+	return false
+}
+
+// why says why a signature does not count.
+func (s *gpgSignature) why() string {
+	switch {
+	case s.expiredKey != "":
+		return fmt.Sprintf("signed by key %s, which has expired", s.expiredKey)
+	case s.expiredSig != "":
+		return fmt.Sprintf("the signature by key %s has expired", s.expiredSig)
+	case s.missingKey != "":
+		return fmt.Sprintf("signed by key %s, which the keyring lacks (a newer debian-archive-keyring may have it)", s.missingKey)
+	case s.errorKey != "":
+		return fmt.Sprintf("gpgv could not check the signature by key %s", s.errorKey)
+	case s.weakDigest != "":
+		return fmt.Sprintf("the signature by key %s uses a weak digest (not a strong digest)", s.weakDigest)
+	case s.goodKey == "":
+		return "a signature gpgv did not call good"
+	}
+	return fmt.Sprintf("gpgv said GOODSIG for key %s but no VALIDSIG", s.goodKey)
 }
 
 // gpgvMessages returns gpgv's human-readable lines (not its status lines),
