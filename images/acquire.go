@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/ulikunitz/xz"
+
+	"github.com/socbox/socbox/images/internal/idleread"
 )
 
 // Source is a board image a user hands socbox: the very file they would
@@ -32,8 +34,16 @@ type Source struct {
 	SHA256 string
 	// HTTPClient fetches URLs; http.DefaultClient if nil.
 	HTTPClient *http.Client
-	Logf       func(format string, args ...any)
+	// IdleTimeout ends a download that receives nothing for that long;
+	// DefaultIdleTimeout if 0.
+	IdleTimeout time.Duration
+	Logf        func(format string, args ...any)
 }
+
+// DefaultIdleTimeout is how long a download may receive nothing before it
+// is given up: a stalled one would hold the download lock, and every other
+// process waiting for the same image, forever.
+const DefaultIdleTimeout = time.Minute
 
 // Acquired is a user image ready to inspect: a raw disk (or a qcow2 one)
 // that socbox only ever reads.
@@ -255,21 +265,34 @@ func download(ctx context.Context, src Source, want, dir, name string, logf func
 	if client == nil {
 		client = http.DefaultClient
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.Location, nil)
+	idle := src.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	reqCtx, guard := idleread.WithTimeout(ctx, idle)
+	defer guard.Stop()
+	stalled := func(err error) error {
+		if stall := guard.Err(); stall != nil && ctx.Err() == nil {
+			return fmt.Errorf("acquire %s: %w; try again, or download the file yourself and pass its path", src.Location, stall)
+		}
+		return fmt.Errorf("acquire %s: %w", src.Location, err)
+	}
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, src.Location, nil)
 	if err != nil {
 		return "", fmt.Errorf("acquire %s: %w", src.Location, err)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("acquire %s: %w", src.Location, err)
+		return "", stalled(err)
 	}
-	defer resp.Body.Close()
+	body := guard.Body(resp.Body)
+	defer body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("acquire %s: HTTP %s", src.Location, resp.Status)
 	}
 	h := sha256.New()
 	err = writeFileAtomic(dst, 0o444, func(w io.Writer) error {
-		pr := newProgress(resp.Body, resp.ContentLength, "downloading "+name, logf)
+		pr := newProgress(body, resp.ContentLength, "downloading "+name, logf)
 		_, err := io.Copy(io.MultiWriter(w, h), pr)
 		return err
 	}, func() error {
@@ -280,7 +303,7 @@ func download(ctx context.Context, src Source, want, dir, name string, logf func
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("acquire %s: %w", src.Location, err)
+		return "", stalled(err)
 	}
 	return dst, nil
 }

@@ -1,12 +1,18 @@
 package images
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -199,4 +205,40 @@ func TestFixFreeCountBoundsItsAllocation(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "bytes allocated writing one small file")
 	require.ErrorContains(t, err, "more than the")
+}
+
+// TestAcquireDownloadStallEnds is a server that stops sending half way
+// through an image: the download ends after IdleTimeout without data and
+// lets go of its lock, so the next Acquire of that URL does not wait for
+// ever either.
+func TestAcquireDownloadStallEnds(t *testing.T) {
+	cache := testCache(t)
+	data := []byte(strings.Repeat("image bytes ", 1<<16))
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		_, _ = w.Write(data[:len(data)/2])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	sum := sha256.Sum256(data)
+	src := Source{Location: srv.URL + "/board.img", SHA256: hex.EncodeToString(sum[:]), HTTPClient: srv.Client(),
+		IdleTimeout: 200 * time.Millisecond}
+	for i := 0; i < 2; i++ {
+		done := make(chan error, 1)
+		go func() {
+			_, err := Acquire(t.Context(), src)
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("Acquire still waits for a server that stopped sending")
+		}
+		require.ErrorContains(t, err, "the server stopped sending")
+		require.ErrorContains(t, err, srv.URL)
+	}
+	left, _ := filepath.Glob(filepath.Join(cache, "byo", "sources", "*.tmp-*"))
+	require.Empty(t, left, "no partial download is left")
 }

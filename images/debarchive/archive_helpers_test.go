@@ -186,6 +186,7 @@ type fakeArchive struct {
 	mu    sync.Mutex
 	files map[string][]byte // URL path without the leading slash
 	hits  map[string]int
+	stall map[string]bool // paths whose body stops half way, until the client leaves
 
 	packagesXZ []byte
 	debs       map[string][]byte // package name → .deb
@@ -196,7 +197,7 @@ const fakeSuite = "testsuite"
 func newFakeArchive(t *testing.T) *fakeArchive {
 	t.Helper()
 	k := gpgKeys(t)
-	a := &fakeArchive{t: t, keys: k, files: map[string][]byte{}, hits: map[string]int{}, debs: map[string][]byte{}}
+	a := &fakeArchive{t: t, keys: k, files: map[string][]byte{}, hits: map[string]int{}, stall: map[string]bool{}, debs: map[string][]byte{}}
 	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
 	t.Cleanup(a.srv.Close)
 
@@ -231,9 +232,17 @@ func (a *fakeArchive) serve(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.Path, "/")
 	a.hits[path]++
 	data, ok := a.files[path]
+	stall := a.stall[path]
 	a.mu.Unlock()
 	if !ok {
 		http.NotFound(w, r)
+		return
+	}
+	if stall {
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.Write(data[:len(data)/2])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
 		return
 	}
 	w.Write(data)

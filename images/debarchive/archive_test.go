@@ -452,3 +452,36 @@ func TestIndexRefusesOlderRelease(t *testing.T) {
 	_, err = a.client(t.TempDir(), &now).Index(ctx, fakeSuite, "arm64")
 	require.NoError(t, err)
 }
+
+// TestDownloadStallEnds is a mirror that stops sending half way through a
+// package: the download ends after IdleTimeout without data (each of its
+// attempts), instead of holding the cache for ever.
+func TestDownloadStallEnds(t *testing.T) {
+	a := newFakeArchive(t)
+	now := time.Now()
+	cache := t.TempDir()
+	c := a.client(cache, &now)
+	c.IdleTimeout = 200 * time.Millisecond
+	idx, err := c.Index(context.Background(), fakeSuite, "arm64")
+	require.NoError(t, err)
+	p, ok := idx.Lookup("hello")
+	require.True(t, ok)
+	a.mu.Lock()
+	a.stall[p.Filename] = true
+	a.mu.Unlock()
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Download(context.Background(), p)
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the download still waits for a server that stopped sending")
+	}
+	require.ErrorContains(t, err, "the server stopped sending")
+	require.Equal(t, fetchAttempts, a.hitCount(p.Filename), "a stall is retried like a broken connection")
+	left, _ := filepath.Glob(filepath.Join(cache, "sha256", "*"))
+	require.Empty(t, left, "no partial download is left")
+}

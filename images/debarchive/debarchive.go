@@ -27,6 +27,10 @@ const (
 	// DefaultIndexMaxAge is how long a verified index is used before the
 	// mirror is asked again. Debian's mirrors update four times a day.
 	DefaultIndexMaxAge = 6 * time.Hour
+	// DefaultIdleTimeout is how long a download may send nothing before it
+	// is given up (and retried): a stalled body would otherwise hold the
+	// cache for other processes forever.
+	DefaultIdleTimeout = time.Minute
 )
 
 // Client fetches and verifies indexes and packages from one Debian mirror.
@@ -38,6 +42,7 @@ type Client struct {
 	CacheDir    string        // required, e.g. <os.UserCacheDir()>/socbox/debs
 	IndexMaxAge time.Duration // default DefaultIndexMaxAge
 	HTTP        *http.Client  // default: http.DefaultClient's settings, a 1-minute response header timeout
+	IdleTimeout time.Duration // default DefaultIdleTimeout
 	// Logf receives progress lines ("fetch trixie/arm64 index …"); may be nil.
 	Logf func(format string, args ...any)
 
@@ -54,6 +59,13 @@ func (c *Client) mirror() string {
 		return DefaultMirror
 	}
 	return c.Mirror
+}
+
+func (c *Client) idleTimeout() time.Duration {
+	if c.IdleTimeout <= 0 {
+		return DefaultIdleTimeout
+	}
+	return c.IdleTimeout
 }
 
 func (c *Client) keyring() string {

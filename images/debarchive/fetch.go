@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/socbox/socbox/images/internal/idleread"
 )
 
 // fetchError is a failure to reach the mirror (network, HTTP status), as
@@ -63,19 +65,29 @@ func (c *Client) withRetry(ctx context.Context, attempt func() error) error {
 	return err
 }
 
-// get starts a GET and returns the response if its status is 200.
+// get starts a GET and returns the response if its status is 200. A
+// server that sends nothing for IdleTimeout, before the headers or in the
+// body, ends the request with a (retryable) fetch error.
 func (c *Client) get(ctx context.Context, url string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	reqCtx, guard := idleread.WithTimeout(ctx, c.idleTimeout())
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, url, nil)
 	if err != nil {
+		guard.Stop()
 		return nil, err
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		stall := guard.Err()
+		guard.Stop()
+		switch {
+		case ctx.Err() != nil:
 			return nil, ctx.Err()
+		case stall != nil:
+			return nil, &fetchError{URL: url, Err: stall}
 		}
 		return nil, &fetchError{URL: url, Err: err}
 	}
+	resp.Body = guard.Body(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
 		return nil, &fetchError{URL: url, StatusCode: resp.StatusCode}
