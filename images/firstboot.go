@@ -23,6 +23,9 @@ type firstBoot struct {
 	passwordHash string
 	key          string
 	instance     string
+	// pinnedHostKeys is set when socbox made the image's sshd host keys:
+	// cloud-init must keep them.
+	pinnedHostKeys bool
 }
 
 // piGroups are the groups Raspberry Pi Imager gives the first user.
@@ -72,6 +75,12 @@ func (f firstBoot) cloudInitUserData() string {
 	if f.passwordHash == "" {
 		b.WriteString("ssh_pwauth: false\n")
 	}
+	if f.pinnedHostKeys {
+		// cloud-init deletes host keys on first boot and makes its own;
+		// socbox's are pinned by the harness.
+		b.WriteString("ssh_deletekeys: false\n")
+		b.WriteString("ssh_genkeytypes: []\n")
+	}
 	return b.String()
 }
 
@@ -97,58 +106,60 @@ const cloudInitNetworkConfig = `network:
 const sshdDropIn = "# socbox: the test harness logs in as root with its key\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n"
 
 // rootFS queues the root filesystem changes: root's (and the first user's)
-// authorized_keys, sshd enabled at boot, root login by key allowed.
-func (f firstBoot) rootFS(ctx context.Context, e ext4Part, w *ext4Writer) error {
+// authorized_keys, sshd enabled at boot, root login by key allowed, and
+// sshd host keys when the image has none. It returns the public keys of
+// the host keys it made, to pin.
+func (f firstBoot) rootFS(ctx context.Context, e ext4Part, w *ext4Writer) ([]string, error) {
 	info := f.info
 	sshd := false
 	for _, p := range []string{"/usr/sbin/sshd", "/sbin/sshd"} {
 		_, n, err := e.stat(ctx, p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if n.exists {
 			sshd = true
 		}
 	}
 	if !sshd {
-		return &ImageFormatError{File: info.File, What: "the image has no OpenSSH server (/usr/sbin/sshd)",
+		return nil, &ImageFormatError{File: info.File, What: "the image has no OpenSSH server (/usr/sbin/sshd)",
 			Fix: "socbox logs in over SSH: use an image with openssh-server (Raspberry Pi OS Lite and BeagleBone images have it)"}
 	}
 	keys := []byte(f.key + "\n")
 	rootHome, err := e.resolve(ctx, "/root")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := w.mkdirAll(ctx, rootHome, 0o700, 0, 0); err != nil {
-		return err
+		return nil, err
 	}
 	if err := w.mkdirAll(ctx, path.Join(rootHome, ".ssh"), 0o700, 0, 0); err != nil {
-		return err
+		return nil, err
 	}
 	if err := w.writeFile(ctx, path.Join(rootHome, ".ssh/authorized_keys"), keys, 0o600, 0, 0); err != nil {
-		return err
+		return nil, err
 	}
 	if info.FirstUser != "" && info.FirstUserHome != "" {
 		home, err := e.resolve(ctx, info.FirstUserHome)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if n, err := e.lstat(ctx, home); err == nil && n.kind == nodeDir {
 			if err := w.mkdirAll(ctx, path.Join(home, ".ssh"), 0o700, info.FirstUserUID, info.FirstUserGID); err != nil {
-				return err
+				return nil, err
 			}
 			if err := w.writeFile(ctx, path.Join(home, ".ssh/authorized_keys"), keys, 0o600, info.FirstUserUID, info.FirstUserGID); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	dir, n, err := e.stat(ctx, "/etc/ssh/sshd_config.d")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if n.kind == nodeDir {
 		if err := w.writeFile(ctx, path.Join(dir, "10-socbox.conf"), []byte(sshdDropIn), 0o644, 0, 0); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// Enable sshd the way `systemctl enable ssh` would; Raspberry Pi OS's
@@ -156,20 +167,20 @@ func (f firstBoot) rootFS(ctx context.Context, e ext4Part, w *ext4Writer) error 
 	for _, unit := range []string{"/lib/systemd/system/ssh.service", "/usr/lib/systemd/system/ssh.service"} {
 		_, n, err := e.stat(ctx, unit)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if n.exists {
 			wants, err := e.resolve(ctx, "/etc/systemd/system/multi-user.target.wants")
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if err := w.symlink(ctx, path.Join(wants, "ssh.service"), unit); err != nil {
-				return err
+				return nil, err
 			}
 			break
 		}
 	}
-	return nil
+	return f.hostKeys(ctx, e, w)
 }
 
 // String is for logs.

@@ -21,7 +21,7 @@ import (
 // prepareRulesVersion changes whenever Prepare makes a different copy from
 // the same inputs (first-boot rules, kernel choice), so old cache entries
 // are not reused.
-const prepareRulesVersion = 2
+const prepareRulesVersion = 3
 
 // MaxSDCardBytes is the largest SD card socbox offers an SD-card board: the
 // SDHC limit, the card class the Raspberry Pi 3 and BeagleBone Black boot
@@ -190,8 +190,12 @@ func Prepare(ctx context.Context, spec PrepareSpec) (*Image, error) {
 	ext := ext4Part{file: disk, offset: rootPart.Start, size: rootPart.Size, image: info.File}
 	fb := firstBoot{info: info, user: user, passwordHash: spec.PasswordHash, key: strings.TrimSpace(spec.AuthorizedKey), instance: key[:12]}
 	w := ext.writer(work)
-	if err := fb.rootFS(ctx, ext, w); err != nil {
+	im.HostKeys, err = fb.rootFS(ctx, ext, w)
+	if err != nil {
 		return nil, fmt.Errorf("%s: first-boot setup: %w", stage, err)
+	}
+	if fb.pinnedHostKeys = len(im.HostKeys) > 0; fb.pinnedHostKeys {
+		logf("image: the image has no sshd host keys: socbox made %d, pinned for %s", len(im.HostKeys), name)
 	}
 	if info.Boot != nil {
 		if err := (bootFS{file: disk, part: *info.Boot}).writeFiles(fb.bootFiles()); err != nil {
