@@ -367,30 +367,37 @@ func loadOrder(deps map[string][]string, builtin map[string]bool, soft map[strin
 	}
 	var order, bi []string
 	seen := map[string]bool{}
-	var visit func(p string, chain []string) error
-	visit = func(p string, chain []string) error {
+	// The modules being visited, as a stack and a set: a hostile
+	// modules.dep may chain thousands of modules, and a cycle is found
+	// without walking the stack.
+	var chain []string
+	onChain := map[string]bool{}
+	var visit func(p string) error
+	visit = func(p string) error {
 		if seen[p] {
 			return nil
 		}
-		for _, c := range chain {
-			if c == p {
-				return fmt.Errorf("initrd: module dependency cycle: %s", strings.Join(append(chain, p), " -> "))
-			}
+		if onChain[p] {
+			return fmt.Errorf("initrd: module dependency cycle: %s", strings.Join(append(chain, p), " -> "))
 		}
+		chain = append(chain, p)
+		onChain[p] = true
 		// Soft dependencies first; they are optional: skip the ones the
 		// kernel lacks or has built in.
 		for _, s := range soft[moduleName(p)] {
 			if sp, ok := byName[strings.ReplaceAll(s, "-", "_")]; ok && sp != p {
-				if err := visit(sp, append(chain, p)); err != nil {
+				if err := visit(sp); err != nil {
 					return err
 				}
 			}
 		}
 		for _, d := range deps[p] {
-			if err := visit(d, append(chain, p)); err != nil {
+			if err := visit(d); err != nil {
 				return err
 			}
 		}
+		chain = chain[:len(chain)-1]
+		delete(onChain, p)
 		seen[p] = true
 		order = append(order, p)
 		return nil
@@ -405,7 +412,7 @@ func loadOrder(deps map[string][]string, builtin map[string]bool, soft map[strin
 			}
 			return nil, nil, fmt.Errorf("initrd: kernel has no module %q (neither in modules.dep nor built in): check the board's InitrdModules against the kernel version", w)
 		}
-		if err := visit(p, nil); err != nil {
+		if err := visit(p); err != nil {
 			return nil, nil, err
 		}
 	}

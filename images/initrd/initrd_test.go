@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"debug/elf"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -201,4 +202,79 @@ func TestClassify(t *testing.T) {
 
 	_, err = Classify(t.TempDir(), []string{"ext4"})
 	require.ErrorContains(t, err, "run depmod")
+}
+
+// TestResolveRefusesPathsOutOfTheTree is a modules.dep from a hostile
+// image: a module path that climbs out of the module tree (or is absolute)
+// would have the initrd build copy a file from anywhere.
+func TestResolveRefusesPathsOutOfTheTree(t *testing.T) {
+	for _, bad := range []string{"../../../../etc/shadow.ko", "/etc/shadow.ko", "kernel/../../x.ko", "kernel/./x.ko", "kernel//x.ko", "kernel/x\x1b.ko"} {
+		for _, dep := range []string{
+			"kernel/fs/ext4/ext4.ko: " + bad + "\n",
+			bad + ":\n",
+		} {
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "modules.dep"), []byte(dep), 0o644))
+			_, err := Resolve(dir, []string{"ext4"})
+			require.ErrorIs(t, err, ErrUnsafeModulePath, "%q", dep)
+		}
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "modules.dep"), []byte("kernel/fs/ext4/ext4.ko:\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("../../mmc_block.ko\n"), 0o644))
+	_, err := Classify(dir, []string{"ext4"})
+	require.ErrorIs(t, err, ErrUnsafeModulePath)
+}
+
+// TestLongDependencyChain is a modules.dep whose modules each depend on
+// the next, 20000 deep: resolved in linear time.
+func TestLongDependencyChain(t *testing.T) {
+	deps := map[string][]string{}
+	const n = 20000
+	for i := 0; i < n; i++ {
+		deps[fmt.Sprintf("kernel/m%d.ko", i)] = []string{fmt.Sprintf("kernel/m%d.ko", i+1)}
+	}
+	order, _, err := loadOrder(deps, nil, nil, []string{"m0"})
+	require.NoError(t, err)
+	require.Len(t, order, n+1)
+}
+
+// FuzzModulesIndex parses arbitrary modules.dep, modules.builtin,
+// modules.softdep and modules.alias and resolves modules through them:
+// never a panic or an endless walk, and every path it would copy stays
+// inside the module tree.
+func FuzzModulesIndex(f *testing.F) {
+	f.Add([]byte("kernel/fs/ext4/ext4.ko.xz: kernel/lib/crc16.ko.xz kernel/fs/jbd2/jbd2.ko.xz\nkernel/lib/crc16.ko.xz:\nkernel/fs/jbd2/jbd2.ko.xz:\nkernel/crypto/crc32c_generic.ko.xz:\n"),
+		[]byte("kernel/drivers/mmc/core/mmc_block.ko\n"),
+		[]byte("softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c post: x\n"),
+		[]byte("alias crypto-crc32c crc32c_generic\nalias pci:v*d* virtio_blk\n"))
+	f.Add([]byte("a.ko: b.ko\nb.ko: a.ko\n"), []byte(""), []byte("softdep a pre: a\n"), []byte(""))
+	f.Add([]byte("kernel/a.ko: ../../x.ko\n"), []byte("/abs.ko\n"), []byte(""), []byte(""))
+	f.Fuzz(func(t *testing.T, dep, builtin, softdep, alias []byte) {
+		deps, err := parseModulesDep(dep, "modules.dep")
+		if err != nil {
+			return
+		}
+		bi, err := parseBuiltin(builtin, "modules.builtin")
+		if err != nil {
+			return
+		}
+		soft := parseSoftdeps(softdep, alias)
+		var wanted []string
+		for p := range deps {
+			wanted = append(wanted, moduleName(p))
+			if len(wanted) == 4 {
+				break
+			}
+		}
+		order, _, err := loadOrder(deps, bi, soft, append(wanted, "ext4"))
+		if err != nil {
+			return
+		}
+		for _, p := range order {
+			if err := checkModulePath(p); err != nil || !filepath.IsLocal(p) {
+				t.Fatalf("would copy %q: %v", p, err)
+			}
+		}
+	})
 }
