@@ -3,6 +3,8 @@ package debarchive
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -261,8 +263,11 @@ func parseRelease(text []byte) (*release, error) {
 			continue
 		}
 		size, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("parse InRelease: SHA256 entry %q: %w", line, err)
+		if err != nil || size < 0 {
+			return nil, fmt.Errorf("parse InRelease: SHA256 entry %q: bad size", line)
+		}
+		if sum, err := hex.DecodeString(f[0]); err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("parse InRelease: SHA256 entry %q: not a SHA256", line)
 		}
 		r.files[f[2]] = fileSum{Size: size, SHA256: strings.ToLower(f[0])}
 	}
