@@ -211,3 +211,31 @@ func TestDTBHasNode(t *testing.T) {
 	_, err := DTBHasNode([]byte("\xd0\x0d\xfe\xedrpi3b"), "/soc")
 	require.ErrorContains(t, err, "look for /soc in device tree: truncated")
 }
+
+// FuzzFDT walks arbitrary bytes as a device tree blob: dtbNodes never
+// panics, every span it reports lies in the blob on a token boundary, and
+// deleting a node it found always works.
+func FuzzFDT(f *testing.F) {
+	f.Add(raspi3DTB())
+	f.Add(raspi3DTB()[:fdtHeaderLen])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, blob []byte) {
+		nodes, err := dtbNodes(blob)
+		if err != nil {
+			return
+		}
+		for p, spans := range nodes {
+			for _, s := range spans {
+				if s.start < 0 || s.end > len(blob) || s.start >= s.end || (s.end-s.start)%4 != 0 {
+					t.Fatalf("node %s spans %d..%d of %d bytes", p, s.start, s.end, len(blob))
+				}
+			}
+			if p == "/" {
+				continue
+			}
+			if _, err := DeleteDTBNodes(blob, p); err != nil {
+				t.Fatalf("delete %s, which dtbNodes found: %v", p, err)
+			}
+		}
+	})
+}

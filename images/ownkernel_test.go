@@ -241,3 +241,22 @@ func TestInitrdFromImageModules(t *testing.T) {
 	require.ErrorContains(t, err, "initrd for "+im.Name+"'s own kernel "+imagetest.RaspiRelease+" on raspi3b: ")
 	require.ErrorContains(t, err, `kernel has no module "nosuchmod"`)
 }
+
+// FuzzKernelHeaders reads arbitrary bytes as a kernel image the way
+// Prepare does (architecture, gzip, banner, initramfs magic): it never
+// panics, and a release it reads is a directory name, never a path.
+func FuzzKernelHeaders(f *testing.F) {
+	f.Add([]byte(imagetest.ARM64Kernel(f, imagetest.RaspiRelease)))
+	f.Add([]byte(imagetest.ZImage()))
+	f.Add(append(make([]byte, 64), "Linux version %s (%s)\x00Linux version 6.12.117+deb13-arm64 (debian-kernel@lists.debian.org)"...))
+	f.Add([]byte(imagetest.Initramfs(f, map[string]string{"init": "#!/bin/sh\n"})))
+	f.Add([]byte("\x1f\x8b\x08\x00\x00\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = KernelArch(data)
+		_, _ = initramfsFormat(data)
+		rel, err := kernelRelease(data)
+		if err == nil && (!releaseRe.MatchString(rel) || strings.ContainsAny(rel, "/\x00\n ")) {
+			t.Fatalf("release %q", rel)
+		}
+	})
+}

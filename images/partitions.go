@@ -50,8 +50,15 @@ type DiskLayout struct {
 var ErrNoPartitionTable = errors.New("no partition table")
 
 // ReadLayout reads a raw disk image's MBR or GPT partition table and looks
-// at each partition's superblock. It only reads the file.
-func ReadLayout(file string) (*DiskLayout, error) {
+// at each partition's superblock. It only reads the file. A panic inside
+// go-diskfs on a malformed table becomes an error naming the image.
+func ReadLayout(file string) (_ *DiskLayout, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &ImageFormatError{File: file, What: fmt.Sprintf("unreadable partition table: go-diskfs failed reading it: %v", r),
+				Fix: "the image is damaged (or made to attack the host that reads it): fetch it again"}
+		}
+	}()
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
