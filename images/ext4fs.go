@@ -46,6 +46,9 @@ const (
 	maxBinaryFile   = 64 << 20
 	maxDebugfsOut   = 4 << 20
 	maxDebugfsError = 1 << 20
+	// maxScriptErrors bounds what a debugfs script prints on stderr: a
+	// line or two per request it had to refuse.
+	maxScriptErrors = 16 << 20
 )
 
 // debugfs runs it with args and the filesystem and returns its stdout (at
@@ -77,13 +80,13 @@ func (e ext4Part) runDebugfs(ctx context.Context, stdout io.Writer, stderr *capp
 func (e ext4Part) request(ctx context.Context, limit int64, cmd string, args ...string) (stdout, stderr []byte, err error) {
 	req, err := debugfsRequest(cmd, args...)
 	if err != nil {
-		return nil, nil, e.unsafe(strings.Join(args, " "), err)
+		return nil, nil, e.refusePath(strings.Join(args, " "), err)
 	}
 	return e.debugfs(ctx, limit, "-R", req)
 }
 
-// unsafe is the error for a path in the image socbox refuses.
-func (e ext4Part) unsafe(p string, why error) error {
+// refusePath is the error for a path in the image socbox refuses.
+func (e ext4Part) refusePath(p string, why error) error {
 	return &ImageFormatError{File: e.name(), What: fmt.Sprintf("unsafe path %q in the root filesystem: %v", p, why),
 		Fix: "socbox refuses paths that could reach outside the image; the image is damaged or made to attack the host that reads it: do not use it"}
 }
@@ -145,7 +148,7 @@ func (e ext4Part) lstat(ctx context.Context, p string) (guestNode, error) {
 	if n.kind == nodeSymlink && n.target == "" {
 		// A slow symlink keeps its target in a data block.
 		if n.size > maxGuestPath {
-			return guestNode{}, e.unsafe(p, fmt.Errorf("a symbolic link with a %d-byte target, more than PATH_MAX", n.size))
+			return guestNode{}, e.refusePath(p, fmt.Errorf("a symbolic link with a %d-byte target, more than PATH_MAX", n.size))
 		}
 		data, _, err := e.request(ctx, maxGuestPath, "cat", p)
 		if err != nil {
@@ -162,7 +165,7 @@ func (e ext4Part) lstat(ctx context.Context, p string) (guestNode, error) {
 // than its text; the target is taken by its size, so quotes in it do not
 // matter.
 var (
-	statTypeRe = regexp.MustCompile(`^Inode: [0-9]+ +Type: ([a-z/ ]+?) +Mode:`)
+	statTypeRe = regexp.MustCompile(`^Inode: [0-9]+ +Type: ([A-Za-z/ ]+?) +Mode:`)
 	statSizeRe = regexp.MustCompile(`(?m)^User: .* Size: ([0-9]+)$`)
 )
 
@@ -215,13 +218,17 @@ func truncateText(s string, n int) string {
 // resolve follows symbolic links in every component of p, as the guest
 // would, inside the image's root (see resolveGuestPath).
 func (e ext4Part) resolve(ctx context.Context, p string) (string, error) {
-	real, err := resolveGuestPath(p, func(q string) (guestNode, error) { return e.lstat(ctx, q) })
-	if err != nil {
-		var fe *ImageFormatError
-		if errors.As(err, &fe) || ctx.Err() != nil || errors.Is(err, errOutputTooLarge) {
-			return "", err
-		}
-		return "", e.unsafe(p, err)
+	var lookupErr error
+	real, err := resolveGuestPath(p, func(q string) (guestNode, error) {
+		n, err := e.lstat(ctx, q)
+		lookupErr = err
+		return n, err
+	})
+	switch {
+	case lookupErr != nil:
+		return "", lookupErr // debugfs failed, or refused a name itself
+	case err != nil:
+		return "", e.refusePath(p, err)
 	}
 	return real, nil
 }
@@ -343,7 +350,7 @@ func (e ext4Part) dumpFiles(ctx context.Context, dst string, files map[string]st
 func (e ext4Part) catTo(ctx context.Context, src, dst string, max int64) error {
 	req, err := debugfsRequest("cat", src)
 	if err != nil {
-		return e.unsafe(src, err)
+		return e.refusePath(src, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
@@ -387,10 +394,10 @@ func (e ext4Part) writer(tmpDir string) *ext4Writer {
 func (w *ext4Writer) add(cmd string, args ...string) error {
 	req, err := debugfsRequest(cmd, args...)
 	if err != nil {
-		return w.e.unsafe(args[0], err)
+		return w.e.refusePath(args[0], err)
 	}
 	if len(req) > maxDebugfsLine {
-		return w.e.unsafe(args[0], fmt.Errorf("a %d-byte debugfs request, longer than the %d bytes of a debugfs script line", len(req), maxDebugfsLine))
+		return w.e.refusePath(args[0], fmt.Errorf("a %d-byte debugfs request, longer than the %d bytes of a debugfs script line", len(req), maxDebugfsLine))
 	}
 	w.cmds = append(w.cmds, req)
 	return nil
@@ -529,11 +536,13 @@ func (w *ext4Writer) commit(ctx context.Context) error {
 	if err := os.WriteFile(script, []byte(strings.Join(w.cmds, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	_, errOut, err := w.e.debugfs(ctx, maxDebugfsOut, "-w", "-f", script)
-	if err != nil {
+	// debugfs echoes every script line on stdout: thousands for a
+	// kernel's modules, and nothing socbox needs.
+	errb := &cappedBuffer{max: maxScriptErrors}
+	if err := w.e.runDebugfs(ctx, io.Discard, errb, "-w", "-f", script); err != nil {
 		return err
 	}
-	for _, l := range strings.Split(string(errOut), "\n") {
+	for _, l := range strings.Split(errb.String(), "\n") {
 		l = strings.TrimSpace(l)
 		switch {
 		case l == "", strings.HasPrefix(l, "debugfs "),
