@@ -27,14 +27,14 @@ type bootFS struct {
 // opens the disk read-write, which only a prepared copy ever is. The
 // filesystem is read as the FAT type its boot sector says, so no other
 // go-diskfs reader (ISO 9660, squashfs, ext4) sees the partition.
-func (b bootFS) open(writable bool) (fsys filesystem.FileSystem, closeFn func() error, err error) {
+func (b bootFS) open(writable bool) (fsys filesystem.FileSystem, l *fatLayout, closeFn func() error, err error) {
 	flag := os.O_RDONLY
 	if writable {
 		flag = os.O_RDWR
 	}
 	f, err := os.OpenFile(b.file, flag, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -42,9 +42,9 @@ func (b bootFS) open(writable bool) (fsys filesystem.FileSystem, closeFn func() 
 		}
 	}()
 	defer b.recoverDiskfs(&err) // first, so the file is closed after a panic too
-	l, err := checkFAT(f, b.part.Start, b.part.Size)
+	l, err = checkFAT(f, b.part.Start, b.part.Size)
 	if err != nil {
-		return nil, nil, b.formatError(err)
+		return nil, nil, nil, b.formatError(err)
 	}
 	storage := file.New(f, !writable)
 	switch l.Type {
@@ -56,9 +56,9 @@ func (b bootFS) open(writable bool) (fsys filesystem.FileSystem, closeFn func() 
 		fsys, err = fatfs12.Read(storage, b.part.Size, b.part.Start, 512)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("partition %d is not a FAT filesystem go-diskfs can read: %w", b.part.Index, err)
+		return nil, nil, nil, fmt.Errorf("partition %d is not a FAT filesystem go-diskfs can read: %w", b.part.Index, err)
 	}
-	return fsys, f.Close, nil
+	return fsys, l, f.Close, nil
 }
 
 func (b bootFS) formatError(err error) error {
@@ -81,7 +81,7 @@ type bootListing map[string]string
 
 // list reads the root directory's names.
 func (b bootFS) list() (_ bootListing, err error) {
-	fsys, closeFn, err := b.open(false)
+	fsys, _, closeFn, err := b.open(false)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ const maxBootFile = 256 << 20
 
 // readFile reads one file from the boot partition.
 func (b bootFS) readFile(name string) (_ []byte, err error) {
-	fsys, closeFn, err := b.open(false)
+	fsys, l, closeFn, err := b.open(false)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +137,9 @@ func (b bootFS) readFile(name string) (_ []byte, err error) {
 		return nil, fmt.Errorf("boot partition: %s: %w", name, err)
 	}
 	defer f.Close()
+	if err := b.checkFileSize(f, name, l); err != nil {
+		return nil, err
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxBootFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("boot partition: %s: %w", name, err)
@@ -148,12 +151,34 @@ func (b bootFS) readFile(name string) (_ []byte, err error) {
 	return data, nil
 }
 
+// checkFileSize refuses a file whose directory entry gives it more bytes
+// than its cluster chain holds: go-diskfs would read past the chain's end
+// (and panic).
+func (b bootFS) checkFileSize(f filesystem.File, name string, l *fatLayout) error {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	chained, ok := f.(interface{ GetClusterChain() ([]uint32, error) })
+	if !ok {
+		return nil
+	}
+	chain, err := chained.GetClusterChain()
+	if err != nil {
+		return b.formatError(fmt.Errorf("%s: %w", name, err))
+	}
+	if st.Size() > int64(len(chain))*l.ClusterBytes {
+		return b.formatError(fmt.Errorf("%s is %d bytes but its cluster chain holds %d", name, st.Size(), int64(len(chain))*l.ClusterBytes))
+	}
+	return nil
+}
+
 // writeFiles creates or replaces files in the boot partition's root.
 func (b bootFS) writeFiles(files map[string][]byte) (err error) {
 	if len(files) == 0 {
 		return nil
 	}
-	fsys, closeFn, err := b.open(true)
+	fsys, _, closeFn, err := b.open(true)
 	if err != nil {
 		return err
 	}

@@ -295,7 +295,7 @@ func (e ext4Part) listDir(ctx context.Context, p string) ([]string, error) {
 func parseDebugfsList(out []byte) []string {
 	var names []string
 	for _, l := range strings.Split(string(out), "\n") {
-		if !strings.HasPrefix(l, "/") || !strings.HasSuffix(l, "/") {
+		if len(l) < 2 || !strings.HasPrefix(l, "/") || !strings.HasSuffix(l, "/") {
 			continue
 		}
 		f := strings.Split(l[1:len(l)-1], "/")

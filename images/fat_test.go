@@ -124,3 +124,17 @@ func TestBootFSReadsWhatItChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckChainsPastTheDataClusters is a FAT whose chain leaves the data
+// clusters for entries past them, which go-diskfs follows all the same,
+// and loops there.
+func TestCheckChainsPastTheDataClusters(t *testing.T) {
+	l := &fatLayout{Type: fat16, FATBytes: 64, Clusters: 10}
+	fat := make([]byte, 65)
+	binary.LittleEndian.PutUint16(fat[2*2:], 20)
+	binary.LittleEndian.PutUint16(fat[20*2:], 21)
+	binary.LittleEndian.PutUint16(fat[21*2:], 20)
+	require.ErrorContains(t, l.checkChains(fat), "loops")
+	binary.LittleEndian.PutUint16(fat[21*2:], 0xFFFF)
+	require.NoError(t, l.checkChains(fat))
+}

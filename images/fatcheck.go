@@ -174,15 +174,27 @@ func (l *fatLayout) readFAT(r io.ReaderAt, start int64) ([]byte, error) {
 	return fat, nil
 }
 
+// entries is how many cluster entries the FAT holds. go-diskfs follows a
+// chain to any of them, inside the data region or not.
+func (l *fatLayout) entries() int64 {
+	switch l.Type {
+	case fat12:
+		return l.FATBytes * 2 / 3
+	case fat16:
+		return l.FATBytes / 2
+	}
+	return l.FATBytes / 4
+}
+
 // checkChains refuses a FAT in which a cluster chain loops: following it
-// would never end. Every cluster is visited once.
+// would never end. Every entry is visited once.
 func (l *fatLayout) checkChains(fat []byte) error {
 	const (
 		unseen = iota
 		onPath
 		done
 	)
-	first, end := int64(2), l.Clusters+2
+	first, end := int64(2), l.entries()
 	state := make([]uint8, end)
 	valid := func(c int64) bool { return c >= first && c < end }
 	for c := first; c < end; c++ {
