@@ -45,12 +45,23 @@ type Config struct {
 	// out (its netdev stays, so PlugNIC can add it once the state is saved
 	// or loaded).
 	SerialSSH string
+	// Accel is how the guest runs (ChooseAccel decides); the zero value is
+	// TCG, as every board ran before KVM was an option.
+	Accel Accel
 	// ExtraArgs are appended verbatim (for experiments; not used by socbox).
 	ExtraArgs []string
 	// Probe asks only whether this QEMU accepts the board's machine, CPU
 	// and devices (see Probe): no kernel, a null disk, no run directory,
 	// paused, QMP on stdio.
 	Probe bool
+}
+
+// Accelerator is the accelerator the configuration runs with.
+func (c Config) Accelerator() Accel {
+	if c.Accel == "" {
+		return TCG
+	}
+	return c.Accel
 }
 
 // QMPSocket is the path of the QMP socket in a run directory.
@@ -90,6 +101,14 @@ func Cmdline(cfg Config) (string, []string, error) {
 		return "", nil, fmt.Errorf("qemu command line for %s: %w", b.Slug, err)
 	}
 
+	switch {
+	case cfg.Accel != "" && cfg.Accel != TCG && cfg.Accel != KVM:
+		return "", nil, fmt.Errorf("qemu command line for %s: unknown accelerator %q (tcg or kvm)", b.Slug, cfg.Accel)
+	case cfg.Accel == KVM && !b.IsVirt():
+		return "", nil, fmt.Errorf("qemu command line for %s: KVM runs only boards on QEMU's virt machine, not %s", b.Slug, b.Machine)
+	}
+	exe, accel, cpu := accelArgs(b, cfg.Accel)
+
 	smp := b.SMP
 	if cfg.SMP > 0 {
 		smp = cfg.SMP
@@ -98,12 +117,12 @@ func Cmdline(cfg Config) (string, []string, error) {
 		"-nodefaults", "-no-user-config",
 		"-display", "none",
 		"-machine", b.Machine,
-		"-accel", "tcg,thread=multi",
+		"-accel", accel,
 		"-m", strconv.Itoa(b.MemoryMiB),
 		"-smp", strconv.Itoa(smp),
 	}
-	if b.CPU != "" {
-		args = append(args, "-cpu", b.CPU)
+	if cpu != "" {
+		args = append(args, "-cpu", cpu)
 	}
 	if cfg.Probe {
 		args = append(args, "-S", "-qmp", "stdio")
@@ -175,7 +194,7 @@ func Cmdline(cfg Config) (string, []string, error) {
 		args = append(args, "-incoming", "exec:cat "+shellQuoteArg(cfg.Incoming))
 	}
 	args = append(args, cfg.ExtraArgs...)
-	return b.QEMUBinary, args, nil
+	return exe, args, nil
 }
 
 // optionValue escapes s for a value in a QEMU option list (-drive,
