@@ -476,10 +476,11 @@ func (b *Board) qemuConfig() qemu.Config {
 	if b.serialSSH != "" && b.boot.SerialDTB != "" {
 		dtb = b.boot.SerialDTB
 	}
+	accel, _ := qemu.HostAccel(b.Profile)
 	return qemu.Config{
 		Board: b.Profile, RunDir: b.RunDir, SerialSSH: b.serialSSH,
 		Kernel: b.boot.Kernel, Initrd: b.boot.Initrd, DTB: dtb,
-		Append: appendLine, Disk: filepath.Join(b.RunDir, "disk.qcow2"), SMP: smp,
+		Append: appendLine, Disk: filepath.Join(b.RunDir, "disk.qcow2"), SMP: smp, Accel: accel,
 	}
 }
 

@@ -462,6 +462,7 @@ func (b *Board) Report() *report.Board {
 		}
 	}
 	if b.Machine != nil {
+		r.Accelerator = string(b.Machine.Config().Accelerator())
 		r.QEMUCommand = b.Machine.CommandLine()
 		r.Overlay = b.Machine.Config().Disk
 		r.SSHCommand = b.SSHCommand()

@@ -58,6 +58,8 @@ func doctorChecks() []check {
 		checks = append(checks, check{"board " + b.Slug, boardStarts(b),
 			"reinstall QEMU: " + apt("qemu-system-arm") + "; see the message for the device QEMU refused"})
 	}
+	checks = append(checks, check{"accelerator", func(context.Context) (string, error) { return accelSummary(qemu.ThisHost(), boards.All()), nil },
+		"nothing to fix: TCG runs every board; KVM, on an arm64 host, needs the kvm module loaded and /dev/kvm writable by this user (group kvm)"})
 	return append(checks,
 		check{"mmdebstrap", toolVersion("mmdebstrap", "--version"), apt("mmdebstrap")},
 		check{"arch-test", toolPresent("arch-test"), apt("arch-test") + "; mmdebstrap needs it to build a root for another architecture"},
@@ -304,4 +306,35 @@ func cacheSpace(context.Context) (string, error) {
 		return "", fmt.Errorf("%.1f GiB free for %s, want at least %d GiB", free, dir, minFreeGiB)
 	}
 	return fmt.Sprintf("%.1f GiB free for %s", free, dir), nil
+}
+
+// accelSummary says which boards run under which accelerator on host h,
+// and why a fast board that could have KVM does not.
+func accelSummary(h qemu.Host, profiles []boards.Profile) string {
+	var kvm, tcg []string
+	whys := map[string]bool{}
+	var why []string
+	for _, b := range profiles {
+		a, reason := qemu.ChooseAccel(h, b)
+		if a == qemu.KVM {
+			kvm = append(kvm, b.Slug)
+			continue
+		}
+		tcg = append(tcg, b.Slug)
+		if b.IsVirt() && !whys[reason] {
+			whys[reason] = true
+			why = append(why, reason)
+		}
+	}
+	if len(kvm) == 0 {
+		return "tcg for every board: " + strings.Join(why, "; ")
+	}
+	out := "kvm for " + strings.Join(kvm, ", ")
+	if len(tcg) > 0 {
+		out += "; tcg for " + strings.Join(tcg, ", ")
+		if len(why) > 0 {
+			out += " (" + strings.Join(why, "; ") + ")"
+		}
+	}
+	return out
 }

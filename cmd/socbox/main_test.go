@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/qemu"
 )
 
 // socbox runs the CLI in-process and returns its stdout, stderr and error.
@@ -341,4 +342,18 @@ func TestImageRm(t *testing.T) {
 	out, _, err = socbox(t, cancelled(), "image", "ls")
 	require.NoError(t, err)
 	require.Equal(t, 1, strings.Count(out, "\n"), "only the header is left")
+}
+
+func TestDoctorSaysWhichAccelerator(t *testing.T) {
+	all := boards.All()
+	require.Equal(t, "tcg for every board: an amd64 host cannot run an ARM guest with KVM",
+		accelSummary(qemu.Host{Arch: "amd64", KVM: true}, all))
+	require.Equal(t, "tcg for every board: /dev/kvm is not usable: permission denied",
+		accelSummary(qemu.Host{Arch: "arm64", Why: "/dev/kvm is not usable: permission denied"}, all))
+	got := accelSummary(qemu.Host{Arch: "arm64", KVM: true}, all)
+	require.Contains(t, got, "kvm for raspi3b-fast, raspi4b-fast; tcg for ")
+	require.Contains(t, got, "beaglebone-black-fast")
+	require.Contains(t, got, "(this host's KVM cannot run a 32-bit (AArch32) guest kernel)")
+	require.Equal(t, "kvm for beaglebone-black-fast, raspi3b-fast, raspi4b-fast; tcg for beaglebone-black, raspi3b, raspi4b",
+		accelSummary(qemu.Host{Arch: "arm64", KVM: true, KVMAArch32: true}, all))
 }

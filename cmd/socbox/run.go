@@ -405,7 +405,7 @@ func firstLine(s string) string {
 func printRun(w io.Writer, run *report.Run) {
 	for _, b := range run.Boards {
 		var about, st []string
-		for _, a := range []string{b.Tier, b.Platform, b.Image} {
+		for _, a := range []string{b.Tier, b.Platform, b.Accelerator, b.Image} {
 			if a != "" {
 				about = append(about, a)
 			}

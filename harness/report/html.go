@@ -149,7 +149,7 @@ func (r *Run) htmlView(dir string) htmlRun {
 		} else if hb.Counts.Failed+hb.Counts.Errors > 0 {
 			hb.Status = "fail"
 		}
-		for _, m := range []string{b.Tier, b.Platform, b.Image, suiteKernel(b), containerd(b), b.Target.describe(b.Board), shardOf(b), hostOf(b)} {
+		for _, m := range []string{b.Tier, b.Platform, accelerator(b), b.Image, suiteKernel(b), containerd(b), b.Target.describe(b.Board), shardOf(b), hostOf(b)} {
 			if m != "" {
 				hb.Meta = append(hb.Meta, m)
 			}
@@ -247,4 +247,17 @@ func fileLink(dir, path string) htmlLink {
 		return htmlLink{Href: template.URL(u.String()), Label: absPath}
 	}
 	return htmlLink{Label: path}
+}
+
+// accelerator names how QEMU ran the board, for its header.
+func accelerator(b *Board) string {
+	switch b.Accelerator {
+	case "":
+		return ""
+	case "kvm":
+		return "KVM (the host's cores)"
+	case "tcg":
+		return "TCG (emulated)"
+	}
+	return b.Accelerator
 }

@@ -134,7 +134,7 @@ func (b *Board) junitSuite(hostname string, runStart time.Time) junitSuite {
 	}
 	for _, p := range [][2]string{
 		{"tier", b.Tier}, {"platform", b.Platform}, {"image", b.Image}, {"image_id", b.ImageID}, {"shard", b.Shard.String()}, {"suite", b.Suite},
-		{"kernel", b.KernelVersion}, {"containerd", b.Containerd},
+		{"kernel", b.KernelVersion}, {"containerd", b.Containerd}, {"accelerator", b.Accelerator},
 		{"qemu_command", b.QEMUCommand}, {"ssh_command", b.SSHCommand},
 		{"target", target.Address}, {"target_os", target.OS}, {"target_kernel", target.Kernel},
 		{"target_model", target.Model}, {"target_profile_from", target.ProfileFrom},

@@ -60,12 +60,15 @@ type Board struct {
 	Image    string `json:"image,omitempty"`
 	// ImageID is the image as the run's plan names it (plan.Unit's Image):
 	// debian-trixie, a user image's file name, +crun with crun.
-	ImageID       string      `json:"image_id,omitempty"`
-	Suite         string      `json:"suite,omitempty"`
-	KernelVersion string      `json:"kernel_version,omitempty"`
-	Containerd    string      `json:"containerd_strategy,omitempty"`
-	Stages        []Stage     `json:"stages"`
-	Scenarios     []*Scenario `json:"scenarios"`
+	ImageID       string `json:"image_id,omitempty"`
+	Suite         string `json:"suite,omitempty"`
+	KernelVersion string `json:"kernel_version,omitempty"`
+	Containerd    string `json:"containerd_strategy,omitempty"`
+	// Accelerator is how QEMU ran the guest: "tcg" (emulated) or "kvm"
+	// (the host's own cores); empty on a real board.
+	Accelerator string      `json:"accelerator,omitempty"`
+	Stages      []Stage     `json:"stages"`
+	Scenarios   []*Scenario `json:"scenarios"`
 	// Error is set when the board did not get ready; FailedStage says where.
 	Error       string `json:"error,omitempty"`
 	FailedStage string `json:"failed_stage,omitempty"`

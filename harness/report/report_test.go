@@ -23,7 +23,7 @@ func sampleRun(dir string) *Run {
 		Boards: []*Board{
 			{
 				Board: "raspi4b-fast", Tier: "fast", Platform: "linux/arm64", Image: "debian-trixie-arm64-abc",
-				Suite: "trixie", KernelVersion: "6.12.0-1-arm64", Containerd: "auto",
+				Suite: "trixie", KernelVersion: "6.12.0-1-arm64", Containerd: "auto", Accelerator: "tcg",
 				Stages: []Stage{
 					{Name: "image", StartedAt: at(0), Seconds: 0.1},
 					{Name: "qemu", StartedAt: at(0.1), Seconds: 0.3},
@@ -121,6 +121,10 @@ func TestWriteJUnit(t *testing.T) {
 	require.NotNil(t, rpi.Cases[2].Error)
 	require.Equal(t, "run on raspi4b-fast: image not found", rpi.Cases[2].Error.Message)
 
+	// Which accelerator ran the board, where it is known.
+	require.Contains(t, string(data), `<property name="accelerator" value="tcg"></property>`)
+	require.Equal(t, 1, strings.Count(string(data), `name="accelerator"`), "none for a board that does not say")
+
 	bbb := got.Suites[1]
 	require.Equal(t, 2, bbb.Errors)
 	for _, c := range bbb.Cases {
@@ -190,6 +194,7 @@ func TestWriteHTML(t *testing.T) {
 	require.Equal(t, 1, strings.Count(page, `<rect class="bar scenario fail"`))
 	require.Equal(t, 2, strings.Count(page, `<rect class="bar scenario notrun"`))
 	require.Contains(t, page, ">40.6s<", "seconds label of the ssh stage")
+	require.Contains(t, page, "TCG (emulated)", "the accelerator that ran the board")
 
 	// Hostile strings are text, never markup.
 	require.NotContains(t, page, "<script")
