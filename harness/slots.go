@@ -13,10 +13,11 @@ import (
 // Boards running at once are bounded by the host: each emulated board
 // keeps about one host core busy while it boots or runs, and holds its
 // guest RAM. Tests may call Boot from t.Parallel() subtests freely; Start
-// waits for a slot. SOCBOX_MAX_BOARDS overrides the bound.
+// waits for a slot. SOCBOX_MAX_BOARDS overrides the bound, and
+// LimitBoards (socbox run --parallel) sets it.
 var (
-	slotsOnce sync.Once
-	slots     chan struct{}
+	slotsMu sync.Mutex
+	slots   chan struct{} // nil until the first board or LimitBoards
 )
 
 // MaxBoards is how many boards may run at once on this host.
@@ -35,8 +36,37 @@ func MaxBoards() int {
 	return max(n, 1)
 }
 
+// LimitBoards makes n the number of boards that may run at once in this
+// process, in place of MaxBoards (socbox run --parallel). It must come
+// while no board runs: their slots are counted against the bound they
+// started under.
+func LimitBoards(n int) error {
+	if n < 1 {
+		return fmt.Errorf("limit boards: %d boards at once: give at least 1", n)
+	}
+	slotsMu.Lock()
+	defer slotsMu.Unlock()
+	if slots != nil && cap(slots) != n && len(slots) > 0 {
+		return fmt.Errorf("limit boards to %d: %d board(s) run already, with %d at once; set it before they start", n, len(slots), cap(slots))
+	}
+	if slots == nil || cap(slots) != n {
+		slots = make(chan struct{}, n)
+	}
+	return nil
+}
+
+// boardSlots is the channel whose capacity bounds the boards.
+func boardSlots() chan struct{} {
+	slotsMu.Lock()
+	defer slotsMu.Unlock()
+	if slots == nil {
+		slots = make(chan struct{}, MaxBoards())
+	}
+	return slots
+}
+
 func acquireSlot(ctx context.Context, logf func(string, ...any)) (func(), error) {
-	slotsOnce.Do(func() { slots = make(chan struct{}, MaxBoards()) })
+	slots := boardSlots()
 	select {
 	case slots <- struct{}{}:
 	default:
