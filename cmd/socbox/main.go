@@ -41,7 +41,7 @@ Examples:
   socbox boot --board raspi4b-fast
   socbox ssh -- uname -a                        # on the board boot keeps up
   socbox run                                    # raspi4b-fast, Debian trixie, the bundled scenarios
-  socbox run --board all --out ./results        # every board, one after the other
+  socbox run --board all --out ./results        # every board, as many at once as the host allows
   socbox run --board raspi4b-fast,raspi3b my-checks.yaml more-checks/
   socbox run --target ssh://root@raspberrypi.local   # the same scenarios on the real, flashed board
   socbox image inspect ./2025-05-13-raspios-bookworm-arm64-lite.img.xz

@@ -265,33 +265,6 @@ func TestParseBinfmt(t *testing.T) {
 	require.Equal(t, "POF", flags)
 }
 
-func TestProgressPlainLines(t *testing.T) {
-	var buf bytes.Buffer
-	p := newProgress(&buf, false)
-	now := time.Date(2026, 11, 28, 13, 50, 34, 0, time.Local)
-	p.now = func() time.Time { return now }
-	p.Board(1, 2, "raspi4b-fast")
-	now = now.Add(1500 * time.Millisecond)
-	p.Logf("raspi4b-fast: qemu ready after 0.3s")
-	p.Status("scenario 2 of 4: env")
-	p.Close()
-	require.Equal(t, "13:50:35   +1.5s [1/2] raspi4b-fast: qemu ready after 0.3s\n13:50:35   +1.5s [1/2] raspi4b-fast: scenario 2 of 4: env\n", buf.String())
-	require.NotContains(t, buf.String(), "\r", "no terminal control on a pipe")
-}
-
-func TestProgressStatusLineOnTerminal(t *testing.T) {
-	var buf bytes.Buffer
-	p := &progress{w: &buf, tty: true, now: time.Now, done: make(chan struct{})}
-	p.Board(1, 1, "raspi4b-fast")
-	p.Status("booting")
-	p.Logf("raspi4b-fast: ssh ready after 40.6s")
-	p.Close()
-	out := buf.String()
-	require.Contains(t, out, "\r\x1b[K[1/1] raspi4b-fast: booting … 0s")
-	require.Contains(t, out, "[1/1] raspi4b-fast: ssh ready after 40.6s\n")
-	require.True(t, strings.HasSuffix(out, "\r\x1b[K"), "the status line is cleared at the end")
-}
-
 // fakeImage puts an image manifest (and optionally a snapshot made from
 // it) into the cache at $SOCBOX_CACHE.
 func fakeImage(t *testing.T, cache, name, key string, snapshot bool) string {

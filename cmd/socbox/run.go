@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/socbox/socbox/boards"
@@ -18,8 +19,12 @@ import (
 )
 
 var runCommand = command{name: "run", args: "[SCENARIOS.yaml|DIR ...]",
-	synopsis: `Boot each board in turn, run the scenarios in containers on it, print the results and write
+	synopsis: `Boot the boards, run the scenarios in containers on each, print the results and write
 results.json (everything), junit.xml (for CI) and report.html (timelines, logs) into --out.
+
+--parallel N runs up to N boards at once (default: one per core, at most one per 3 GiB of RAM;
+SOCBOX_MAX_BOARDS overrides that). Each event is a line with the board's name; on a terminal the
+bottom lines show what each running board waits for. The reports are rewritten as each board ends.
 
 Scenarios come from the YAML files and directories given (every *.yaml/*.yml in a directory),
 else the bundled ones; a scenario's boards: list limits where it runs. The files are checked
@@ -49,6 +54,7 @@ which board, user, OS and kernel ran them.
 Exit status: 0 all passed, 1 something failed, 2 bad arguments (scenarios, boards, image).`,
 	examples: `  socbox run
   socbox run --board all --out ./results
+  socbox run --board raspi4b-fast,raspi3b-fast --parallel 2
   socbox run --run '^(arch|env)$'                   # two bundled scenarios
   socbox run --run tag:network --skip bridge        # the network scenarios but bridge-network
   socbox run --skip '^tag:kernel$' checks.yaml
@@ -66,7 +72,9 @@ Exit status: 0 all passed, 1 something failed, 2 bad arguments (scenarios, board
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(runCommand, stderr)
 	var bf bootFlags
-	addBootFlags(fs, &bf, "`BOARDS` to run on, one after the other: a slug, a comma-separated list, or all (see socbox boards)")
+	addBootFlags(fs, &bf, "`BOARDS` to run on: a slug, a comma-separated list, or all (see socbox boards)")
+	parallel := fs.Int("parallel", harness.MaxBoards(), "run up to `N` boards at once (default: what this host's cores and memory allow, as SOCBOX_MAX_BOARDS "+
+		"overrides; 1 runs them one after the other)")
 	var sf selectFlags
 	addSelectFlags(fs, &sf)
 	out := fs.String("out", "", "`directory` for results.json, junit.xml, report.html and console logs (default: a new directory under ./socbox-results)")
@@ -90,6 +98,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if err := bf.check(fs); err != nil {
 		return usageError(fs, stderr, "%v", err)
+	}
+	if *parallel < 1 {
+		return usageError(fs, stderr, "--parallel %d: give at least 1 (1 runs the boards one after the other)", *parallel)
 	}
 	sh, sel, err := sf.parse()
 	if err != nil {
@@ -150,6 +161,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
+	if err := harness.LimitBoards(*parallel); err != nil {
+		return err
+	}
+
 	prog := newProgress(stdout, isTerminal(stdout))
 	defer prog.Close()
 	run := &report.Run{StartedAt: time.Now().UTC(), Host: report.ThisHost(), Plan: runPlan}
@@ -159,20 +174,81 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if !sh.Whole() {
 		prog.Logf("shard %s: %d of the %d units planned, on %d board(s)", sh, len(runPlan.Mine()), len(runPlan.Units), len(boardPlans))
 	}
-	for i, bp := range boardPlans {
-		if ctx.Err() != nil {
-			prog.Logf("interrupted: %d board(s) not run", len(boardPlans)-i)
-			break
-		}
-		prog.Board(i+1, len(boardPlans), bp.slug)
-		rb := runBoard(ctx, prog, bf, bp, dir)
-		rb.ImageID = imageID
-		run.Boards = append(run.Boards, rb)
-		run.FinishedAt = time.Now().UTC()
-		// After every board, so finished boards survive a later crash.
-		werr = writeReports(run, dir)
+	if n := min(*parallel, len(boardPlans)); n > 1 {
+		prog.Logf("%d boards, %d at once", len(boardPlans), n)
 	}
-	return finishRun(ctx, stdout, prog, run, dir, werr)
+	res := &runResults{run: run, dir: dir, imageID: imageID, boards: make([]*report.Board, len(boardPlans)), err: werr}
+	notRun := runBoards(ctx, prog, boardPlans, *parallel,
+		func(ctx context.Context, bprog *boardProgress, bp boardPlan) *report.Board {
+			return runBoard(ctx, bprog, bf, bp, dir)
+		}, res.add)
+	if notRun > 0 {
+		prog.Logf("interrupted: %d board(s) not run", notRun)
+	}
+	return finishRun(ctx, stdout, prog, run, dir, res.err)
+}
+
+// runResults gathers the boards' results into run as they finish, in the
+// plan's order whatever order they finish in, and writes the reports
+// again after every board, so that the boards done survive a later crash.
+type runResults struct {
+	run     *report.Run
+	dir     string
+	imageID string
+	boards  []*report.Board // by the board's place in the plan; nil: not done
+	err     error           // of the last write
+}
+
+// add records the i-th board's results; runBoards calls it one board at a
+// time.
+func (r *runResults) add(i int, rb *report.Board) {
+	rb.ImageID = r.imageID
+	r.boards[i] = rb
+	r.run.Boards = r.run.Boards[:0]
+	for _, b := range r.boards {
+		if b != nil {
+			r.run.Boards = append(r.run.Boards, b)
+		}
+	}
+	r.run.FinishedAt = time.Now().UTC()
+	r.err = writeReports(r.run, r.dir)
+}
+
+// runBoards runs each board of plans through runOne, up to parallel at
+// once, starting them in the plans' order; done gets each board's results
+// as it finishes, one board at a time. Once ctx ends no board is started:
+// it returns how many were not.
+func runBoards(ctx context.Context, prog *progress, plans []boardPlan, parallel int,
+	runOne func(ctx context.Context, bprog *boardProgress, bp boardPlan) *report.Board,
+	done func(i int, rb *report.Board)) (notRun int) {
+	next := make(chan int)
+	var doneMu sync.Mutex
+	var wg sync.WaitGroup
+	for range min(max(parallel, 1), len(plans)) {
+		wg.Go(func() {
+			for i := range next {
+				bprog := prog.Board(i+1, len(plans), plans[i].slug)
+				rb := runOne(ctx, bprog, plans[i])
+				bprog.Done()
+				doneMu.Lock()
+				done(i, rb)
+				doneMu.Unlock()
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(next)
+	for i := range plans {
+		if ctx.Err() != nil {
+			return len(plans) - i
+		}
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			return len(plans) - i
+		}
+	}
+	return 0
 }
 
 // finishRun prints the summary and where the reports are, and says how the
@@ -337,7 +413,7 @@ func prepareUserImage(ctx context.Context, bf bootFlags, acq *images.Acquired, p
 
 // runBoard boots one board, runs its scenarios and stops it. A board that
 // does not get ready has each of its scenarios reported as not run.
-func runBoard(ctx context.Context, prog *progress, bf bootFlags, bp boardPlan, dir string) *report.Board {
+func runBoard(ctx context.Context, prog *boardProgress, bf bootFlags, bp boardPlan, dir string) *report.Board {
 	if bp.image != nil {
 		prog.Status("booting %s (containerd %s)", bp.image.Name, bf.containerd)
 	} else {
@@ -354,7 +430,7 @@ func runBoard(ctx context.Context, prog *progress, bf bootFlags, bp boardPlan, d
 // runAndClose runs scenarios on the board Start or Attach returned (b may
 // be nil; err is their error) and closes it. If the board did not get
 // ready, each scenario that applies to it is reported as not run.
-func runAndClose(ctx context.Context, prog *progress, what, name string, b *harness.Board, err error, scenarios []harness.Scenario) *report.Board {
+func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b *harness.Board, err error, scenarios []harness.Scenario) *report.Board {
 	defer func() {
 		if cerr := b.Close(); cerr != nil {
 			prog.Logf("%v", cerr)

@@ -128,9 +128,9 @@ func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFla
 	defer prog.Close()
 	run := &report.Run{StartedAt: time.Now().UTC(), Host: report.ThisHost()}
 	ep, _ := harness.ParseTarget(tf.target)
-	prog.Board(1, 1, ep.String())
-	prog.Status("attaching (containerd %s)", bf.containerd)
-	b, err := harness.Attach(ctx, tf.target, tf.options(board, bf.containerd, prog.Logf)...)
+	bprog := prog.Board(1, 1, ep.String())
+	bprog.Status("attaching (containerd %s)", bf.containerd)
+	b, err := harness.Attach(ctx, tf.target, tf.options(board, bf.containerd, bprog.Logf)...)
 	scenarios := list
 	if err == nil {
 		scenarios = nil
@@ -146,7 +146,7 @@ func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFla
 			return exitCode(2)
 		}
 	}
-	rb := runAndClose(ctx, prog, "target "+tf.target, tf.target, b, err, scenarios)
+	rb := runAndClose(ctx, bprog, "target "+tf.target, tf.target, b, err, scenarios)
 	run.Boards = append(run.Boards, rb)
 	run.FinishedAt = time.Now().UTC()
 	werr := writeReports(run, dir)
