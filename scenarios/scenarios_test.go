@@ -203,11 +203,24 @@ func record(t *testing.T, rb *report.Board) {
 }
 
 // TestBundledScenarios boots each selected board once and runs every
-// bundled scenario on it as a subtest: board/scenario.
+// bundled scenario on it as a subtest: board/scenario. The boards run at
+// once, as many as the harness's board slots allow (harness.MaxBoards;
+// SOCBOX_MAX_BOARDS raises it, with go test -parallel above the host's
+// cores).
 func TestBundledScenarios(t *testing.T) {
+	eachBoard(t, func(t *testing.T, slug string) {
+		runBundled(t, slug, filepath.Join(outputDir(t), slug), plan.DefaultImage(suite()), suiteOption()...)
+	})
+}
+
+// eachBoard runs fn on every selected board, each in a parallel subtest
+// named after it. harness.Start bounds how many boot at once: a board
+// beyond its slots waits for one.
+func eachBoard(t *testing.T, fn func(t *testing.T, slug string)) {
 	for _, slug := range selectedBoards(t) {
 		t.Run(slug, func(t *testing.T) {
-			runBundled(t, slug, filepath.Join(outputDir(t), slug), plan.DefaultImage(suite()), suiteOption()...)
+			t.Parallel()
+			fn(t, slug)
 		})
 	}
 }
