@@ -16,9 +16,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/ctrd"
 	"github.com/socbox/socbox/harness/qemu"
 	"github.com/socbox/socbox/harness/reclaim"
-	ctrd "github.com/socbox/socbox/harness/runtime"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/debarchive"
@@ -68,8 +68,8 @@ type Board struct {
 	archive       *debarchive.Client
 	signer        ssh.Signer
 
-	// bg is what Start and CreateNetwork left running.
-	bg containers
+	// bg is what StartService and CreateNetwork left running.
+	bg background
 	// imported is what ImportImage put in the guest (userimages.go).
 	imported importedImages
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	ctrd "github.com/socbox/socbox/harness/runtime"
+	"github.com/socbox/socbox/harness/ctrd"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/debarchive"
@@ -253,7 +253,7 @@ func (b *Board) hasCrunIfAsked(ctx context.Context) bool {
 	return err == nil && res.ExitCode == 0
 }
 
-// warmShim starts the shim keeper (see runtime.KeepShimWarm); a board
+// warmShim starts the shim keeper (see ctrd.KeepShimWarm); a board
 // without it only runs each container a little slower.
 func (b *Board) warmShim(ctx context.Context) {
 	start := time.Now()

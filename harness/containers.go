@@ -6,18 +6,18 @@ import (
 	"io"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/ctrd"
 	"github.com/socbox/socbox/harness/ociimage"
-	ctrd "github.com/socbox/socbox/harness/runtime"
 )
 
-// Container says what to run in the guest; see runtime.Container.
+// Container says what to run in the guest; see ctrd.Container.
 type Container = ctrd.Container
 
 // Mount is a bind mount of a guest path into a container; see
-// runtime.Mount.
+// ctrd.Mount.
 type Mount = ctrd.Mount
 
-// ContainerResult is what a container did; see runtime.ContainerResult.
+// ContainerResult is what a container did; see ctrd.ContainerResult.
 type ContainerResult = ctrd.ContainerResult
 
 // BusyboxRef is the name the built-in busybox image is imported under.

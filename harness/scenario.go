@@ -129,7 +129,7 @@ type FileExpect struct {
 }
 
 // HTTPCheck is a GET from this machine to a service's port, through the
-// forward Board.Start makes.
+// forward Board.StartService makes.
 type HTTPCheck struct {
 	Service string
 	Port    int
@@ -215,7 +215,7 @@ func (b *Board) RunScenario(ctx context.Context, s Scenario) *report.Scenario {
 	}()
 	for _, c := range s.Services {
 		c.Network = network
-		svc, err := b.Start(ctx, c)
+		svc, err := b.StartService(ctx, c)
 		if err != nil {
 			return fail("service "+c.Name+" did not start", err)
 		}

@@ -9,28 +9,28 @@ import (
 	"sync"
 	"time"
 
-	ctrd "github.com/socbox/socbox/harness/runtime"
+	"github.com/socbox/socbox/harness/ctrd"
 	"github.com/socbox/socbox/harness/sshx"
 )
 
 // Network is a bridge network in the guest that containers join by name;
-// see runtime.Network.
+// see ctrd.Network.
 type Network = ctrd.Network
 
 // File is a file copied into a container before it starts; see
-// runtime.File.
+// ctrd.File.
 type File = ctrd.File
 
-// DefaultPortTimeout bounds how long Start waits for a service's ports to
+// DefaultPortTimeout bounds how long StartService waits for a service's ports to
 // accept connections. Under TCG a server takes seconds to come up.
 const DefaultPortTimeout = 2 * time.Minute
 
 // stopGrace is how long a service has to end on SIGTERM before SIGKILL.
 const stopGrace = 2 * time.Second
 
-// containers tracks what a board started in the background, so that Close
+// background tracks what a board started in the background, so that Close
 // removes what a test forgot.
-type containers struct {
+type background struct {
 	mu       sync.Mutex
 	services []*Service
 	networks []*Network
@@ -55,7 +55,7 @@ func (b *Board) CreateNetwork(ctx context.Context, name string) (*Network, error
 }
 
 // Service is a container running in the background, started by
-// Board.Start, with its ports forwarded to this machine.
+// Board.StartService, with its ports forwarded to this machine.
 type Service struct {
 	Name     string
 	b        *Board
@@ -66,12 +66,12 @@ type Service struct {
 	err      error
 }
 
-// Start starts a container in the background and returns once each of its
+// StartService starts a container in the background and returns once each of its
 // Ports accepts connections (Container.Ports needs a Network or
 // HostNetwork). Each port is forwarded to 127.0.0.1 on this machine through
 // the SSH connection: see Endpoint. Stop it when done; Close stops what is
 // left.
-func (b *Board) Start(ctx context.Context, c Container) (*Service, error) {
+func (b *Board) StartService(ctx context.Context, c Container) (*Service, error) {
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBoardFailed, err)
 	}

@@ -23,7 +23,7 @@ func TestServicesFromGo(t *testing.T) {
 
 	net, err := b.CreateNetwork(ctx, "web")
 	require.NoError(t, err)
-	web, err := b.Start(ctx, harness.Container{
+	web, err := b.StartService(ctx, harness.Container{
 		Name: "web", Network: net, Ports: []int{80},
 		Cmd:   []string{"httpd", "-f", "-p", "80", "-h", "/www"},
 		Files: []harness.File{{Path: "/www/index.html", Content: []byte("hello\n")}},
@@ -48,7 +48,7 @@ func TestServicesFromGo(t *testing.T) {
 
 	// A service that exits before its port answers is an error that says
 	// so, with what it printed.
-	_, err = b.Start(ctx, harness.Container{Name: "broken", Network: net, Ports: []int{81},
+	_, err = b.StartService(ctx, harness.Container{Name: "broken", Network: net, Ports: []int{81},
 		Cmd: []string{"sh", "-c", "echo cannot serve >&2; exit 4"}})
 	require.ErrorContains(t, err, "the container exited")
 	require.ErrorContains(t, err, "cannot serve")

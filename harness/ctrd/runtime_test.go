@@ -1,4 +1,4 @@
-package runtime
+package ctrd
 
 import (
 	"archive/tar"
@@ -15,7 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -37,13 +37,13 @@ const busyboxRef = "socbox.local/busybox:latest"
 
 // hostPlatform is the platform of this host, which the test daemon runs.
 func hostPlatform(t *testing.T) boards.Platform {
-	switch goruntime.GOARCH {
+	switch runtime.GOARCH {
 	case "amd64":
 		return boards.Platform{OS: "linux", Architecture: "amd64"}
 	case "arm64":
 		return boards.LinuxARM64
 	}
-	t.Skipf("no test platform for GOARCH=%s", goruntime.GOARCH)
+	t.Skipf("no test platform for GOARCH=%s", runtime.GOARCH)
 	return boards.Platform{}
 }
 

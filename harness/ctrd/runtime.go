@@ -1,4 +1,4 @@
-// Package runtime drives containerd in a guest through its Go client,
+// Package ctrd drives containerd in a guest through its Go client,
 // tunnelled over the guest's SSH connection: import images built on the host,
 // run containers to completion and collect their exit code and output.
 //
@@ -6,7 +6,7 @@
 // container's standard output and error) is reached through a Shell, so the
 // same code runs against a QEMU guest, a flashed board or, in tests, a local
 // daemon.
-package runtime
+package ctrd
 
 import (
 	"context"
@@ -249,7 +249,7 @@ func Connect(ctx context.Context, sh Shell, opts ...Option) (*Runtime, error) {
 		r.platform = *o.platform
 	} else if r.platform, err = r.daemonPlatform(ctx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("connect to containerd at %s: %w (set it with runtime.WithPlatform)", socket, err)
+		return nil, fmt.Errorf("connect to containerd at %s: %w (set it with ctrd.WithPlatform)", socket, err)
 	}
 	return r, nil
 }
