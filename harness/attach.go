@@ -20,6 +20,7 @@ import (
 
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/report"
+	"github.com/socbox/socbox/harness/shell"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/debarchive"
@@ -305,7 +306,7 @@ func copyIDKey(identity string) string {
 	if identity == "ssh-agent" {
 		return ""
 	}
-	return "-i " + sshx.Quote(identity) + " "
+	return "-i " + shell.Quote(identity) + " "
 }
 
 // readyTargetContainerd installs containerd when missing and connects to
@@ -399,7 +400,7 @@ func readIdentity(path string, agentSigners []ssh.Signer) (ssh.Signer, error) {
 				}
 			}
 		}
-		return nil, fmt.Errorf("identity %s needs a passphrase, and socbox never asks for one: add it to your ssh-agent (ssh-add %s) and run again", path, sshx.Quote(path))
+		return nil, fmt.Errorf("identity %s needs a passphrase, and socbox never asks for one: add it to your ssh-agent (ssh-add %s) and run again", path, shell.Quote(path))
 	}
 	if _, _, _, _, perr := ssh.ParseAuthorizedKey(data); perr == nil {
 		return nil, fmt.Errorf("identity %s is a public key: pass the private key (the file without .pub)", path)
@@ -581,13 +582,13 @@ func slugs(ps []boards.Profile) string {
 func (t *Target) sshCommand(keyPath string) string {
 	parts := []string{"ssh"}
 	if keyPath != "" {
-		parts = append(parts, "-i", sshx.Quote(keyPath))
+		parts = append(parts, "-i", shell.Quote(keyPath))
 	}
 	if t.Endpoint.Port != 22 {
 		parts = append(parts, "-p", strconv.Itoa(t.Endpoint.Port))
 	}
 	if home, err := os.UserHomeDir(); err != nil || t.KnownHosts != filepath.Join(home, ".ssh", "known_hosts") {
-		parts = append(parts, "-o", "UserKnownHostsFile="+sshx.Quote(t.KnownHosts))
+		parts = append(parts, "-o", "UserKnownHostsFile="+shell.Quote(t.KnownHosts))
 	}
 	return strings.Join(append(parts, t.Endpoint.User+"@"+t.Endpoint.Host), " ")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/socbox/socbox/harness/ctrd"
+	"github.com/socbox/socbox/harness/shell"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/debarchive"
@@ -84,7 +85,7 @@ func (bi BundleInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestI
 		if err := uploadFile(ctx, sh, d, dst); err != nil {
 			return fmt.Errorf("push %s: %w", filepath.Base(d), err)
 		}
-		remote = append(remote, sshx.Quote(dst))
+		remote = append(remote, shell.Quote(dst))
 	}
 	logf("containerd: installing %s with dpkg", strings.Join(names, ", "))
 	res, err := sh.Run(ctx, "DEBIAN_FRONTEND=noninteractive dpkg -i "+strings.Join(remote, " ")+

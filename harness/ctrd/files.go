@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 
+	"github.com/socbox/socbox/harness/shell"
 	"github.com/socbox/socbox/harness/sshx"
 )
 
@@ -118,11 +119,11 @@ func (r *Runtime) copyIn(ctx context.Context, key string, files []File) error {
 	var cmd string
 	if m.Type == "bind" {
 		// An image of no layers: the directory is all there is.
-		cmd = "m=" + sshx.Quote(m.Source) + " && " + extract
+		cmd = "m=" + shell.Quote(m.Source) + " && " + extract
 	} else {
 		cmd = fmt.Sprintf(`m=$(mktemp -d) && mount -t overlay overlay -o %s "$m" || exit 1
 %s; rc=$?
-umount "$m"; rmdir "$m"; exit $rc`, sshx.Quote(strings.Join(m.Options, ",")), extract)
+umount "$m"; rmdir "$m"; exit $rc`, shell.Quote(strings.Join(m.Options, ",")), extract)
 	}
 	res, err := r.sh.Run(ctx, cmd, sshx.WithStdin(&buf))
 	if err == nil && res.ExitCode != 0 {
@@ -147,15 +148,15 @@ func (r *Runtime) copyOut(ctx context.Context, key string, paths []string, limit
 	}
 	rel := make([]string, len(paths))
 	for i, p := range paths {
-		rel[i] = sshx.Quote("./" + strings.TrimPrefix(path.Clean(p), "/"))
+		rel[i] = shell.Quote("./" + strings.TrimPrefix(path.Clean(p), "/"))
 	}
 	var cmd string
 	if len(d.lowers) == 0 {
-		cmd = fmt.Sprintf("cd %s && tar -cf - --ignore-failed-read -- %s 2>/dev/null; true", sshx.Quote(d.upper), strings.Join(rel, " "))
+		cmd = fmt.Sprintf("cd %s && tar -cf - --ignore-failed-read -- %s 2>/dev/null; true", shell.Quote(d.upper), strings.Join(rel, " "))
 	} else {
 		// Upper first, as the topmost of the read-only layers: no work
 		// dir is needed, and nothing can change the container's files.
-		lower := sshx.Quote(strings.Join(append([]string{d.upper}, d.lowers...), ":"))
+		lower := shell.Quote(strings.Join(append([]string{d.upper}, d.lowers...), ":"))
 		cmd = fmt.Sprintf(`m=$(mktemp -d) && mount -t overlay overlay -o ro,lowerdir=%s "$m" || exit 1
 (cd "$m" && tar -cf - --ignore-failed-read -- %s 2>/dev/null)
 umount "$m"; rmdir "$m"; true`, lower, strings.Join(rel, " "))

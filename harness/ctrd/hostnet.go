@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"path"
 
-	"github.com/socbox/socbox/harness/sshx"
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // defaultHosts is the /etc/hosts a host-network container gets when the
@@ -35,8 +35,8 @@ mkdir -p %[1]s
 chmod 0644 %[4]s.tmp %[5]s.tmp
 mv -f %[4]s.tmp %[4]s
 mv -f %[5]s.tmp %[5]s`,
-		sshx.Quote(dir), sshx.Quote(path.Join(r.etcDir, "hosts")), sshx.Quote(path.Join(r.etcDir, "resolv.conf")),
-		sshx.Quote(a.hosts), sshx.Quote(a.resolvConf), sshx.Quote(defaultHosts))
+		shell.Quote(dir), shell.Quote(path.Join(r.etcDir, "hosts")), shell.Quote(path.Join(r.etcDir, "resolv.conf")),
+		shell.Quote(a.hosts), shell.Quote(a.resolvConf), shell.Quote(defaultHosts))
 	if err := runOK(ctx, r.sh, script); err != nil {
 		return attachment{}, fmt.Errorf("write /etc/hosts and /etc/resolv.conf for the host network: %w", err)
 	}

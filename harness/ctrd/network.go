@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/socbox/socbox/harness/shell"
 	"github.com/socbox/socbox/harness/sshx"
 )
 
@@ -66,7 +67,7 @@ ip link del %[1]s 2>/dev/null || true
 ip link add %[1]s type bridge
 ip addr add %[2]s/%[3]d dev %[1]s
 ip link set %[1]s up
-mkdir -p %[4]s`, n.Bridge, n.Gateway, subnet.Bits(), sshx.Quote(n.dir()))
+mkdir -p %[4]s`, n.Bridge, n.Gateway, subnet.Bits(), shell.Quote(n.dir()))
 	if err := runOK(ctx, r.sh, script); err != nil {
 		return nil, fmt.Errorf("create network %s (bridge %s, %s) in the guest: %w (the guest needs iproute2 and the bridge and veth kernel modules)", name, n.Bridge, subnet, err)
 	}
@@ -80,7 +81,7 @@ func (n *Network) Remove(ctx context.Context) error {
 	if n == nil {
 		return nil
 	}
-	script := fmt.Sprintf("ip link del %s 2>/dev/null; rm -rf -- %s; true", n.Bridge, sshx.Quote(n.dir()))
+	script := fmt.Sprintf("ip link del %s 2>/dev/null; rm -rf -- %s; true", n.Bridge, shell.Quote(n.dir()))
 	if err := runOK(ctx, n.r.sh, script); err != nil {
 		return fmt.Errorf("remove network %s: %w", n.Name, err)
 	}
@@ -133,7 +134,7 @@ ip -n %[1]s addr add %[4]s/%[5]d dev eth0
 ip -n %[1]s link set lo up
 ip -n %[1]s link set eth0 up
 ip -n %[1]s route add default via %[6]s
-cat > %[7]s`, id, veth, n.Bridge, ip, n.Subnet.Bits(), n.Gateway, sshx.Quote(a.hosts))
+cat > %[7]s`, id, veth, n.Bridge, ip, n.Subnet.Bits(), n.Gateway, shell.Quote(a.hosts))
 	res, err := n.r.sh.Run(ctx, script, sshx.WithStdin(strings.NewReader(hosts)))
 	if err == nil && res.ExitCode != 0 {
 		err = fmt.Errorf("exit status %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
@@ -173,7 +174,7 @@ func (n *Network) forget(name string) {
 // the hosts file.
 func (n *Network) detach(ctx context.Context, id, name string) error {
 	n.forget(name)
-	script := fmt.Sprintf("ip netns del %s 2>/dev/null; rm -f -- %s; true", id, sshx.Quote(path.Join(n.dir(), id+".hosts")))
+	script := fmt.Sprintf("ip netns del %s 2>/dev/null; rm -f -- %s; true", id, shell.Quote(path.Join(n.dir(), id+".hosts")))
 	if err := runOK(ctx, n.r.sh, script); err != nil {
 		return fmt.Errorf("detach %s from network %s: %w", name, n.Name, err)
 	}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/socbox/socbox/harness/sshx"
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // cgroupRoot is where the guest mounts the cgroup v2 hierarchy.
@@ -28,7 +28,7 @@ func (r *Runtime) oomKilled(ctx context.Context, cgroupsPath string) bool {
 		return false
 	}
 	file := path.Join(cgroupRoot, path.Clean("/"+cgroupsPath), "memory.events")
-	res, err := r.sh.Run(ctx, "cat "+sshx.Quote(file))
+	res, err := r.sh.Run(ctx, "cat "+shell.Quote(file))
 	if err != nil || res.ExitCode != 0 {
 		return false
 	}

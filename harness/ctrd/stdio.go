@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 
+	"github.com/socbox/socbox/harness/shell"
 	"github.com/socbox/socbox/harness/sshx"
 )
 
@@ -35,7 +36,7 @@ func newGuestOutput(stateDir, id string) guestOutput {
 // create makes the directory and two empty files.
 func (g guestOutput) create(ctx context.Context, sh Shell) error {
 	return runOK(ctx, sh, fmt.Sprintf("mkdir -p -m 0700 %s && : > %s && : > %s",
-		sshx.Quote(g.dir), sshx.Quote(g.stdout), sshx.Quote(g.stderr)))
+		shell.Quote(g.dir), shell.Quote(g.stdout), shell.Quote(g.stderr)))
 }
 
 // takeOutput returns a pair of empty output files for a container: an
@@ -66,7 +67,7 @@ func (r *Runtime) DropOutputs(ctx context.Context) error {
 	}
 	var dirs []string
 	for _, g := range outs {
-		dirs = append(dirs, sshx.Quote(g.dir))
+		dirs = append(dirs, shell.Quote(g.dir))
 	}
 	return runOK(ctx, r.sh, "rm -rf -- "+strings.Join(dirs, " "))
 }
@@ -98,7 +99,7 @@ func (g guestOutput) readAndReset(ctx context.Context, sh Shell, limit int64) (s
 }
 
 func (g guestOutput) remove(ctx context.Context, sh Shell) error {
-	return runOK(ctx, sh, "rm -rf -- "+sshx.Quote(g.dir))
+	return runOK(ctx, sh, "rm -rf -- "+shell.Quote(g.dir))
 }
 
 type guestFiles struct{ config cio.Config }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // Forward is a TCP port forward from the host's loopback to the guest.
@@ -191,7 +192,7 @@ func Cmdline(cfg Config) (string, []string, error) {
 		args = append(args, "-device", "virtio-rng-pci")
 	}
 	if cfg.Incoming != "" {
-		args = append(args, "-incoming", "exec:cat "+shellQuoteArg(cfg.Incoming))
+		args = append(args, "-incoming", "exec:cat "+shell.Quote(cfg.Incoming))
 	}
 	args = append(args, cfg.ExtraArgs...)
 	return exe, args, nil
@@ -214,22 +215,4 @@ func NICDevice(nic string) string {
 		dev += ",romfile="
 	}
 	return dev
-}
-
-func shellQuoteArg(a string) string { return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'" }
-
-// ShellQuote renders exe and args as one copy-pasteable shell command, for
-// reproducers in reports and error messages.
-func ShellQuote(exe string, args []string) string {
-	parts := make([]string, 0, len(args)+1)
-	for _, a := range append([]string{exe}, args...) {
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
-		}) < 0 {
-			parts = append(parts, a)
-			continue
-		}
-		parts = append(parts, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
-	}
-	return strings.Join(parts, " ")
 }

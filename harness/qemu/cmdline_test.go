@@ -116,11 +116,6 @@ func TestCmdlineErrors(t *testing.T) {
 	}
 }
 
-func TestShellQuote(t *testing.T) {
-	require.Equal(t, `qemu -append 'root=/dev/vda console=ttyAMA0' -name 'it'\''s'`,
-		ShellQuote("qemu", []string{"-append", "root=/dev/vda console=ttyAMA0", "-name", "it's"}))
-}
-
 // QEMU reads -chardev, -drive and -qmp values as key=value lists split at
 // commas; a comma in a path must be doubled, or a TMPDIR with a comma in
 // it breaks the command line (or worse, adds options).

@@ -17,6 +17,7 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 
 	"github.com/socbox/socbox/harness/proc"
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // Logf receives the machine's progress and QEMU's own output, line by line.
@@ -180,7 +181,7 @@ func (m *Machine) PID() int { return m.cmd.Process.Pid }
 func (m *Machine) Config() Config { return m.cfg }
 
 // CommandLine is the exact QEMU command, quoted for a shell.
-func (m *Machine) CommandLine() string { return ShellQuote(m.exe, m.args) }
+func (m *Machine) CommandLine() string { return shell.Join(append([]string{m.exe}, m.args...)...) }
 
 // QMP runs one QMP command and returns its "return" value.
 func (m *Machine) QMP(ctx context.Context, execute string, args any) (json.RawMessage, error) {

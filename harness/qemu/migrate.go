@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // SaveState stops the guest and writes its whole machine state (RAM and
@@ -25,7 +27,7 @@ func (m *Machine) SaveState(ctx context.Context, path string) error {
 	if _, err := m.QMP(ctx, "stop", nil); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	if _, err := m.QMP(ctx, "migrate", map[string]any{"uri": "exec:cat > " + shellQuoteArg(path)}); err != nil {
+	if _, err := m.QMP(ctx, "migrate", map[string]any{"uri": "exec:cat > " + shell.Quote(path)}); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	for {

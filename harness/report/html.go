@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/socbox/socbox/harness/shell"
 )
 
 //go:embed report.html.tmpl
@@ -161,7 +163,7 @@ func (r *Run) htmlView(dir string) htmlRun {
 		hb.StageSummary = strings.Join(st, " · ")
 		for _, s := range b.Scenarios {
 			hb.Scenarios = append(hb.Scenarios, htmlScenario{
-				Scenario: s, Status: s.Status(), Command: shellJoin(s.Command),
+				Scenario: s, Status: s.Status(), Command: shell.Join(s.Command...),
 				Stdout: clipText(s.Stdout, htmlOutputLimit), Stderr: clipText(s.Stderr, htmlOutputLimit),
 				StdoutBytes: len(s.Stdout), StderrBytes: len(s.Stderr),
 			})

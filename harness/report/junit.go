@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // JUnit's shape as CI systems (GitLab, Jenkins, GitHub actions) read it:
@@ -220,7 +222,7 @@ func (b *Board) problemText(sc *Scenario) string {
 		}
 		w.WriteString("\n")
 		if len(sc.Command) > 0 {
-			fmt.Fprintf(&w, "command: %s\nimage: %s\n", shellJoin(sc.Command), sc.Image)
+			fmt.Fprintf(&w, "command: %s\nimage: %s\n", shell.Join(sc.Command...), sc.Image)
 		}
 		fmt.Fprintf(&w, "exit code %d after %.2fs\n", sc.ExitCode, sc.Seconds)
 		if sc.Error != "" {
@@ -275,19 +277,6 @@ func xmlSafe(s string) string {
 		}
 		return r
 	}, strings.ToValidUTF8(s, "\uFFFD"))
-}
-
-// shellJoin renders a command as a person would type it in a shell.
-func shellJoin(args []string) string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
-			out[i] = a
-		} else {
-			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-	}
-	return strings.Join(out, " ")
 }
 
 func secs(f float64) string { return fmt.Sprintf("%.3f", f) }

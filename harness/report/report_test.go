@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // sampleRun is two boards: raspi4b-fast got ready and ran three scenarios (one
@@ -241,8 +243,8 @@ func TestTimelineLaysOutOldResultsEndToEnd(t *testing.T) {
 }
 
 func TestShellJoin(t *testing.T) {
-	require.Equal(t, `sh -c 'echo about to fail; exit 3'`, shellJoin([]string{"sh", "-c", "echo about to fail; exit 3"}))
-	require.Equal(t, `echo '' 'it'\''s' a=b/c`, shellJoin([]string{"echo", "", "it's", "a=b/c"}))
+	require.Equal(t, `sh -c 'echo about to fail; exit 3'`, shell.Join("sh", "-c", "echo about to fail; exit 3"))
+	require.Equal(t, `echo '' 'it'\''s' a=b/c`, shell.Join("echo", "", "it's", "a=b/c"))
 }
 
 func TestShortDuration(t *testing.T) {

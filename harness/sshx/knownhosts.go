@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // ErrUnknownHostKey is wrapped by the error of a handshake with a host that
@@ -56,7 +58,7 @@ func (e *UnknownHostKeyError) Error() string {
 	return fmt.Sprintf("%v: %s is not in %s; it offered %s %s. Compare that fingerprint with the board's own "+
 		"(on the board: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), then add it: ssh-keyscan %s-t %s %s >> %s",
 		ErrUnknownHostKey, e.Host, e.KnownHosts, e.Key.Type(), ssh.FingerprintSHA256(e.Key),
-		keyscanType(e.Key.Type()), scanPort, keyscanType(e.Key.Type()), Quote(host), Quote(e.KnownHosts))
+		keyscanType(e.Key.Type()), scanPort, keyscanType(e.Key.Type()), shell.Quote(host), shell.Quote(e.KnownHosts))
 }
 
 func (e *UnknownHostKeyError) Unwrap() error { return ErrUnknownHostKey }
@@ -100,7 +102,7 @@ func (k *KnownHosts) changed(hostname string, offered ssh.PublicKey, want []know
 		"or the board was reinstalled and made new host keys: only in that case remove the old entry with "+
 		"ssh-keygen -R %s -f %s and connect again",
 		ErrHostKeyMismatch, hostname, offered.Type(), ssh.FingerprintSHA256(offered), k.Path, strings.Join(listed, " and "),
-		Quote(knownhosts.Normalize(hostname)), Quote(k.Path))
+		shell.Quote(knownhosts.Normalize(hostname)), shell.Quote(k.Path))
 }
 
 // pin appends host's key to the file.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/socbox/socbox/harness/shell"
 	"github.com/socbox/socbox/harness/sshx"
 )
 
@@ -92,7 +93,7 @@ func TestRunCancelStopsCommandPromptly(t *testing.T) {
 	defer cancel()
 
 	start := time.Now()
-	_, err := c.Run(ctx, "echo $$ > "+sshx.Quote(pidFile)+"; exec sleep 30")
+	_, err := c.Run(ctx, "echo $$ > "+shell.Quote(pidFile)+"; exec sleep 30")
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Less(t, time.Since(start), 5*time.Second)
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // ReadAndTruncate returns the head of each file in paths, in order, at
@@ -213,10 +215,10 @@ func (s *sftpSession) readAndTruncate(limit int64, paths []string) ([]Head, erro
 func (c *Client) readAndTruncateShell(ctx context.Context, limit int64, paths []string) ([]Head, error) {
 	steps := make([]string, 0, 2*len(paths))
 	for _, p := range paths {
-		steps = append(steps, fmt.Sprintf("wc -c < %[1]s && head -c %[2]d -- %[1]s", Quote(p), limit))
+		steps = append(steps, fmt.Sprintf("wc -c < %[1]s && head -c %[2]d -- %[1]s", shell.Quote(p), limit))
 	}
 	for _, p := range paths {
-		steps = append(steps, ": > "+Quote(p))
+		steps = append(steps, ": > "+shell.Quote(p))
 	}
 	// Room for each file's head and its size line, and no more.
 	res, err := c.Run(ctx, strings.Join(steps, " && "), WithOutputLimit(int64(len(paths))*(limit+32)))

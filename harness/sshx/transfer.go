@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/socbox/socbox/harness/shell"
 )
 
 // cleanupTimeout bounds the removal of a failed upload's temporary file,
@@ -50,7 +52,7 @@ func (c *Client) upload(ctx context.Context, r io.Reader, remotePath string, mod
 	// umask keeps the partial file private until chmod gives it its mode.
 	src := &readErrRecorder{r: r}
 	res, err := c.Run(ctx,
-		fmt.Sprintf("mkdir -p -- %s && (umask 077 && cat > %s)", Quote(dir), Quote(tmp)),
+		fmt.Sprintf("mkdir -p -- %s && (umask 077 && cat > %s)", shell.Quote(dir), shell.Quote(tmp)),
 		WithStdin(src))
 	if readErr := src.Err(); err == nil && readErr != nil {
 		err = fmt.Errorf("read local data: %w", readErr)
@@ -61,12 +63,12 @@ func (c *Client) upload(ctx context.Context, r io.Reader, remotePath string, mod
 	if err != nil {
 		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		_, _ = c.Run(rmCtx, "rm -f -- "+Quote(tmp))
+		_, _ = c.Run(rmCtx, "rm -f -- "+shell.Quote(tmp))
 		return err
 	}
 
 	res, err = c.Run(ctx, fmt.Sprintf("chmod %04o %s && mv -f -- %s %s || { rc=$?; rm -f -- %s; exit $rc; }",
-		mode.Perm(), Quote(tmp), Quote(tmp), Quote(remotePath), Quote(tmp)))
+		mode.Perm(), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(remotePath), shell.Quote(tmp)))
 	if err != nil {
 		return err
 	}
@@ -79,7 +81,7 @@ func (c *Client) upload(ctx context.Context, r io.Reader, remotePath string, mod
 // Download copies the guest file remotePath to w, streaming it rather than
 // holding it in memory.
 func (c *Client) Download(ctx context.Context, remotePath string, w io.Writer) error {
-	res, err := c.Run(ctx, "cat -- "+Quote(remotePath), WithStdout(w), withoutStdoutCapture())
+	res, err := c.Run(ctx, "cat -- "+shell.Quote(remotePath), WithStdout(w), withoutStdoutCapture())
 	if err != nil {
 		return fmt.Errorf("download %s: %w", remotePath, err)
 	}
@@ -87,18 +89,6 @@ func (c *Client) Download(ctx context.Context, remotePath string, w io.Writer) e
 		return fmt.Errorf("download %s: %w", remotePath, &CommandError{Endpoint: c.endpoint, Result: res})
 	}
 	return nil
-}
-
-// Quote returns s quoted for a POSIX shell, so that it reaches the command
-// as one argument whatever characters it holds. Strings made only of
-// characters no shell treats specially are returned unchanged, which keeps
-// logged command lines readable.
-func Quote(s string) string {
-	const plain = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@%+,"
-	if s != "" && strings.Trim(s, plain) == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // readErrRecorder remembers the first error, other than end of file, that

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,19 +88,6 @@ func TestDownloadMissingFile(t *testing.T) {
 	var cmdErr *sshx.CommandError
 	require.ErrorAs(t, err, &cmdErr)
 	require.ErrorContains(t, err, "absent", "cat's complaint is in the error")
-}
-
-func TestQuote(t *testing.T) {
-	for _, s := range []string{
-		"", "plain/path-1.2_3", "with space", "it's", `"double"`, "$HOME", "`id`",
-		"a\nb", "*?[x]", "-n", "back\\slash", "semi;colon&amp|pipe", "~user", "x=y", "'''",
-	} {
-		out, err := exec.Command("/bin/sh", "-c", "printf %s "+sshx.Quote(s)).Output()
-		require.NoError(t, err, s)
-		require.Equal(t, s, string(out), "quoted as %s", sshx.Quote(s))
-	}
-	require.Equal(t, "/run/containerd/containerd.sock", sshx.Quote("/run/containerd/containerd.sock"))
-	require.Equal(t, "'a b'", sshx.Quote("a b"))
 }
 
 func requireOnlyFile(t *testing.T, dir, name string) {

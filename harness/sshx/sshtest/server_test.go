@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/socbox/socbox/harness/shell"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/harness/sshx/sshtest"
 )
@@ -75,7 +76,7 @@ func TestCleanupKillsRunningCommands(t *testing.T) {
 		defer c.Close()
 		sess, err := c.NewSession()
 		require.NoError(t, err)
-		require.NoError(t, sess.Start("echo $$ > "+sshx.Quote(pidFile)+"; sleep 30; echo never"))
+		require.NoError(t, sess.Start("echo $$ > "+shell.Quote(pidFile)+"; sleep 30; echo never"))
 		require.Eventually(t, func() bool {
 			data, err := os.ReadFile(pidFile)
 			return err == nil && strings.HasSuffix(string(data), "\n")
