@@ -12,8 +12,11 @@ demo:
 test:
 	./scripts/test.sh
 
+# Every test that boots no VM: all packages but scenarios/, and the tests of
+# scenarios/ that -short leaves (its boot tests skip themselves under it).
 unit:
-	go test $$(go list ./... | grep -v /scenarios)
+	go test $$(go list ./... | grep -v '/scenarios$$')
+	go test -short ./scenarios/
 
 scenarios:
 	go test -v -timeout 85m ./scenarios/...

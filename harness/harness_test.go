@@ -78,20 +78,6 @@ func TestGuestInfoOverSSH(t *testing.T) {
 	require.True(t, g.Installed["dpkg"], "dpkg is installed on any Debian system")
 }
 
-func TestScenarioChecks(t *testing.T) {
-	b := &Board{}
-	b.Profile.Slug = "raspi4b-fast"
-	b.Profile.Platform.Architecture = "arm64"
-	b.Profile.Platform.OS = "linux"
-	res := ContainerResult{ExitCode: 3, Stdout: []byte("aarch64\n"), Stderr: []byte("oops\n"), Duration: 2 * time.Second}
-	require.Empty(t, b.check(Expect{ExitCode: 3, Stdout: Str("${UNAME_M}\n"), StderrRegex: "^oops"}, res))
-	f := b.check(Expect{ExitCode: 0, Stdout: Str("x"), StdoutSHA256: "00", MaxDuration: time.Second}, res)
-	require.Len(t, f, 4)
-	require.Contains(t, f[0], "exit code 3, want 0")
-	require.Contains(t, f[2], "output was altered")
-	require.Contains(t, f[3], "at most 1s")
-}
-
 // The ssh command a board prints must work with OpenSSH, which reads
 // known_hosts lines as "[host]:port key".
 func TestWriteKnownHostsIsOpenSSHFormat(t *testing.T) {

@@ -112,6 +112,14 @@ func exitedWith(res ContainerResult) string {
 	return fmt.Sprintf(" (it exited with code %d; stdout %q, stderr %q)", res.ExitCode, clip(res.Stdout), clip(res.Stderr))
 }
 
+// clip shortens what an error quotes of a container's output.
+func clip(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}
+
 // publish forwards each port and waits until it answers from inside the
 // guest.
 func (s *Service) publish(ctx context.Context, c Container) error {

@@ -131,27 +131,6 @@ func (b *Board) logProgress(src ociimage.Source, sent *countingWriter, total int
 	return func() { close(done) }
 }
 
-// ResolveImage makes the path of an image source absolute, taking a
-// relative one from dir, and checks that it exists; any other image name
-// is returned as it is. Scenario files resolve their images with it, so
-// that a path is taken from the file's own directory.
-func ResolveImage(image, dir string) (string, error) {
-	if !ociimage.IsSource(image) {
-		return image, nil
-	}
-	src, err := ociimage.ParseSource(image)
-	if err != nil {
-		return image, err
-	}
-	if src, err = src.Resolve(dir); err != nil {
-		return image, err
-	}
-	if err := src.CheckPath(); err != nil {
-		return image, err
-	}
-	return src.String(), nil
-}
-
 // countingWriter counts what goes through it to w.
 type countingWriter struct {
 	w io.Writer

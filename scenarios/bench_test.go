@@ -12,6 +12,7 @@ import (
 
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/scenario"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/debarchive"
@@ -234,8 +235,8 @@ func benchContainers(b *testing.B, bd *harness.Board, metric string) time.Durati
 }
 
 // tenScenarios is the bundled scenarios repeated to ten.
-func tenScenarios() []harness.Scenario {
-	var out []harness.Scenario
+func tenScenarios() []scenario.Scenario {
+	var out []scenario.Scenario
 	for len(out) < 10 {
 		for _, s := range Bundled() {
 			if len(out) < 10 {

@@ -1,7 +1,7 @@
 // Package scenarios holds the scenarios socbox runs on every board, and the
 // Go tests that boot real boards to run them (`go test ./scenarios/...`).
 //
-// Scenarios are YAML files (see Parse for the format); the bundled ones are
+// Scenarios are YAML files (see scenario.Parse for the format); the bundled ones are
 // in bundled/ and are compiled into socbox.
 package scenarios
 
@@ -11,7 +11,7 @@ import (
 	"io/fs"
 	"path"
 
-	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/scenario"
 )
 
 //go:embed bundled/*.yaml
@@ -24,7 +24,7 @@ const bundledPrefix = "scenarios/"
 // Bundled returns the scenarios every board image must pass, in file order.
 // The files are checked by the unit tests, so a parse error here is a bug
 // in socbox and panics.
-func Bundled() []harness.Scenario {
+func Bundled() []scenario.Scenario {
 	list, err := loadBundled()
 	if err != nil {
 		panic(fmt.Sprintf("bundled scenarios: %v", err))
@@ -32,25 +32,25 @@ func Bundled() []harness.Scenario {
 	return list
 }
 
-func loadBundled() ([]harness.Scenario, error) {
+func loadBundled() ([]scenario.Scenario, error) {
 	names, err := fs.Glob(bundledFS, "bundled/*.yaml")
 	if err != nil {
 		return nil, err
 	}
-	var all []harness.Scenario
+	var all []scenario.Scenario
 	for _, name := range names { // fs.Glob sorts
 		data, err := bundledFS.ReadFile(name)
 		if err != nil {
 			return nil, err
 		}
-		list, err := Parse(path.Join(bundledPrefix, name), data)
+		list, err := scenario.Parse(path.Join(bundledPrefix, name), data)
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, list...)
 	}
-	if errs := duplicates(all); len(errs) > 0 {
-		return nil, errs[0]
+	if err := scenario.Unique(all); err != nil {
+		return nil, err
 	}
 	return all, nil
 }

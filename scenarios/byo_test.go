@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,9 +39,7 @@ import (
 // ~190 s under TCG) are cached; a warm run pays the boot (~100 s) and
 // the scenarios.
 func TestBringYourOwnImage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM")
-	}
+	bootsVM(t)
 	// Both ways an image boots: its own kernel (raspi3b) and the
 	// profile's kernel with the image's root filesystem (raspi3b-fast).
 	want := os.Getenv("SOCBOX_BYO_BOARD")
@@ -54,7 +53,7 @@ func TestBringYourOwnImage(t *testing.T) {
 	}
 	for _, slug := range strings.Split(want, ",") {
 		t.Run(slug, func(t *testing.T) {
-			if sel := selectedBoards(t); len(sel) != len(boards.Slugs()) && !contains(sel, slug) {
+			if sel := selectedBoards(t); len(sel) != len(boards.Slugs()) && !slices.Contains(sel, slug) {
 				t.Skipf("board %s not selected", slug)
 			}
 			bringYourOwnImage(t, slug)

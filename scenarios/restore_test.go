@@ -17,6 +17,7 @@ import (
 // snapshot yet is provisioned first (raspi3b twice: its disk, then its
 // state), which the later tests then restore.
 func TestRestore(t *testing.T) {
+	bootsVM(t)
 	for _, slug := range selectedBoards(t) {
 		t.Run(slug, func(t *testing.T) {
 			skipUnlessQEMUHasMachine(t, slug)

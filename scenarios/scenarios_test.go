@@ -28,6 +28,15 @@ var (
 	shardFlag = flag.String("shard", "", "run only shard K/N of the bundled scenarios' board × image × scenario units (default: $SOCBOX_SHARD)")
 )
 
+// bootsVM marks a test that boots a board: go test -short (the unit step)
+// skips it, and runs the rest of this package, which boots nothing.
+func bootsVM(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a VM; run without -short")
+	}
+}
+
 // selectedBoards is what -board or $SOCBOX_BOARDS asks for, or every board.
 func selectedBoards(t *testing.T) []string {
 	sel := *boardFlag
@@ -208,6 +217,7 @@ func record(t *testing.T, rb *report.Board) {
 // SOCBOX_MAX_BOARDS raises it, with go test -parallel above the host's
 // cores).
 func TestBundledScenarios(t *testing.T) {
+	bootsVM(t)
 	eachBoard(t, func(t *testing.T, slug string) {
 		runBundled(t, slug, filepath.Join(outputDir(t), slug), plan.DefaultImage(suite()), suiteOption()...)
 	})
@@ -230,6 +240,7 @@ func eachBoard(t *testing.T, fn func(t *testing.T, slug string)) {
 // enough: the suite is what differs, not the machine. SOCBOX_SUITES=trixie
 // skips it.
 func TestBookworm(t *testing.T) {
+	bootsVM(t)
 	if why := bookwormSkipped(); why != "" {
 		t.Skip(why)
 	}
@@ -241,6 +252,7 @@ func TestBookworm(t *testing.T) {
 // (harness.WithCrun), the faster choice under emulation, so that it stays
 // a drop-in for runc. One board, as for TestBookworm.
 func TestCrun(t *testing.T) {
+	bootsVM(t)
 	slug := oneBoard(t)
 	runBundled(t, slug, filepath.Join(outputDir(t), slug+"-crun"), plan.ImageID(plan.DefaultImage(suite()), true), append(suiteOption(), harness.WithCrun())...)
 }

@@ -15,6 +15,7 @@ import (
 // files, run as written: a web service on a bridge network, reached from
 // this machine through its forward and from a second container by name.
 func TestServicesFromGo(t *testing.T) {
+	bootsVM(t)
 	if !slices.Contains(selectedBoards(t), "raspi4b-fast") {
 		t.Skip("raspi4b-fast is not among the selected boards")
 	}

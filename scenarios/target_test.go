@@ -50,6 +50,7 @@ func targetBoard(t *testing.T) string {
 // if it were real. Every scenario must pass as it does on the emulated
 // board itself.
 func TestTarget(t *testing.T) {
+	bootsVM(t)
 	slug := targetBoard(t)
 	vm := harness.Boot(t, slug, suiteOption()...)
 	b := attachToEmulated(t, vm)
@@ -64,6 +65,7 @@ func TestTarget(t *testing.T) {
 // (booted cold WithoutContainerd: the default image does not ship it), so
 // Attach must install it and import busybox before a scenario can run.
 func TestTargetInstallsContainerd(t *testing.T) {
+	bootsVM(t)
 	slug := targetBoard(t)
 	vm := harness.Boot(t, slug, append(suiteOption(), harness.WithoutContainerd())...)
 	res, err := vm.SSH.Run(t.Context(), "command -v containerd || test -S /run/containerd/containerd.sock")

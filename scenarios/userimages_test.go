@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ import (
 	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/ociimage"
 	"github.com/socbox/socbox/harness/ociimage/ociimagetest"
+	"github.com/socbox/socbox/harness/scenario"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/debarchive"
 )
@@ -36,11 +38,12 @@ import (
 // layer holding /hello.txt, which the container prints, so the test knows
 // which image ran. Then the refusals: an image for another platform.
 func TestUserImages(t *testing.T) {
+	bootsVM(t)
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
 	const slug = "raspi4b-fast"
-	if sel := selectedBoards(t); len(sel) != len(boards.Slugs()) && !contains(sel, slug) {
+	if sel := selectedBoards(t); len(sel) != len(boards.Slugs()) && !slices.Contains(sel, slug) {
 		t.Skipf("board %s not selected", slug)
 	}
 	prof, err := boards.Lookup(slug)
@@ -132,45 +135,12 @@ func TestUserImages(t *testing.T) {
   expect:
     stdout: "from an OCI layout\n"
 `), 0o644))
-		list, err := Load(file)
+		list, err := scenario.Load(file)
 		require.NoError(t, err)
 		require.Len(t, list, 1)
 		r := b.RunScenario(ctx, list[0])
 		require.Empty(t, r.Failures, "stdout %q, stderr %q", r.Stdout, r.Stderr)
 	})
-}
-
-// TestLoadResolvesImagePaths: a scenario file's image path is taken from
-// the file's directory, and must exist when the file is loaded.
-func TestLoadResolvesImagePaths(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "img"), 0o755))
-	file := filepath.Join(dir, "s.yaml")
-	require.NoError(t, os.WriteFile(file, []byte(`- name: a
-  container: {image: "oci:img:v1", cmd: ["true"]}
-- name: b
-  container: {image: "docker://example.com/app:1", cmd: ["true"]}
-- name: c
-  container: {image: "socbox.local/busybox:latest", cmd: ["true"]}
-`), 0o644))
-	list, err := Load(file)
-	require.NoError(t, err)
-	require.Equal(t, "oci:"+filepath.Join(dir, "img")+":v1", list[0].Container.Image)
-	require.Equal(t, "docker://example.com/app:1", list[1].Container.Image)
-	require.Equal(t, "socbox.local/busybox:latest", list[2].Container.Image)
-
-	require.NoError(t, os.WriteFile(file, []byte(`- name: a
-  container:
-    image: docker-archive:missing.tar
-    cmd: ["true"]
-- name: b
-  container:
-    image: "oci-archive:img.tar"
-    cmd: ["true"]
-`), 0o644))
-	_, err = Load(file)
-	require.ErrorContains(t, err, fmt.Sprintf("%s:3: image source docker-archive:%s: stat %[2]s: no such file or directory", file, filepath.Join(dir, "missing.tar")))
-	require.ErrorContains(t, err, fmt.Sprintf(`%s:7: image source "oci-archive:img.tar": unknown transport "oci-archive"`, file))
 }
 
 // busyboxFor is socbox's busybox image for p, built from Debian's

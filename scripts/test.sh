@@ -12,7 +12,9 @@ command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
 cd "$(dirname "$0")/.."
 bash scripts/host-setup.sh
 go vet ./...
-go test -count=1 $(go list ./... | grep -v /scenarios)
+# Unit step: every test that boots no VM (scenarios/ boot tests skip under -short).
+go test -count=1 $(go list ./... | grep -v '/scenarios$')
+go test -count=1 -short ./scenarios/
 go test -count=1 -v -timeout 85m ./scenarios/...
 fresh=${SOCBOX_FRESH_HOST:-bookworm}
 if [ "$fresh" != none ]; then

@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/scenario"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/qemu"
 )
 
@@ -129,7 +129,7 @@ func TestParseBoardList(t *testing.T) {
 }
 
 func TestPlanRunFiltersByBoard(t *testing.T) {
-	list := []harness.Scenario{
+	list := []scenario.Scenario{
 		{Name: "everywhere"},
 		{Name: "arm64-only", Boards: []string{"linux/arm64"}},
 		{Name: "armhf-only", Boards: []string{"linux/arm/v7"}},

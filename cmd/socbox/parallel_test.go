@@ -19,6 +19,7 @@ import (
 
 	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/report"
+	"github.com/socbox/socbox/harness/scenario"
 )
 
 // noControl fails if out has a byte a terminal would act on, other than
@@ -201,7 +202,7 @@ func (f *fakeBoards) run(ctx context.Context, bprog *boardProgress, bp boardPlan
 func fivePlans() []boardPlan {
 	var plans []boardPlan
 	for i := range 5 {
-		plans = append(plans, boardPlan{slug: fmt.Sprintf("board%d", i), scenarios: []harness.Scenario{{Name: "arch"}, {Name: "env"}}})
+		plans = append(plans, boardPlan{slug: fmt.Sprintf("board%d", i), scenarios: []scenario.Scenario{{Name: "arch"}, {Name: "env"}}})
 	}
 	return plans
 }

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/plan"
+	"github.com/socbox/socbox/harness/scenario"
 )
 
 // selectFlags are run's flags that pick what to run: --run, --skip and
@@ -42,11 +42,11 @@ func (f selectFlags) parse() (plan.Shard, plan.Selection, error) {
 
 // selectScenarios keeps the scenarios sel picks, in their order; none is
 // an error that lists the names and tags there are.
-func selectScenarios(list []harness.Scenario, sel plan.Selection) ([]harness.Scenario, error) {
+func selectScenarios(list []scenario.Scenario, sel plan.Selection) ([]scenario.Scenario, error) {
 	if sel.Empty() {
 		return list, nil
 	}
-	var out []harness.Scenario
+	var out []scenario.Scenario
 	var names []string
 	tags := map[string]bool{}
 	var tagList []string

@@ -10,9 +10,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/plan"
 	"github.com/socbox/socbox/harness/report"
+	"github.com/socbox/socbox/harness/scenario"
 )
 
 // fourScenarios is a scenario file: two tagged basics, one network, one
@@ -29,7 +29,7 @@ func fourScenarios(t *testing.T) string {
 }
 
 func TestShardPlanBootsOnlyTheBoardsOfItsShard(t *testing.T) {
-	list := []harness.Scenario{{Name: "a"}, {Name: "b"}}
+	list := []scenario.Scenario{{Name: "a"}, {Name: "b"}}
 	boardPlans, err := planRun([]string{"raspi4b", "raspi3b", "raspi3b-fast"}, list)
 	require.NoError(t, err)
 	var all []plan.Unit

@@ -14,6 +14,7 @@ import (
 	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/qemu"
 	"github.com/socbox/socbox/harness/report"
+	"github.com/socbox/socbox/harness/scenario"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/scenarios"
 )
@@ -327,23 +328,23 @@ func parseBoardList(s string) ([]string, error) {
 
 // loadScenarios reads the files and directories given, else the bundled
 // scenarios.
-func loadScenarios(paths []string) ([]harness.Scenario, error) {
+func loadScenarios(paths []string) ([]scenario.Scenario, error) {
 	if len(paths) == 0 {
 		return scenarios.Bundled(), nil
 	}
-	return scenarios.Load(paths...)
+	return scenario.Load(paths...)
 }
 
 // boardPlan is one board and the scenarios that apply to it.
 type boardPlan struct {
 	slug      string
-	scenarios []harness.Scenario
+	scenarios []scenario.Scenario
 	image     *images.Image // the user's image prepared for this board; nil: the default image
 }
 
 // planRun pairs each board with the scenarios that apply to it. A board
 // with none is left out; no board with any is an error.
-func planRun(slugs []string, list []harness.Scenario) ([]boardPlan, error) {
+func planRun(slugs []string, list []scenario.Scenario) ([]boardPlan, error) {
 	var plan []boardPlan
 	for _, slug := range slugs {
 		prof, err := boards.Lookup(slug)
@@ -430,7 +431,7 @@ func runBoard(ctx context.Context, prog *boardProgress, bf bootFlags, bp boardPl
 // runAndClose runs scenarios on the board Start or Attach returned (b may
 // be nil; err is their error) and closes it. If the board did not get
 // ready, each scenario that applies to it is reported as not run.
-func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b *harness.Board, err error, scenarios []harness.Scenario) *report.Board {
+func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b *harness.Board, err error, scenarios []scenario.Scenario) *report.Board {
 	defer func() {
 		if cerr := b.Close(); cerr != nil {
 			prog.Logf("%v", cerr)

@@ -297,3 +297,24 @@ func canonicalName(ref name.Reference) string {
 	}
 	return ref.Name()
 }
+
+// ResolveSource makes the path of an image source absolute, taking a
+// relative one from dir, and checks that it exists; any other image name
+// is returned as it is. Scenario files resolve their images with it, so
+// that a path is taken from the file's own directory.
+func ResolveSource(image, dir string) (string, error) {
+	if !IsSource(image) {
+		return image, nil
+	}
+	src, err := ParseSource(image)
+	if err != nil {
+		return image, err
+	}
+	if src, err = src.Resolve(dir); err != nil {
+		return image, err
+	}
+	if err := src.CheckPath(); err != nil {
+		return image, err
+	}
+	return src.String(), nil
+}

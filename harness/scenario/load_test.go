@@ -1,16 +1,12 @@
-package scenarios
+package scenario
 
 // Unit tests: they parse files and never boot a board, so
 // `go test -run 'TestParse|TestLoad|TestShipped|TestAppliesTo|TestOutput|TestPlan' ./scenarios/`
 // runs them alone; every other test in this package boots boards.
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,79 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/socbox/socbox/boards"
-	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/ctrd"
 )
-
-func TestShippedScenarioFilesParse(t *testing.T) {
-	names, err := fs.Glob(bundledFS, "bundled/*.yaml")
-	require.NoError(t, err)
-	require.NotEmpty(t, names)
-	for _, name := range names {
-		data, err := bundledFS.ReadFile(name)
-		require.NoError(t, err)
-		list, err := Parse(path.Join("scenarios", name), data)
-		require.NoError(t, err, name)
-		require.NotEmpty(t, list, name)
-	}
-
-	list := Bundled()
-	var got []string
-	for _, s := range list {
-		got = append(got, s.Name)
-		require.True(t, strings.HasPrefix(s.File, "scenarios/bundled/"), s.File)
-		require.Positive(t, s.Line)
-		require.NotEmpty(t, s.Description, s.Name)
-		if len(s.Services) == 0 {
-			require.NotEmpty(t, s.Container.Cmd, s.Name)
-		}
-	}
-	require.Equal(t, []string{"arch", "exit-code", "output-intact", "env",
-		"kernel-features", "memory-limit", "memory-limit-set", "privileged", "seccomp",
-		"loopback-network", "host-network", "bridge-network", "port-forward",
-		"files-in-and-out", "restart-keeps-writes"}, got)
-	byName := map[string]harness.Scenario{}
-	for _, s := range list {
-		byName[s.Name] = s
-	}
-	require.Equal(t, "${UNAME_M}\n", *byName["arch"].Expect.Stdout)
-	require.Equal(t, 3, byName["exit-code"].Expect.ExitCode)
-	require.Equal(t, []string{"GREETING=hello"}, byName["env"].Container.Env)
-	require.Equal(t, []harness.Mount{{Source: "/sys/fs/cgroup", Target: "/guest-cgroup", ReadOnly: true}}, byName["kernel-features"].Container.Mounts)
-	require.Equal(t, int64(32<<20), byName["memory-limit"].Container.MemoryLimit)
-	require.Equal(t, harness.Bool(true), byName["memory-limit"].Expect.OOMKilled)
-	require.True(t, byName["privileged"].Container.Privileged)
-	require.False(t, byName["loopback-network"].Container.HostNetwork)
-	require.True(t, byName["host-network"].Container.HostNetwork)
-	require.Equal(t, harness.NetworkBridge, byName["bridge-network"].Network)
-	require.Equal(t, []int{8080}, byName["bridge-network"].Services[0].Ports)
-	require.Equal(t, []harness.HTTPCheck{{Service: "web", Port: 80, Path: "/index.html", Status: 200, BodyRegex: `^hello from the board\n$`}},
-		byName["port-forward"].Expect.HTTP)
-	require.Equal(t, []harness.File{{Path: "/input/data.txt", Content: []byte("socbox\n")}}, byName["files-in-and-out"].Container.Files)
-	require.Equal(t, "SOCBOX\n", *byName["files-in-and-out"].Expect.Files["/output/result.txt"].Content)
-	require.Equal(t, 1, byName["restart-keeps-writes"].Container.Restarts)
-}
-
-// seqOutput is what `seq 1 n` prints.
-func seqOutput(n int) string {
-	var b strings.Builder
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "%d\n", i)
-	}
-	return b.String()
-}
-
-func TestOutputIntactHashIsSeqOutput(t *testing.T) {
-	for _, s := range Bundled() {
-		if s.Name != "output-intact" {
-			continue
-		}
-		require.Contains(t, strings.Join(s.Container.Cmd, " "), "seq 1 100000;")
-		sum := sha256.Sum256([]byte(seqOutput(100000)))
-		require.Equal(t, hex.EncodeToString(sum[:]), s.Expect.StdoutSHA256)
-		return
-	}
-	t.Fatal("no output-intact scenario")
-}
 
 func TestParseEveryField(t *testing.T) {
 	src := `# two documents: a list, then a single scenario
@@ -131,21 +56,21 @@ container:
 	require.NoError(t, err)
 	require.Len(t, list, 2)
 	full := list[0]
-	require.Equal(t, harness.Scenario{
+	require.Equal(t, Scenario{
 		Name: "full", Description: "every field", Boards: []string{"raspi4b-fast", "linux/arm64"}, Tags: []string{"smoke", "images"}, Needs: []string{"network"},
-		Container: harness.Container{
+		Container: ctrd.Container{
 			Image: "docker.io/library/alpine:3.20", Cmd: []string{"sh", "-c", "echo hi; echo oops >&2"},
 			Env: []string{"A=1", "B=two=2"}, WorkingDir: "/tmp",
-			Mounts: []harness.Mount{
+			Mounts: []ctrd.Mount{
 				{Source: "/etc", Target: "/host-etc", ReadOnly: true},
 				{Source: "/tmp", Target: "/scratch"},
 			},
 			Privileged: true, MemoryLimit: 64 << 20, HostNetwork: true,
 		},
-		Expect: harness.Expect{
-			Stdout: harness.Str("hi\n"), StdoutRegex: "^hi$", Stderr: harness.Str("oops\n"), StderrRegex: "oo+ps",
+		Expect: Expect{
+			Stdout: Str("hi\n"), StdoutRegex: "^hi$", Stderr: Str("oops\n"), StderrRegex: "oo+ps",
 			StdoutSHA256: "98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4", MaxDuration: 90 * time.Second,
-			OOMKilled: harness.Bool(false),
+			OOMKilled: Bool(false),
 		},
 		File: "x.yaml", Line: 2,
 	}, full)
@@ -397,7 +322,7 @@ func TestAppliesTo(t *testing.T) {
 		{[]string{"linux/arm/v7"}, false, true, "by platform"},
 		{[]string{"linux/arm64", "bbb"}, true, true, "either"},
 	} {
-		s := harness.Scenario{Name: "x", Boards: tc.boards}
+		s := Scenario{Name: "x", Boards: tc.boards}
 		require.Equal(t, tc.rpi, s.AppliesTo(rpi), tc.described)
 		require.Equal(t, tc.bbb, s.AppliesTo(armhf), tc.described)
 	}
@@ -445,4 +370,37 @@ func TestLoadRefusesLargeFiles(t *testing.T) {
 
 	_, err = Parse("big.yaml", []byte(b.String()))
 	require.ErrorContains(t, err, "big.yaml:1: ")
+}
+
+// TestLoadResolvesImagePaths: a scenario file's image path is taken from
+// the file's directory, and must exist when the file is loaded.
+func TestLoadResolvesImagePaths(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "img"), 0o755))
+	file := filepath.Join(dir, "s.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(`- name: a
+  container: {image: "oci:img:v1", cmd: ["true"]}
+- name: b
+  container: {image: "docker://example.com/app:1", cmd: ["true"]}
+- name: c
+  container: {image: "socbox.local/busybox:latest", cmd: ["true"]}
+`), 0o644))
+	list, err := Load(file)
+	require.NoError(t, err)
+	require.Equal(t, "oci:"+filepath.Join(dir, "img")+":v1", list[0].Container.Image)
+	require.Equal(t, "docker://example.com/app:1", list[1].Container.Image)
+	require.Equal(t, "socbox.local/busybox:latest", list[2].Container.Image)
+
+	require.NoError(t, os.WriteFile(file, []byte(`- name: a
+  container:
+    image: docker-archive:missing.tar
+    cmd: ["true"]
+- name: b
+  container:
+    image: "oci-archive:img.tar"
+    cmd: ["true"]
+`), 0o644))
+	_, err = Load(file)
+	require.ErrorContains(t, err, fmt.Sprintf("%s:3: image source docker-archive:%s: stat %[2]s: no such file or directory", file, filepath.Join(dir, "missing.tar")))
+	require.ErrorContains(t, err, fmt.Sprintf(`%s:7: image source "oci-archive:img.tar": unknown transport "oci-archive"`, file))
 }

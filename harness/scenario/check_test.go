@@ -1,7 +1,8 @@
-package harness
+package scenario
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,30 +13,42 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/socbox/socbox/harness/sshx"
+	"github.com/socbox/socbox/harness/ctrd"
 )
 
 func TestScenarioChecksOOMKill(t *testing.T) {
-	b := &Board{}
-	oom := ContainerResult{ExitCode: 137, OOMKilled: true}
-	require.Empty(t, b.check(Expect{ExitCode: 137, OOMKilled: Bool(true)}, oom))
-	require.Empty(t, b.check(Expect{ExitCode: 137}, oom), "not asked about")
+	oom := ctrd.ContainerResult{ExitCode: 137, OOMKilled: true}
+	require.Empty(t, Check(Expect{ExitCode: 137, OOMKilled: Bool(true)}, oom, Vars{}))
+	require.Empty(t, Check(Expect{ExitCode: 137}, oom, Vars{}), "not asked about")
 
-	f := b.check(Expect{}, oom)
+	f := Check(Expect{}, oom, Vars{})
 	require.Equal(t, []string{"exit code 137, want 0 (the OOM killer ended it: it went over its memory limit)"}, f,
 		"an unexpected OOM kill says so")
 
-	f = b.check(Expect{ExitCode: 137, OOMKilled: Bool(true)}, ContainerResult{ExitCode: 137})
+	f = Check(Expect{ExitCode: 137, OOMKilled: Bool(true)}, ctrd.ContainerResult{ExitCode: 137}, Vars{})
 	require.Equal(t, []string{"not OOM-killed (exit code 137), want killed for going over its memory limit"}, f)
 
-	f = b.check(Expect{ExitCode: 137, OOMKilled: Bool(false)}, oom)
+	f = Check(Expect{ExitCode: 137, OOMKilled: Bool(false)}, oom, Vars{})
 	require.Equal(t, []string{"OOM-killed for going over its memory limit, want not"}, f)
 }
 
-// serviceAt is a service whose port 80 is forwarded to addr, as Start
-// leaves it.
-func serviceAt(addr string) map[string]*Service {
-	return map[string]*Service{"web": {Name: "web", forwards: map[int]*sshx.Forward{80: {Addr: addr}}}}
+// forwarded is a service whose port 80 is forwarded to addr, as a
+// Runner's StartService leaves it.
+type forwarded struct{ addr string }
+
+func (f forwarded) Endpoint(port int) string {
+	if port == 80 {
+		return f.addr
+	}
+	return ""
+}
+func (forwarded) IP() string { return "10.88.0.2" }
+func (forwarded) Stop(context.Context) (ctrd.ContainerResult, error) {
+	return ctrd.ContainerResult{}, nil
+}
+
+func serviceAt(addr string) map[string]Service {
+	return map[string]Service{"web": forwarded{addr}}
 }
 
 func TestCheckHTTPNeverFollowsRedirects(t *testing.T) {
@@ -50,11 +63,10 @@ func TestCheckHTTPNeverFollowsRedirects(t *testing.T) {
 	}))
 	defer web.Close()
 
-	b := &Board{}
 	services := serviceAt(web.Listener.Addr().String())
-	require.Empty(t, b.checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80, Path: "/", Status: http.StatusFound}, services),
+	require.Empty(t, checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80, Path: "/", Status: http.StatusFound}, services, Vars{}),
 		"a redirect is the answer the check looks at")
-	f := b.checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80, Path: "/", BodyRegex: "secret"}, services)
+	f := checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80, Path: "/", BodyRegex: "secret"}, services, Vars{})
 	require.Len(t, f, 2)
 	require.Contains(t, f[0], "status 302, want 200")
 	require.NotContains(t, f[1], "secret from elsewhere")
@@ -67,10 +79,9 @@ func TestCheckHTTPDialsOnlyTheForward(t *testing.T) {
 		hits.Add(1)
 	}))
 	defer web.Close()
-	b := &Board{}
 	// A path that makes the URL name another host (userinfo@host) still
 	// reaches the forward, and nothing else.
-	f := b.checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80, Path: "@elsewhere.invalid/"}, serviceAt(web.Listener.Addr().String()))
+	f := checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80, Path: "@elsewhere.invalid/"}, serviceAt(web.Listener.Addr().String()), Vars{})
 	require.Empty(t, f)
 	require.EqualValues(t, 1, hits.Load())
 }
@@ -85,9 +96,8 @@ func TestCheckHTTPReadsABoundedBody(t *testing.T) {
 		}
 	}))
 	defer web.Close()
-	b := &Board{}
 	start := time.Now()
-	f := b.checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80, BodyRegex: "^n"}, serviceAt(web.Listener.Addr().String()))
+	f := checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80, BodyRegex: "^n"}, serviceAt(web.Listener.Addr().String()), Vars{})
 	require.Len(t, f, 1)
 	require.Contains(t, f[0], "does not match")
 	require.Less(t, len(f[0]), 1000, "the report gets a clip of the body, not the body")
@@ -107,23 +117,32 @@ func TestCheckHTTPTimesOut(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	b := &Board{}
 	old := httpCheckTimeout
 	httpCheckTimeout = 200 * time.Millisecond
 	defer func() { httpCheckTimeout = old }()
 	start := time.Now()
-	f := b.checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80}, serviceAt(ln.Addr().String()))
+	f := checkHTTP(t.Context(), HTTPCheck{Service: "web", Port: 80}, serviceAt(ln.Addr().String()), Vars{})
 	require.Len(t, f, 1)
 	require.Less(t, time.Since(start), 5*time.Second)
 }
 
 func TestScenarioSaysOutputWasCut(t *testing.T) {
-	b := &Board{}
-	res := ContainerResult{Stdout: []byte("y\ny\n"), Truncated: map[string]int64{"stdout": 40000000}}
-	require.Empty(t, b.check(Expect{StdoutRegex: "^y"}, res), "a check the head passes passes")
-	f := b.check(Expect{Stdout: new(string)}, res)
+	res := ctrd.ContainerResult{Stdout: []byte("y\ny\n"), Truncated: map[string]int64{"stdout": 40000000}}
+	require.Empty(t, Check(Expect{StdoutRegex: "^y"}, res, Vars{}), "a check the head passes passes")
+	f := Check(Expect{Stdout: new(string)}, res, Vars{})
 	require.Equal(t, []string{
 		`stdout "y\ny\n", want ""`,
 		"stdout was cut: 40000000 bytes, of which the checks saw the first 4 (raise Container.OutputLimit to see more)",
 	}, f)
+}
+
+func TestScenarioChecks(t *testing.T) {
+	v := Vars{Board: "raspi4b-fast", UnameM: "aarch64", Platform: "linux/arm64"}
+	res := ctrd.ContainerResult{ExitCode: 3, Stdout: []byte("aarch64\n"), Stderr: []byte("oops\n"), Duration: 2 * time.Second}
+	require.Empty(t, Check(Expect{ExitCode: 3, Stdout: Str("${UNAME_M}\n"), StderrRegex: "^oops"}, res, v))
+	f := Check(Expect{ExitCode: 0, Stdout: Str("x"), StdoutSHA256: "00", MaxDuration: time.Second}, res, v)
+	require.Len(t, f, 4)
+	require.Contains(t, f[0], "exit code 3, want 0")
+	require.Contains(t, f[2], "output was altered")
+	require.Contains(t, f[3], "at most 1s")
 }

@@ -1,4 +1,4 @@
-package scenarios
+package scenario
 
 import (
 	"bytes"
@@ -19,14 +19,15 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/socbox/socbox/boards"
-	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/ctrd"
+	"github.com/socbox/socbox/harness/ociimage"
 )
 
 // Load reads scenarios from YAML files and directories (every *.yaml and
 // *.yml directly in it, in name order). Every problem is reported, each as
 // "file:line: what", before anything runs; scenario names must be unique
 // across all the files.
-func Load(paths ...string) ([]harness.Scenario, error) {
+func Load(paths ...string) ([]Scenario, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("load scenarios: no files or directories given")
 	}
@@ -44,7 +45,7 @@ func Load(paths ...string) ([]harness.Scenario, error) {
 			}
 		}
 	}
-	var all []harness.Scenario
+	var all []Scenario
 	var errs []error
 	for _, f := range files {
 		data, err := readBounded(f)
@@ -109,10 +110,14 @@ func scenarioFiles(path string) ([]string, error) {
 	return out, nil
 }
 
+// Unique says which scenario names in list are defined more than once,
+// for lists put together from several files.
+func Unique(list []Scenario) error { return errors.Join(duplicates(list)...) }
+
 // duplicates reports scenario names defined more than once.
-func duplicates(list []harness.Scenario) []error {
+func duplicates(list []Scenario) []error {
 	var errs []error
-	first := map[string]harness.Scenario{}
+	first := map[string]Scenario{}
 	for _, s := range list {
 		if f, ok := first[s.Name]; ok {
 			errs = append(errs, fmt.Errorf("%s: duplicate scenario name %q (first defined at %s)", s.Where(), s.Name, f.Where()))
@@ -157,7 +162,7 @@ func duplicates(list []harness.Scenario) []error {
 // duplicate names are errors, each as "file:line: what". So are aliases
 // (*name, and merge keys <<: *name) and files larger than MaxFileSize: a
 // few aliases can stand for gigabytes of scenarios.
-func Parse(name string, data []byte) ([]harness.Scenario, error) {
+func Parse(name string, data []byte) ([]Scenario, error) {
 	p := &parser{file: name}
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("%s:1: the file is larger than %d bytes, the most a scenario file may have: split it into several files", name, MaxFileSize)
@@ -167,7 +172,7 @@ func Parse(name string, data []byte) ([]harness.Scenario, error) {
 	// decoding into yaml.Node keeps every line, and the walk below checks
 	// each mapping's fields itself, naming the known ones.
 	dec.KnownFields(true)
-	var out []harness.Scenario
+	var out []Scenario
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
@@ -244,9 +249,9 @@ var (
 	hostName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 	// scenarioName is what a name may be: it becomes part of test names
 	// (board/scenario) and of the guest's container IDs.
-	scenarioName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-	sha256Hex    = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	variable     = regexp.MustCompile(`\$\{([^}]*)\}`)
+	scenarioName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	variable      = regexp.MustCompile(`\$\{([^}]*)\}`)
 )
 
 // fields checks a mapping's keys against the known ones and returns the
@@ -271,9 +276,9 @@ func (p *parser) fields(n *yaml.Node, what string, known []string) map[string]*y
 	return out
 }
 
-func (p *parser) scenario(n *yaml.Node) (harness.Scenario, bool) {
+func (p *parser) scenario(n *yaml.Node) (Scenario, bool) {
 	before := len(p.errs)
-	s := harness.Scenario{File: p.file, Line: n.Line}
+	s := Scenario{File: p.file, Line: n.Line}
 	f := p.fields(n, "scenario", scenarioFields)
 	if n.Kind != yaml.MappingNode {
 		return s, false
@@ -290,8 +295,8 @@ func (p *parser) scenario(n *yaml.Node) (harness.Scenario, bool) {
 	s.Needs = p.needs(f["needs"])
 	s.Tags = p.tags(f["tags"])
 	if v, ok := p.str(f["network"], "network"); ok {
-		if v != harness.NetworkBridge {
-			p.errorf(f["network"], "network %q: the only one is %q (containers reach each other by name); leave it out for a namespace of their own each", v, harness.NetworkBridge)
+		if v != NetworkBridge {
+			p.errorf(f["network"], "network %q: the only one is %q (containers reach each other by name); leave it out for a namespace of their own each", v, NetworkBridge)
 		}
 		s.Network = v
 	}
@@ -326,12 +331,12 @@ func hasContainerExpectations(f map[string]*yaml.Node) bool {
 
 // services reads a scenario's background containers: each needs a name,
 // which is its host name on the scenario's network.
-func (p *parser) services(n *yaml.Node, network string) []harness.Container {
+func (p *parser) services(n *yaml.Node, network string) []ctrd.Container {
 	if n.Kind != yaml.SequenceNode {
 		p.errorf(n, "services must be a list of containers, each with a name, got %s", kindName(n))
 		return nil
 	}
-	var out []harness.Container
+	var out []ctrd.Container
 	seen := map[string]int{}
 	for _, item := range n.Content {
 		c := p.container(item, true)
@@ -355,7 +360,7 @@ func (p *parser) services(n *yaml.Node, network string) []harness.Container {
 }
 
 // ports checks that a container with ports can be reached.
-func (p *parser) ports(n *yaml.Node, c harness.Container, network string) {
+func (p *parser) ports(n *yaml.Node, c ctrd.Container, network string) {
 	if len(c.Ports) > 0 && network == "" && !c.HostNetwork {
 		p.errorf(n, "ports %v cannot be reached in a namespace with only loopback: give the scenario network: bridge, or the container host_network: true", c.Ports)
 	}
@@ -363,7 +368,7 @@ func (p *parser) ports(n *yaml.Node, c harness.Container, network string) {
 
 // httpTargets checks that each http check names a service and a port it
 // publishes.
-func (p *parser) httpTargets(n *yaml.Node, s harness.Scenario) {
+func (p *parser) httpTargets(n *yaml.Node, s Scenario) {
 	f := p.fields(n, "expect", expectFields)
 	list := f["http"]
 	if list == nil || list.Kind != yaml.SequenceNode {
@@ -374,7 +379,7 @@ func (p *parser) httpTargets(n *yaml.Node, s harness.Scenario) {
 			break
 		}
 		item := list.Content[i]
-		var svc *harness.Container
+		var svc *ctrd.Container
 		for j := range s.Services {
 			if s.Services[j].Name == h.Service {
 				svc = &s.Services[j]
@@ -391,8 +396,8 @@ func (p *parser) httpTargets(n *yaml.Node, s harness.Scenario) {
 
 // container reads a container; a service's may leave out cmd (the image's
 // own then runs).
-func (p *parser) container(n *yaml.Node, service bool) harness.Container {
-	var c harness.Container
+func (p *parser) container(n *yaml.Node, service bool) ctrd.Container {
+	var c ctrd.Container
 	what := "container"
 	if service {
 		what = "service"
@@ -405,7 +410,7 @@ func (p *parser) container(n *yaml.Node, service bool) harness.Container {
 	c.Image, _ = p.str(f["image"], "image")
 	// An image source's relative path is taken from the scenario file's
 	// directory, and must exist before anything boots.
-	if img, err := harness.ResolveImage(c.Image, filepath.Dir(p.file)); err != nil {
+	if img, err := ociimage.ResolveSource(c.Image, filepath.Dir(p.file)); err != nil {
 		p.errorf(f["image"], "%v", err)
 	} else {
 		c.Image = img
@@ -479,18 +484,18 @@ func (p *parser) container(n *yaml.Node, service bool) harness.Container {
 	return c
 }
 
-func (p *parser) mounts(n *yaml.Node) []harness.Mount {
+func (p *parser) mounts(n *yaml.Node) []ctrd.Mount {
 	if n.Kind != yaml.SequenceNode {
 		p.errorf(n, "mounts must be a list, e.g. mounts: [{source: /etc, target: /host-etc, read_only: true}], got %s", kindName(n))
 		return nil
 	}
-	var out []harness.Mount
+	var out []ctrd.Mount
 	for _, item := range n.Content {
 		f := p.fields(item, "mount", mountFields)
 		if item.Kind != yaml.MappingNode {
 			continue
 		}
-		var m harness.Mount
+		var m ctrd.Mount
 		for _, end := range []struct {
 			key string
 			dst *string
@@ -515,12 +520,12 @@ func (p *parser) mounts(n *yaml.Node) []harness.Mount {
 
 // files reads files to copy into a container: a mapping of absolute path
 // to content.
-func (p *parser) files(n *yaml.Node) []harness.File {
+func (p *parser) files(n *yaml.Node) []ctrd.File {
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n, "files must be a mapping of path to content, e.g. files: {/etc/motd: \"hello\\n\"}, got %s", kindName(n))
 		return nil
 	}
-	var out []harness.File
+	var out []ctrd.File
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !path.IsAbs(k.Value) || path.Clean(k.Value) == "/" {
@@ -530,7 +535,7 @@ func (p *parser) files(n *yaml.Node) []harness.File {
 		if !ok && !isNull(v) {
 			continue
 		}
-		out = append(out, harness.File{Path: k.Value, Content: []byte(content)})
+		out = append(out, ctrd.File{Path: k.Value, Content: []byte(content)})
 	}
 	return out
 }
@@ -575,8 +580,8 @@ func (p *parser) boolean(n *yaml.Node, key string) (bool, bool) {
 	return b, true
 }
 
-func (p *parser) expect(n *yaml.Node) harness.Expect {
-	var e harness.Expect
+func (p *parser) expect(n *yaml.Node) Expect {
+	var e Expect
 	f := p.fields(n, "expect", expectFields)
 	if v := f["exit_code"]; v != nil && !isNull(v) {
 		code, err := strconv.Atoi(v.Value)
@@ -591,7 +596,7 @@ func (p *parser) expect(n *yaml.Node) harness.Expect {
 	}{{"stdout", &e.Stdout}, {"stderr", &e.Stderr}} {
 		if s, ok := p.str(f[exact.key], exact.key); ok {
 			p.variables(f[exact.key], exact.key, s)
-			*exact.dst = harness.Str(s)
+			*exact.dst = Str(s)
 		}
 	}
 	for _, re := range []struct {
@@ -611,7 +616,7 @@ func (p *parser) expect(n *yaml.Node) harness.Expect {
 	}
 	if s, ok := p.str(f["stdout_sha256"], "stdout_sha256"); ok {
 		s = strings.ToLower(s)
-		if !sha256Hex.MatchString(s) {
+		if !sha256Pattern.MatchString(s) {
 			p.errorf(f["stdout_sha256"], "stdout_sha256 must be 64 hex digits, got %q", s)
 		}
 		e.StdoutSHA256 = s
@@ -633,7 +638,7 @@ func (p *parser) expect(n *yaml.Node) harness.Expect {
 		e.HTTP = p.httpChecks(v)
 	}
 	if b, ok := p.boolean(f["oom_killed"], "oom_killed"); ok {
-		e.OOMKilled = harness.Bool(b)
+		e.OOMKilled = Bool(b)
 		if v := f["exit_code"]; b && (v == nil || isNull(v)) {
 			e.ExitCode = 137 // SIGKILL, which is what the OOM killer sends
 		}
@@ -643,29 +648,29 @@ func (p *parser) expect(n *yaml.Node) harness.Expect {
 
 // fileExpects reads what files the container must leave: path to the exact
 // content, or to a mapping of content, regex and sha256.
-func (p *parser) fileExpects(n *yaml.Node) map[string]harness.FileExpect {
+func (p *parser) fileExpects(n *yaml.Node) map[string]FileExpect {
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n, "files must be a mapping of path to content or to {content, regex, sha256}, got %s", kindName(n))
 		return nil
 	}
-	out := map[string]harness.FileExpect{}
+	out := map[string]FileExpect{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !path.IsAbs(k.Value) || path.Clean(k.Value) == "/" {
 			p.errorf(k, "file %q must be an absolute path in the container", k.Value)
 		}
-		var fe harness.FileExpect
+		var fe FileExpect
 		switch v.Kind {
 		case yaml.ScalarNode:
 			if !isNull(v) {
 				p.variables(v, "file "+k.Value, v.Value)
-				fe.Content = harness.Str(v.Value)
+				fe.Content = Str(v.Value)
 			}
 		default:
 			f := p.fields(v, "file "+k.Value, fileFields)
 			if s, ok := p.str(f["content"], "content"); ok {
 				p.variables(f["content"], "content", s)
-				fe.Content = harness.Str(s)
+				fe.Content = Str(s)
 			}
 			if s, ok := p.str(f["regex"], "regex"); ok {
 				p.variables(f["regex"], "regex", s)
@@ -676,7 +681,7 @@ func (p *parser) fileExpects(n *yaml.Node) map[string]harness.FileExpect {
 			}
 			if s, ok := p.str(f["sha256"], "sha256"); ok {
 				s = strings.ToLower(s)
-				if !sha256Hex.MatchString(s) {
+				if !sha256Pattern.MatchString(s) {
 					p.errorf(f["sha256"], "sha256 must be 64 hex digits, got %q", s)
 				}
 				fe.SHA256 = s
@@ -688,15 +693,15 @@ func (p *parser) fileExpects(n *yaml.Node) map[string]harness.FileExpect {
 }
 
 // httpChecks reads requests made from the host to services' ports.
-func (p *parser) httpChecks(n *yaml.Node) []harness.HTTPCheck {
+func (p *parser) httpChecks(n *yaml.Node) []HTTPCheck {
 	if n.Kind != yaml.SequenceNode {
 		p.errorf(n, "http must be a list, e.g. http: [{service: web, port: 80, body_regex: hello}], got %s", kindName(n))
 		return nil
 	}
-	var out []harness.HTTPCheck
+	var out []HTTPCheck
 	for _, item := range n.Content {
 		f := p.fields(item, "http check", httpFields)
-		var h harness.HTTPCheck
+		var h HTTPCheck
 		if s, ok := p.str(f["service"], "service"); ok {
 			h.Service = s
 		} else {
@@ -771,15 +776,15 @@ func (p *parser) boards(n *yaml.Node) []string {
 	return list
 }
 
-// needs reads what a scenario needs of the board (harness.KnownNeeds).
+// needs reads what a scenario needs of the board (KnownNeeds).
 func (p *parser) needs(n *yaml.Node) []string {
 	if n == nil || isNull(n) {
 		return nil
 	}
 	list, nodes := p.strList(n, "needs")
 	for i, need := range list {
-		if !contains(harness.KnownNeeds, need) {
-			p.errorf(nodes[i], "unknown need %q in needs (known: %s)", need, strings.Join(harness.KnownNeeds, ", "))
+		if !contains(KnownNeeds, need) {
+			p.errorf(nodes[i], "unknown need %q in needs (known: %s)", need, strings.Join(KnownNeeds, ", "))
 		}
 	}
 	return list

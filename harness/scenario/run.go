@@ -1,0 +1,155 @@
+package scenario
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/ctrd"
+	"github.com/socbox/socbox/harness/report"
+)
+
+// Runner is what a scenario runs on: a board with containerd ready.
+type Runner interface {
+	// Env is what the checks need to know of the board.
+	Env() Env
+	// CreateNetwork makes a bridge network the scenario's containers
+	// join by name.
+	CreateNetwork(ctx context.Context, name string) (*ctrd.Network, error)
+	// StartService starts a container in the background and returns once
+	// its ports accept connections, each forwarded to this machine.
+	StartService(ctx context.Context, c ctrd.Container) (Service, error)
+	// Run runs a container to its end.
+	Run(ctx context.Context, c ctrd.Container) (ctrd.ContainerResult, error)
+}
+
+// Env is what a scenario needs to know of the board it runs on.
+type Env struct {
+	Profile boards.Profile
+	// HasNetwork says the guest has a network interface besides loopback.
+	HasNetwork bool
+	// DefaultImage is the image a container with no Image runs, for the
+	// report.
+	DefaultImage string
+}
+
+// Service is a container a Runner started in the background.
+type Service interface {
+	// Endpoint is where this machine reaches the service's port, or "".
+	Endpoint(port int) string
+	// IP is the service's address on its network, or "".
+	IP() string
+	// Stop ends it and says what it did.
+	Stop(ctx context.Context) (ctrd.ContainerResult, error)
+}
+
+// Run runs s on r and checks its expectations. Every failed expectation
+// is listed; a container that could not run at all is an Error.
+func Run(ctx context.Context, r Runner, s Scenario) *report.Scenario {
+	env := r.Env()
+	vars := VarsOf(env.Profile)
+	out := &report.Scenario{Name: s.Name, Description: s.Description, Source: s.Where(),
+		Image: s.Container.Image, Command: s.Container.Cmd}
+	if out.Image == "" {
+		out.Image = env.DefaultImage
+	}
+	if reason := s.unmet(env.Profile.Slug, env.HasNetwork); reason != "" {
+		out.NotApplicable = reason
+		return out
+	}
+	start := time.Now()
+	out.StartedAt = start.UTC()
+	defer func() { out.Seconds = time.Since(start).Seconds() }()
+	fail := func(what string, err error) *report.Scenario {
+		out.Error = err.Error()
+		out.Failures = append(out.Failures, what+": "+err.Error())
+		return out
+	}
+
+	var network *ctrd.Network
+	if s.Network == NetworkBridge {
+		n, err := r.CreateNetwork(ctx, "s"+randomHex(4))
+		if err != nil {
+			return fail("network did not come up", err)
+		}
+		network = n
+		defer func() {
+			if err := n.Remove(context.WithoutCancel(ctx)); err != nil {
+				out.Failures = append(out.Failures, "network not removed: "+err.Error())
+			}
+		}()
+	} else if s.Network != "" {
+		return fail("bad scenario", fmt.Errorf("network %q: only %q is known", s.Network, NetworkBridge))
+	}
+
+	services := map[string]Service{}
+	var started []Service
+	// Services stop after the check, in reverse order, and what they did
+	// goes into the report.
+	defer func() {
+		for i := len(started) - 1; i >= 0; i-- {
+			svc := started[i]
+			res, err := svc.Stop(context.WithoutCancel(ctx))
+			c := s.Services[i]
+			rs := report.Service{Name: c.Name, Image: c.Image, Command: c.Cmd, IP: svc.IP(),
+				ExitCode: res.ExitCode, Stdout: string(res.Stdout), Stderr: string(res.Stderr), Truncated: res.Truncated}
+			if rs.Image == "" {
+				rs.Image = env.DefaultImage
+			}
+			out.Services = append([]report.Service{rs}, out.Services...)
+			if err != nil {
+				out.Failures = append(out.Failures, fmt.Sprintf("service %s: %v", c.Name, err))
+			}
+		}
+		out.Passed = len(out.Failures) == 0 && out.Error == ""
+	}()
+	for _, c := range s.Services {
+		c.Network = network
+		svc, err := r.StartService(ctx, c)
+		if err != nil {
+			return fail("service "+c.Name+" did not start", err)
+		}
+		services[c.Name] = svc
+		started = append(started, svc)
+	}
+	for _, h := range s.Expect.HTTP {
+		out.Failures = append(out.Failures, checkHTTP(ctx, h, services, vars)...)
+	}
+	if len(s.Container.Cmd) == 0 && len(s.Services) > 0 {
+		return out // the services were the check
+	}
+
+	c := s.Container
+	c.Network = network
+	if c.Network != nil && c.Name == "" {
+		c.Name = "check"
+	}
+	for p := range s.Expect.Files {
+		c.Collect = append(c.Collect, p)
+	}
+	sort.Strings(c.Collect)
+	res, err := r.Run(ctx, c)
+	if err != nil {
+		return fail("container did not run", err)
+	}
+	out.ExitCode, out.Stdout, out.Stderr = res.ExitCode, string(res.Stdout), string(res.Stderr)
+	out.Truncated = res.Truncated
+	out.Failures = append(out.Failures, Check(s.Expect, res, vars)...)
+	if len(res.Files) > 0 {
+		out.Files = map[string]string{}
+		for p, content := range res.Files {
+			out.Files[p] = clip(content)
+		}
+	}
+	return out
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
