@@ -18,10 +18,11 @@ import (
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/ctrd"
 	"github.com/socbox/socbox/harness/qemu"
-	"github.com/socbox/socbox/harness/reclaim"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
+	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/debarchive"
+	"github.com/socbox/socbox/images/reclaim"
 )
 
 // StageTiming is how long one stage took.
@@ -263,7 +264,7 @@ func (b *Board) start(ctx context.Context) error {
 		}
 		// Held while this process provisions the snapshot, so a second
 		// test process waits and then restores instead of booting too.
-		unlock, err := images.LockFile(SnapshotLockFile(dir), func() { b.logf("snapshot: waiting for another process provisioning %s", filepath.Base(dir)) })
+		unlock, err := cachefs.Lock(SnapshotLockFile(dir), func() { b.logf("snapshot: waiting for another process provisioning %s", filepath.Base(dir)) })
 		if err != nil {
 			return b.fail(StageImage, err, "")
 		}

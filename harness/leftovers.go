@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/socbox/socbox/harness/reclaim"
+	"github.com/socbox/socbox/images/reclaim"
 )
 
 // runDirPrefix starts the name of every run directory socbox makes in the

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/socbox/socbox/harness/reclaim"
+	"github.com/socbox/socbox/images/reclaim"
 )
 
 // What a SIGKILLed run left is reclaimed by the next one; what a live run

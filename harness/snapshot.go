@@ -14,8 +14,8 @@ import (
 
 	"github.com/socbox/socbox/harness/ociimage"
 	"github.com/socbox/socbox/harness/qemu"
-	"github.com/socbox/socbox/harness/reclaim"
 	"github.com/socbox/socbox/images"
+	"github.com/socbox/socbox/images/reclaim"
 )
 
 // A provisioned snapshot is a board caught right after it became

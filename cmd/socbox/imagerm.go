@@ -11,6 +11,7 @@ import (
 
 	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/images"
+	"github.com/socbox/socbox/images/cachefs"
 )
 
 func cmdImageRm(args []string, stdout, stderr io.Writer) error {
@@ -62,7 +63,7 @@ func cmdImageRm(args []string, stdout, stderr io.Writer) error {
 // removeImage deletes an image's directory, holding the lock a build of the
 // same image takes, and the snapshots whose disks it backs.
 func removeImage(im *images.Image, stderr io.Writer) error {
-	unlock, err := images.LockFile(im.Dir+".lock", func() {
+	unlock, err := cachefs.Lock(im.Dir+".lock", func() {
 		fmt.Fprintf(stderr, "waiting for another socbox using %s\n", im.Name)
 	})
 	if err != nil {
@@ -84,7 +85,7 @@ func removeImage(im *images.Image, stderr io.Writer) error {
 // removeSnapshot deletes a snapshot directory holding its lock, which a
 // process restoring from it holds until QEMU has its files open.
 func removeSnapshot(dir string, stderr io.Writer) error {
-	unlock, err := images.LockFile(harness.SnapshotLockFile(dir), func() {
+	unlock, err := cachefs.Lock(harness.SnapshotLockFile(dir), func() {
 		fmt.Fprintf(stderr, "waiting for another socbox using snapshot %s\n", filepath.Base(dir))
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/socbox/socbox/harness/plan"
+	"github.com/socbox/socbox/images/cachefs"
 )
 
 // Run is one socbox run: one or more boards, each with its scenarios.
@@ -236,17 +237,7 @@ func writeAtomic(dir, name string, data []byte) (string, error) {
 		return "", err
 	}
 	p := filepath.Join(dir, name)
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(f.Name()) // fails harmlessly once renamed
-	_, err = f.Write(data)
-	err = errors.Join(err, f.Chmod(0o644), f.Close())
-	if err != nil {
-		return "", err
-	}
-	return p, os.Rename(f.Name(), p)
+	return p, cachefs.WriteFile(p, data, 0o644)
 }
 
 // NewRunDir makes a new directory for a run's results under parent, named

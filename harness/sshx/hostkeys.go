@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/socbox/socbox/images/cachefs"
 )
 
 // ErrHostKeyMismatch is wrapped by the error of a handshake in which the
@@ -82,7 +84,7 @@ func (h *HostKeys) Save(path string) error {
 	for _, k := range h.Pinned() {
 		b.Write(ssh.MarshalAuthorizedKey(k))
 	}
-	if err := writeFileAtomic(path, []byte(b.String()), 0o644, false); err != nil {
+	if err := cachefs.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("save ssh host keys: %w", err)
 	}
 	h.mu.Lock()

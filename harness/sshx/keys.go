@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/socbox/socbox/images/cachefs"
 )
 
 // keyComment labels socbox's key in the guest's authorized_keys, so that
@@ -75,7 +77,7 @@ func createKey(path string) (ssh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal private key: %w", err)
 	}
-	err = writeFileAtomic(path, pem.EncodeToMemory(block), 0o600, true)
+	err = cachefs.CreateFile(path, pem.EncodeToMemory(block), 0o600)
 	if errors.Is(err, os.ErrExist) {
 		// Another process created the key first: use theirs.
 		return loadKey(path)
@@ -96,5 +98,5 @@ func ensurePublicKey(path string, signer ssh.Signer) error {
 			return nil
 		}
 	}
-	return writeFileAtomic(path, []byte(want), 0o644, false)
+	return cachefs.WriteFile(path, []byte(want), 0o644)
 }

@@ -10,8 +10,9 @@
 // candidate: if it can, the owner is gone. A directory without a marker
 // (being made, kept on purpose, or made by an older socbox) is left alone.
 //
-// The package has no dependencies in socbox, so that images/ may use it as
-// harness/ does.
+// It lives under images/ and imports nothing of socbox, so that images/
+// (the cache's builders, through cachefs) and harness/ both use it: data
+// flows from images to harness, never back.
 package reclaim
 
 import (
@@ -148,7 +149,7 @@ func SweepUnlocked(parent string) ([]string, error) {
 
 // TryLock takes the flock on the lock file path if nobody holds it, and
 // reports whether it did; a missing lock file is nobody's, and is taken
-// with nothing to unlock. It is the lock images.LockFile takes.
+// with nothing to unlock. It is the lock cachefs.Lock takes.
 func TryLock(path string) (unlock func(), ok bool) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, os.ErrNotExist) {
