@@ -500,7 +500,7 @@ func (b *Board) launch(ctx context.Context, cfg qemu.Config) error {
 		m, err := qemu.Start(ctx, cfg, b.logf)
 		if err != nil {
 			lastErr = err
-			if strings.Contains(err.Error(), "host forwarding rule") {
+			if errors.Is(err, qemu.ErrPortTaken) {
 				continue // the port was taken meanwhile
 			}
 			return err

@@ -241,7 +241,7 @@ func (b *Board) saveProvisionedDisk(ctx context.Context, dir string) error {
 	}
 	defer release()
 	defer os.RemoveAll(tmp)
-	if _, err := b.Machine.QMP(ctx, "stop", nil); err != nil {
+	if err := b.Machine.Pause(ctx); err != nil {
 		return err
 	}
 	if err := b.copyOverlayAndResume(ctx, tmp); err != nil {

@@ -3,7 +3,6 @@ package qemu
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
+	"github.com/digitalocean/go-qemu/qmp/raw"
 
 	"github.com/socbox/socbox/harness/proc"
 	"github.com/socbox/socbox/harness/shell"
@@ -32,7 +32,10 @@ type Machine struct {
 	cmd  *exec.Cmd
 	logf Logf
 
-	mon   *qmp.SocketMonitor
+	// mon is the QMP monitor; raw sends go-qemu's typed commands over
+	// it. Tests drive a Machine through go-qemu's qmptest fake.
+	mon   qmp.Monitor
+	raw   *raw.Monitor
 	monMu sync.Mutex
 
 	done     chan struct{} // closed when the process has exited
@@ -44,8 +47,14 @@ type Machine struct {
 	outTail []string // QEMU's last stdout/stderr lines
 }
 
-// ErrExited is wrapped by errors about a QEMU process that is gone.
-var ErrExited = errors.New("qemu exited")
+var (
+	// ErrExited is wrapped by errors about a QEMU process that is gone.
+	ErrExited = errors.New("qemu exited")
+	// ErrPortTaken: QEMU could not bind a port forward, which another
+	// process took between its choosing and QEMU's start; another port
+	// will do.
+	ErrPortTaken = errors.New("a forwarded port was taken")
+)
 
 // Start launches QEMU for cfg in its own process group, with a parent-death
 // signal so that a killed test process does not leave it running, and
@@ -93,6 +102,11 @@ func Start(ctx context.Context, cfg Config, logf Logf) (*Machine, error) {
 
 	if err := m.connectQMP(ctx); err != nil {
 		m.kill()
+		// QEMU says so only in words ("Could not set up host forwarding
+		// rule"): this is the one place they are read.
+		if m.saidEarly("host forwarding rule") {
+			err = fmt.Errorf("%w: %w", ErrPortTaken, err)
+		}
 		return nil, err
 	}
 	return m, nil
@@ -117,6 +131,19 @@ func (m *Machine) pipe(wg *sync.WaitGroup, prefix string, r io.Reader) {
 	}
 }
 
+// saidEarly reports whether QEMU's own output so far has a line with s.
+func (m *Machine) saidEarly(s string) bool {
+	<-m.done // its output is complete once it has exited
+	m.outMu.Lock()
+	defer m.outMu.Unlock()
+	for _, l := range m.outTail {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *Machine) connectQMP(ctx context.Context) error {
 	sock := QMPSocket(m.cfg.RunDir)
 	deadline := time.Now().Add(30 * time.Second)
@@ -127,7 +154,7 @@ func (m *Machine) connectQMP(ctx context.Context) error {
 		mon, err := qmp.NewSocketMonitor("unix", sock, 2*time.Second)
 		if err == nil {
 			if err = mon.Connect(); err == nil {
-				m.mon = mon
+				m.setMonitor(mon)
 				return nil
 			}
 			_ = mon.Disconnect()
@@ -174,8 +201,13 @@ func (m *Machine) Alive() error {
 // Done is closed when the QEMU process has exited.
 func (m *Machine) Done() <-chan struct{} { return m.done }
 
-// PID is QEMU's process id.
-func (m *Machine) PID() int { return m.cmd.Process.Pid }
+// PID is QEMU's process id, 0 for a machine without one (NewMachine).
+func (m *Machine) PID() int {
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
 
 // Config is the configuration the machine was started with.
 func (m *Machine) Config() Config { return m.cfg }
@@ -183,62 +215,67 @@ func (m *Machine) Config() Config { return m.cfg }
 // CommandLine is the exact QEMU command, quoted for a shell.
 func (m *Machine) CommandLine() string { return shell.Join(append([]string{m.exe}, m.args...)...) }
 
-// QMP runs one QMP command and returns its "return" value.
-func (m *Machine) QMP(ctx context.Context, execute string, args any) (json.RawMessage, error) {
+// NewMachine is a Machine over a QMP monitor that is connected already,
+// with no QEMU process of its own: what the unit tests drive with go-qemu's
+// qmptest fake. It counts as exited once it is told to quit.
+func NewMachine(cfg Config, mon qmp.Monitor, logf Logf) *Machine {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	m := &Machine{cfg: cfg, logf: logf, done: make(chan struct{}), started: time.Now()}
+	m.setMonitor(mon)
+	return m
+}
+
+func (m *Machine) setMonitor(mon qmp.Monitor) {
 	m.monMu.Lock()
-	mon := m.mon
+	m.mon, m.raw = mon, raw.NewMonitor(mon)
+	m.monMu.Unlock()
+}
+
+// qmp runs one exchange with QEMU through fn, giving up when ctx ends or
+// QEMU exits meanwhile. what names it in errors.
+func (m *Machine) qmp(ctx context.Context, what string, fn func(*raw.Monitor) error) error {
+	m.monMu.Lock()
+	mon := m.raw
 	m.monMu.Unlock()
 	if mon == nil {
-		return nil, fmt.Errorf("qmp %s: not connected", execute)
+		return fmt.Errorf("qmp %s: not connected", what)
 	}
 	if err := m.Alive(); err != nil {
-		return nil, fmt.Errorf("qmp %s: %w", execute, err)
+		return fmt.Errorf("qmp %s: %w", what, err)
 	}
-	raw, err := json.Marshal(qmp.Command{Execute: execute, Args: args})
-	if err != nil {
-		return nil, err
-	}
-	type reply struct {
-		out []byte
-		err error
-	}
-	ch := make(chan reply, 1)
-	go func() {
-		out, err := mon.Run(raw)
-		ch <- reply{out, err}
-	}()
+	ch := make(chan error, 1)
+	go func() { ch <- fn(mon) }()
 	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("qmp %s: %w", execute, r.err)
+	case err := <-ch:
+		if err != nil {
+			return fmt.Errorf("qmp %s: %w", what, err)
 		}
-		var resp struct {
-			Return json.RawMessage `json:"return"`
-		}
-		if err := json.Unmarshal(r.out, &resp); err != nil {
-			return nil, fmt.Errorf("qmp %s: decode reply: %w", execute, err)
-		}
-		return resp.Return, nil
+		return nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("qmp %s: %w", execute, ctx.Err())
+		return fmt.Errorf("qmp %s: %w", what, ctx.Err())
 	case <-m.done:
-		return nil, fmt.Errorf("qmp %s: %w", execute, m.Alive())
+		return fmt.Errorf("qmp %s: %w", what, m.Alive())
 	}
 }
 
 // Status is QEMU's run state, e.g. "running" or "paused".
 func (m *Machine) Status(ctx context.Context) (string, error) {
-	out, err := m.QMP(ctx, "query-status", nil)
+	var st raw.StatusInfo
+	err := m.qmp(ctx, "query-status", func(r *raw.Monitor) (err error) {
+		st, err = r.QueryStatus()
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
-	var st struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		return "", err
-	}
-	return st.Status, nil
+	return st.Status.String(), nil
+}
+
+// Pause stops the guest's CPUs; Resume lets them go on.
+func (m *Machine) Pause(ctx context.Context) error {
+	return m.qmp(ctx, "stop", func(r *raw.Monitor) error { return r.Stop() })
 }
 
 // Stop ends the machine in steps: if graceful, ask the guest to power down
@@ -250,7 +287,7 @@ func (m *Machine) Stop(ctx context.Context, graceful bool, powerdownWait time.Du
 	}
 	var errs []error
 	if graceful && m.Alive() == nil {
-		if _, err := m.QMP(ctx, "system_powerdown", nil); err != nil {
+		if err := m.qmp(ctx, "system_powerdown", func(r *raw.Monitor) error { return r.SystemPowerdown() }); err != nil {
 			errs = append(errs, err)
 		} else {
 			select {
@@ -262,8 +299,11 @@ func (m *Machine) Stop(ctx context.Context, graceful bool, powerdownWait time.Du
 	}
 	if m.Alive() == nil {
 		qctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := m.QMP(qctx, "quit", nil)
+		err := m.qmp(qctx, "quit", func(r *raw.Monitor) error { return r.Quit() })
 		cancel()
+		if err == nil && m.cmd == nil {
+			m.exited() // no process of its own (NewMachine): gone once told
+		}
 		if err != nil && m.Alive() == nil {
 			errs = append(errs, err)
 		}
@@ -272,7 +312,7 @@ func (m *Machine) Stop(ctx context.Context, graceful bool, powerdownWait time.Du
 		case <-time.After(5 * time.Second):
 		}
 	}
-	if m.Alive() == nil {
+	if m.Alive() == nil && m.cmd != nil {
 		m.kill()
 		select {
 		case <-m.done:
@@ -290,6 +330,16 @@ func (m *Machine) Stop(ctx context.Context, graceful bool, powerdownWait time.Du
 		return fmt.Errorf("stop %s: %w", m.cfg.Board.Slug, errors.Join(errs...))
 	}
 	return nil
+}
+
+// exited marks a machine without a process of its own as gone.
+func (m *Machine) exited() {
+	select {
+	case <-m.done:
+	default:
+		m.exitedAt = time.Now()
+		close(m.done)
+	}
 }
 
 func (m *Machine) kill() {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/digitalocean/go-qemu/qmp/raw"
+
 	"github.com/socbox/socbox/harness/shell"
 )
 
@@ -21,36 +23,42 @@ import (
 func (m *Machine) SaveState(ctx context.Context, path string) error {
 	// The default migration bandwidth cap (32 MiB/s) is for networks, not
 	// for a local file.
-	if _, err := m.QMP(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40}); err != nil {
+	unlimited := int64(1) << 40
+	if err := m.qmp(ctx, "migrate-set-parameters", func(r *raw.Monitor) error {
+		return r.MigrateSetParameters(&raw.MigrateSetParameters{MaxBandwidth: &unlimited})
+	}); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	if _, err := m.QMP(ctx, "stop", nil); err != nil {
+	if err := m.Pause(ctx); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	if _, err := m.QMP(ctx, "migrate", map[string]any{"uri": "exec:cat > " + shell.Quote(path)}); err != nil {
+	uri := "exec:cat > " + shell.Quote(path)
+	if err := m.qmp(ctx, "migrate", func(r *raw.Monitor) error { return r.Migrate(uri, nil, nil, nil) }); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	for {
-		out, err := m.QMP(ctx, "query-migrate", nil)
-		if err != nil {
+		var info raw.MigrationInfo
+		if err := m.qmp(ctx, "query-migrate", func(r *raw.Monitor) (err error) {
+			info, err = r.QueryMigrate()
+			return err
+		}); err != nil {
 			return fmt.Errorf("save state: %w", err)
 		}
-		var st struct {
-			Status    string `json:"status"`
-			ErrorDesc string `json:"error-desc"`
-		}
-		if err := json.Unmarshal(out, &st); err != nil {
-			return fmt.Errorf("save state: %w", err)
-		}
-		switch st.Status {
-		case "completed":
-			return nil
-		case "failed", "cancelled":
-			return fmt.Errorf("save state: migration %s: %s", st.Status, st.ErrorDesc)
+		if info.Status != nil {
+			switch *info.Status {
+			case raw.MigrationStatusCompleted:
+				return nil
+			case raw.MigrationStatusFailed, raw.MigrationStatusCancelled:
+				desc := ""
+				if info.ErrorDesc != nil {
+					desc = *info.ErrorDesc
+				}
+				return fmt.Errorf("save state: migration %s: %s", info.Status, desc)
+			}
 		}
 		select {
 		case <-ctx.Done():
-			_, _ = m.QMP(context.Background(), "migrate_cancel", nil)
+			_ = m.qmp(context.Background(), "migrate_cancel", func(r *raw.Monitor) error { return r.MigrateCancel() })
 			return fmt.Errorf("save state: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -59,8 +67,7 @@ func (m *Machine) SaveState(ctx context.Context, path string) error {
 
 // Resume continues a paused guest.
 func (m *Machine) Resume(ctx context.Context) error {
-	_, err := m.QMP(ctx, "cont", nil)
-	return err
+	return m.qmp(ctx, "cont", func(r *raw.Monitor) error { return r.Cont() })
 }
 
 // WaitRunning waits until the guest runs: after -incoming, until the saved
@@ -77,7 +84,7 @@ func (m *Machine) WaitRunning(ctx context.Context) error {
 		case "inmigrate", "prelaunch", "restore-vm":
 		case "paused", "postmigrate":
 			// Loaded but not started (e.g. -S): start it.
-			if _, err := m.QMP(ctx, "cont", nil); err != nil {
+			if err := m.Resume(ctx); err != nil {
 				return err
 			}
 		default:
@@ -91,19 +98,38 @@ func (m *Machine) WaitRunning(ctx context.Context) error {
 	}
 }
 
+// deviceAdd is QMP's device_add with the properties a NIC needs. go-qemu's
+// typed DeviceAdd takes only a driver, bus and id; device_add passes any
+// other property through, and a NIC needs netdev (and port, romfile).
+type deviceAdd struct {
+	Driver  string  `json:"driver"`
+	ID      string  `json:"id"`
+	Netdev  string  `json:"netdev"`
+	Port    string  `json:"port,omitempty"`
+	Romfile *string `json:"romfile,omitempty"`
+}
+
 // PlugNIC hot-plugs the board's NIC on the user network (netdev net0),
 // for a machine started with Config.SerialSSH: its state was saved without
 // the NIC, which QEMU cannot migrate. The guest finds it as it would a USB
 // adapter plugged into the real board.
 func (m *Machine) PlugNIC(ctx context.Context, device, port string) error {
-	args := map[string]any{"driver": device, "netdev": "net0", "id": "nic0"}
-	if port != "" {
-		args["port"] = port
-	}
+	args := deviceAdd{Driver: device, Netdev: "net0", ID: "nic0", Port: port}
 	if strings.HasSuffix(device, "-pci") {
-		args["romfile"] = "" // as NICDevice: no option ROM to find
+		none := "" // as NICDevice: no option ROM to find
+		args.Romfile = &none
 	}
-	if _, err := m.QMP(ctx, "device_add", args); err != nil {
+	cmd, err := json.Marshal(map[string]any{"execute": "device_add", "arguments": args})
+	if err != nil {
+		return err
+	}
+	if err := m.qmp(ctx, "device_add", func(*raw.Monitor) error {
+		m.monMu.Lock()
+		mon := m.mon
+		m.monMu.Unlock()
+		_, err := mon.Run(cmd)
+		return err
+	}); err != nil {
 		return fmt.Errorf("plug %s: %w", device, err)
 	}
 	return nil
