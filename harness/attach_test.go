@@ -21,6 +21,8 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/guest"
+	"github.com/socbox/socbox/harness/machine"
 	"github.com/socbox/socbox/harness/report"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/harness/sshx/sshtest"
@@ -60,25 +62,25 @@ func TestParseTargetErrorsNameTheInputAndTheFix(t *testing.T) {
 }
 
 func TestParseFacts(t *testing.T) {
-	f, err := parseFacts("kernel=6.12.25+rpt-rpi-v8\nmachine=aarch64\nhostname=raspberrypi\nuid=0\n" +
+	f, err := guest.ParseFacts("kernel=6.12.25+rpt-rpi-v8\nmachine=aarch64\nhostname=raspberrypi\nuid=0\n" +
 		"os=Debian GNU/Linux 12 (bookworm)\nsuite=bookworm\narch=arm64\nmodel=Raspberry Pi 4 Model B Rev 1.4\n")
 	require.NoError(t, err)
-	require.Equal(t, targetFacts{kernel: "6.12.25+rpt-rpi-v8", machine: "aarch64", hostname: "raspberrypi",
-		os: "Debian GNU/Linux 12 (bookworm)", suite: "bookworm", arch: "arm64", model: "Raspberry Pi 4 Model B Rev 1.4"}, f)
+	require.Equal(t, guest.Facts{Kernel: "6.12.25+rpt-rpi-v8", Machine: "aarch64", Hostname: "raspberrypi",
+		OS: "Debian GNU/Linux 12 (bookworm)", Suite: "bookworm", Arch: "arm64", Model: "Raspberry Pi 4 Model B Rev 1.4"}, f)
 
-	_, err = parseFacts("sh: 1: uname: not found\n")
+	_, err = guest.ParseFacts("sh: 1: uname: not found\n")
 	require.ErrorContains(t, err, "unexpected answer")
 }
 
 func TestDetectProfile(t *testing.T) {
-	rpi4 := targetFacts{machine: "aarch64", arch: "arm64", model: "Raspberry Pi 4 Model B Rev 1.4"}
-	rpi3 := targetFacts{machine: "aarch64", arch: "arm64", model: "Raspberry Pi 3 Model B Rev 1.2"}
-	bbb := targetFacts{machine: "armv7l", arch: "armhf", model: "TI AM335x BeagleBone Black"}
-	virt := targetFacts{machine: "aarch64", arch: "arm64", model: "linux,dummy-virt"}
+	rpi4 := guest.Facts{Machine: "aarch64", Arch: "arm64", Model: "Raspberry Pi 4 Model B Rev 1.4"}
+	rpi3 := guest.Facts{Machine: "aarch64", Arch: "arm64", Model: "Raspberry Pi 3 Model B Rev 1.2"}
+	bbb := guest.Facts{Machine: "armv7l", Arch: "armhf", Model: "TI AM335x BeagleBone Black"}
+	virt := guest.Facts{Machine: "aarch64", Arch: "arm64", Model: "linux,dummy-virt"}
 	for _, c := range []struct {
 		name   string
 		named  string
-		facts  targetFacts
+		facts  guest.Facts
 		slug   string
 		how    string
 		errHas []string
@@ -87,15 +89,15 @@ func TestDetectProfile(t *testing.T) {
 		{name: "pi 3 by model: the faithful profile", facts: rpi3, slug: "raspi3b", how: "detected from the device tree model"},
 		{name: "beaglebone by model", facts: bbb, slug: "beaglebone-black", how: "detected from the device tree model"},
 		{name: "named", named: "raspi3b-fast", facts: rpi4, slug: "raspi3b-fast", how: "named with --board"},
-		{name: "no dpkg: from uname -m", facts: targetFacts{machine: "armv7l", model: "TI AM335x BeagleBone Black"}, slug: "beaglebone-black"},
+		{name: "no dpkg: from uname -m", facts: guest.Facts{Machine: "armv7l", Model: "TI AM335x BeagleBone Black"}, slug: "beaglebone-black"},
 		{name: "ambiguous", facts: virt, errHas: []string{"cannot tell which board profile", "raspi3b, raspi3b-fast, raspi4b, raspi4b-fast", "--board", `model "linux,dummy-virt"`}},
 		{name: "named with the wrong architecture", named: "raspi4b-fast", facts: bbb,
 			errHas: []string{"board raspi4b-fast is linux/arm64 (arm64), but the target runs armhf userland, uname -m armv7l", "beaglebone-black, beaglebone-black-fast"}},
-		{name: "32-bit userland on a 64-bit kernel", facts: targetFacts{machine: "aarch64", arch: "armhf", model: "Raspberry Pi 4 Model B Rev 1.4"},
+		{name: "32-bit userland on a 64-bit kernel", facts: guest.Facts{Machine: "aarch64", Arch: "armhf", Model: "Raspberry Pi 4 Model B Rev 1.4"},
 			errHas: []string{"cannot tell which board profile", "armhf userland, uname -m aarch64"}},
 		{name: "unknown named", named: "raspi5", facts: rpi4, errHas: []string{`unknown board "raspi5"`}},
-		{name: "no profile for the arch", facts: targetFacts{machine: "x86_64", arch: "amd64"}, errHas: []string{"no board profile runs what the target runs (amd64 userland, uname -m x86_64)", "linux/arm64 (arm64)"}},
-		{name: "armv6", facts: targetFacts{machine: "armv6l", arch: "armhf", model: "Raspberry Pi Zero W Rev 1.1"}, errHas: []string{"ARMv6 CPU"}},
+		{name: "no profile for the arch", facts: guest.Facts{Machine: "x86_64", Arch: "amd64"}, errHas: []string{"no board profile runs what the target runs (amd64 userland, uname -m x86_64)", "linux/arm64 (arm64)"}},
+		{name: "armv6", facts: guest.Facts{Machine: "armv6l", Arch: "armhf", Model: "Raspberry Pi Zero W Rev 1.1"}, errHas: []string{"ARMv6 CPU"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, how, err := detectProfile(c.named, c.facts)
@@ -155,8 +157,9 @@ func requireLoggedIn(t *testing.T, b *Board, err error) {
 	t.Helper()
 	require.NotErrorIs(t, err, sshx.ErrUnknownHostKey)
 	require.NotErrorIs(t, err, sshx.ErrHostKeyMismatch)
-	require.NotNil(t, b.Target)
-	require.NotEmpty(t, b.Target.Kernel, "the board's facts were read")
+	tgt, ok := b.Target()
+	require.True(t, ok)
+	require.NotEmpty(t, tgt.Kernel, "the board's facts were read")
 	t.Log(err)
 	if runtime.GOARCH == "amd64" {
 		require.ErrorContains(t, err, "no board profile runs what the target runs")
@@ -252,7 +255,7 @@ func TestAttachKeyErrors(t *testing.T) {
 		t.Cleanup(func() { os.Remove(filepath.Join(e.home, ".ssh", "id_ed25519")) })
 		b, err := Attach(ctx, e.target, WithoutContainerd(), WithLogf(t.Logf))
 		requireLoggedIn(t, b, err)
-		require.Equal(t, filepath.Join(e.home, ".ssh", "id_ed25519"), b.Target.Identity)
+		require.Equal(t, filepath.Join(e.home, ".ssh", "id_ed25519"), identity(t, b))
 	})
 }
 
@@ -317,11 +320,11 @@ func TestAttachUsesTheSSHAgent(t *testing.T) {
 
 	b, err := Attach(attachCtx(t), target, WithKnownHosts(kh), WithoutContainerd(), WithLogf(t.Logf))
 	requireLoggedIn(t, b, err)
-	require.Equal(t, "ssh-agent", b.Target.Identity)
+	require.Equal(t, "ssh-agent", identity(t, b))
 
 	b, err = Attach(attachCtx(t), target, WithIdentity(locked), WithKnownHosts(kh), WithoutContainerd(), WithLogf(t.Logf))
 	requireLoggedIn(t, b, err)
-	require.Equal(t, locked, b.Target.Identity)
+	require.Equal(t, locked, identity(t, b))
 }
 
 func TestAttachRejectsOptionsThatDoNotApply(t *testing.T) {
@@ -341,8 +344,9 @@ func TestTargetNeedsRootForContainerd(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	ep := e.srv.Endpoint()
-	b := &Board{SSH: c, Endpoint: ep, Target: &Target{URL: targetURL(ep), Endpoint: ep, UID: 1000}}
-	err = b.readyTargetContainerd(attachCtx(t))
+	tgt := &Target{machine.Real{URL: targetURL(ep), SSH: ep, Facts: guest.Facts{UID: 1000}}}
+	a := &attachment{b: &Board{SSH: c, Machine: tgt}, t: tgt}
+	err = a.needRoot(attachCtx(t))
 	require.ErrorContains(t, err, "logs in as uid 1000, but installing containerd and reaching its socket")
 	require.ErrorContains(t, err, "/root/.ssh/authorized_keys")
 	require.ErrorContains(t, err, fmt.Sprintf("then attach to ssh://root@127.0.0.1:%d", ep.Port))
@@ -354,13 +358,14 @@ func TestTargetReportAndSSHCommand(t *testing.T) {
 	prof, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	ep := sshx.Endpoint{Host: "raspberrypi.local", Port: 22, User: "root"}
-	b := &Board{Profile: prof, Endpoint: ep, KeyPath: "/keys/pi key", opts: defaultOptions(),
-		Target: &Target{URL: targetURL(ep), Endpoint: ep, KnownHosts: filepath.Join(home, ".ssh", "known_hosts"), Identity: "/keys/pi key",
-			Hostname: "raspberrypi", OS: "Debian GNU/Linux 13 (trixie)", Suite: "trixie", Kernel: "6.12.47+rpt-rpi-v8",
-			Machine: "aarch64", Model: "Raspberry Pi 4 Model B Rev 1.4", ProfileFrom: "named with --board"}}
+	tgt := &Target{machine.Real{URL: targetURL(ep), SSH: ep, KnownHosts: filepath.Join(home, ".ssh", "known_hosts"), Identity: "/keys/pi key",
+		Facts: guest.Facts{Hostname: "raspberrypi", OS: "Debian GNU/Linux 13 (trixie)", Suite: "trixie", Kernel: "6.12.47+rpt-rpi-v8",
+			Machine: "aarch64", Model: "Raspberry Pi 4 Model B Rev 1.4"}, ProfileFrom: "named with --board"}}
+	b := &Board{Profile: prof, KeyPath: "/keys/pi key", opts: defaultOptions(), Machine: tgt, life: newLifecycle(tgt.URL, defaultOptions(), t.Logf)}
+	b.cleanup.Push(closeGuest(b))
 	require.Equal(t, "ssh -i '/keys/pi key' root@raspberrypi.local", b.SSHCommand())
-	b.Target.KnownHosts = "/tmp/kh"
-	b.Endpoint.Port, b.Target.Endpoint.Port = 2222, 2222
+	tgt.KnownHosts = "/tmp/kh"
+	tgt.SSH.Port = 2222
 	b.KeyPath = ""
 	require.Equal(t, "ssh -p 2222 -o UserKnownHostsFile=/tmp/kh root@raspberrypi.local", b.SSHCommand())
 
@@ -421,4 +426,11 @@ func FuzzParseTarget(f *testing.F) {
 			t.Fatalf("%q: %s parses back to %+v, %v", in, targetURL(ep), back, err)
 		}
 	})
+}
+
+// identity is the key a target session logged in with.
+func identity(t *testing.T, b *Board) string {
+	tgt, ok := b.Target()
+	require.True(t, ok, "%T", b.Machine)
+	return tgt.Identity
 }

@@ -4,24 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/ctrd"
-	"github.com/socbox/socbox/harness/shell"
+	"github.com/socbox/socbox/harness/guest"
+	"github.com/socbox/socbox/harness/ociimage"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/debarchive"
 )
 
 // GuestInfo is what an installer needs to know about the guest's OS.
-type GuestInfo struct {
-	Suite     string          // Debian codename from /etc/os-release
-	Arch      string          // dpkg architecture
-	Installed map[string]bool // packages dpkg has installed
-}
+type GuestInfo = guest.OS
 
 // ContainerdInstaller puts containerd and runc into a guest.
 type ContainerdInstaller interface {
@@ -40,16 +40,12 @@ func (AptInstaller) Name() string { return "apt" }
 
 func (ai AptInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestInfo, logf func(string, ...any)) error {
 	logf("containerd: apt-get install in the guest (Debian %s %s)", g.Suite, g.Arch)
-	cmd := "export DEBIAN_FRONTEND=noninteractive; " +
-		"apt-get -q -o Acquire::Retries=3 update && " +
-		"apt-get -q -y -o Acquire::Retries=3 install --no-install-recommends " + strings.Join(append([]string{"containerd", "runc"}, ai.Extra...), " ")
-	res, err := sh.Run(ctx, cmd)
-	if err != nil {
-		return fmt.Errorf("apt-get install containerd: %w", err)
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("apt-get install containerd exited %d: %s (does the guest reach Debian's archive? is its clock right?)",
-			res.ExitCode, tailString(res.Stderr, 800))
+	if err := guest.AptInstall(ctx, sh, append([]string{"containerd", "runc"}, ai.Extra...)...); err != nil {
+		var exit *guest.ExitError
+		if errors.As(err, &exit) {
+			return fmt.Errorf("%w (does the guest reach Debian's archive? is its clock right?)", err)
+		}
+		return err
 	}
 	return nil
 }
@@ -66,37 +62,32 @@ type BundleInstaller struct {
 
 func (BundleInstaller) Name() string { return "bundle" }
 
+// bundleDir is where the bundle's packages wait in the guest.
+const bundleDir = "/var/cache/socbox/debs"
+
 func (bi BundleInstaller) Install(ctx context.Context, sh *sshx.Client, g GuestInfo, logf func(string, ...any)) error {
-	debs, err := bi.Archive.FetchDebs(ctx, g.Suite, g.Arch, append([]string{"containerd", "runc"}, bi.Extra...), g.Installed)
+	want := append([]string{"containerd", "runc"}, bi.Extra...)
+	debs, err := bi.Archive.FetchDebs(ctx, g.Suite, g.Arch, want, g.Installed)
 	if err != nil {
 		return fmt.Errorf("fetch containerd for Debian %s %s: %w", g.Suite, g.Arch, err)
 	}
 	if len(debs) == 0 {
 		// Installed, but not answering yet: a board booting its
 		// provisioned disk, whose containerd is still starting.
-		logf("containerd: installed already (%s), waiting for it to start", strings.Join(append([]string{"containerd", "runc"}, bi.Extra...), ", "))
+		logf("containerd: installed already (%s), waiting for it to start", strings.Join(want, ", "))
 		return nil
 	}
-	var names []string
-	remote := make([]string, 0, len(debs))
+	var names, remote []string
 	for _, d := range debs {
 		names = append(names, debDisplayName(d))
-		dst := "/var/cache/socbox/debs/" + filepath.Base(d)
+		dst := path.Join(bundleDir, filepath.Base(d))
 		if err := uploadFile(ctx, sh, d, dst); err != nil {
 			return fmt.Errorf("push %s: %w", filepath.Base(d), err)
 		}
-		remote = append(remote, shell.Quote(dst))
+		remote = append(remote, dst)
 	}
 	logf("containerd: installing %s with dpkg", strings.Join(names, ", "))
-	res, err := sh.Run(ctx, "DEBIAN_FRONTEND=noninteractive dpkg -i "+strings.Join(remote, " ")+
-		" && rm -rf /var/cache/socbox/debs")
-	if err != nil {
-		return fmt.Errorf("dpkg -i: %w", err)
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("dpkg -i exited %d: %s", res.ExitCode, tailString(append(res.Stdout, res.Stderr...), 1200))
-	}
-	return nil
+	return guest.DpkgInstall(ctx, sh, bundleDir, remote...)
 }
 
 // debDisplayName drops the cache's content-address prefix from a .deb path.
@@ -117,172 +108,157 @@ func uploadFile(ctx context.Context, sh *sshx.Client, local, remote string) erro
 	return sh.Upload(ctx, f, remote, 0o644)
 }
 
-func tailString(b []byte, n int) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
-}
-
-// readOSRelease sources the guest's os-release: /etc/os-release, or
-// /usr/lib/os-release where an image lacks the first (os-release(5) names
-// both). Sourcing a missing file would end the shell.
-const readOSRelease = `if [ -r /etc/os-release ]; then . /etc/os-release; elif [ -r /usr/lib/os-release ]; then . /usr/lib/os-release; fi`
-
-// guestInfo reads the guest's Debian suite, architecture and installed
-// packages.
-func guestInfo(ctx context.Context, sh *sshx.Client) (GuestInfo, error) {
-	out, err := sh.Output(ctx, readOSRelease+`; echo "${VERSION_CODENAME}"; dpkg --print-architecture; `+
-		`dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n'`)
-	if err != nil {
-		return GuestInfo{}, fmt.Errorf("read guest OS: %w", err)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) < 2 || lines[0] == "" {
-		return GuestInfo{}, fmt.Errorf("read guest OS: no VERSION_CODENAME in /etc/os-release or /usr/lib/os-release (is this a Debian-based image?)")
-	}
-	g := GuestInfo{Suite: strings.TrimSpace(lines[0]), Arch: strings.TrimSpace(lines[1]), Installed: map[string]bool{}}
-	for _, l := range lines[2:] {
-		f := strings.Fields(l)
-		if len(f) == 2 && strings.HasPrefix(f[0], "ii") {
-			g.Installed[strings.SplitN(f[1], ":", 2)[0]] = true
-		}
-	}
-	return g, nil
-}
-
-func (b *Board) installer() ContainerdInstaller {
-	var extra []string
-	if b.opts.crun {
-		extra = append(extra, "crun")
-	}
-	switch b.opts.containerd {
-	case ContainerdApt:
-		return AptInstaller{Extra: extra}
-	default:
-		return BundleInstaller{Archive: b.archive, Extra: extra}
-	}
-}
-
 // crunPath is where Debian's crun package puts the binary.
 const crunPath = "/usr/bin/crun"
 
-// connectContainerd dials the guest's containerd through SSH and checks it
-// answers.
-func (b *Board) connectContainerd(ctx context.Context) (*ctrd.Runtime, string, error) {
+// containerdSetup brings containerd up in a board that is logged in to.
+type containerdSetup struct {
+	b       *Board
+	archive *debarchive.Client
+}
+
+func (c containerdSetup) logf(format string, args ...any) { c.b.life.logf(format, args...) }
+
+func (c containerdSetup) installer() ContainerdInstaller {
+	var extra []string
+	if c.b.opts.crun {
+		extra = append(extra, "crun")
+	}
+	switch c.b.opts.containerd {
+	case ContainerdApt:
+		return AptInstaller{Extra: extra}
+	default:
+		return BundleInstaller{Archive: c.archive, Extra: extra}
+	}
+}
+
+// connect dials the guest's containerd through SSH and checks it answers.
+func (c containerdSetup) connect(ctx context.Context) (*ctrd.Runtime, string, error) {
 	var opts []ctrd.Option
-	if b.opts.crun {
+	if c.b.opts.crun {
 		opts = append(opts, ctrd.WithOCIRuntime(crunPath))
 	}
-	if b.Target != nil {
+	if c.b.Machine.Shared() {
 		// A real board: other sessions may be using it right now.
 		opts = append(opts, ctrd.WithSharedGuest())
 	}
-	rt, err := ctrd.Connect(ctx, b.SSH, opts...)
+	rt, err := ctrd.Connect(ctx, c.b.SSH, opts...)
 	if err != nil {
 		return nil, "", err
 	}
 	return rt, rt.DaemonVersion(), nil
 }
 
-func (b *Board) readyContainerd(ctx context.Context) error {
+// ready installs containerd where it is missing, connects to it, imports
+// the busybox image and warms the shim.
+func (c containerdSetup) ready(ctx context.Context) error {
+	b := c.b
 	// Skip the install when containerd already answers (a provisioned or
 	// real board). sshd itself opens the socket: no process starts in the
 	// guest for the check.
 	if conn, err := b.SSH.DialUnix(ctx, ctrd.DefaultSocket); err == nil {
 		conn.Close()
-		rt, v, err := b.connectContainerd(ctx)
-		if err == nil && !b.hasCrunIfAsked(ctx) {
+		rt, v, err := c.connect(ctx)
+		if err == nil && c.crunMissing(ctx) {
 			_ = rt.Close()
 			err = errors.New("crun is missing")
 		}
 		if err == nil {
-			b.logf("containerd %s already running", v)
+			c.logf("containerd %s already running", v)
 			b.Runtime = rt
-			if err := b.importBusybox(ctx, nil); err != nil {
+			if err := c.importBusybox(ctx, nil); err != nil {
 				return err
 			}
-			b.warmShim(ctx)
+			c.warmShim(ctx)
 			return nil
 		}
 	}
-	g, err := guestInfo(ctx, b.SSH)
+	g, err := guest.ReadOS(ctx, b.SSH)
 	if err != nil {
 		return err
 	}
-	inst := b.installer()
+	inst := c.installer()
 	start := time.Now()
-	if err := inst.Install(ctx, b.SSH, g, b.logf); err != nil {
+	if err := inst.Install(ctx, b.SSH, g, c.logf); err != nil {
 		return fmt.Errorf("install containerd (%s): %w", inst.Name(), err)
 	}
-	b.logf("containerd: installed with %s in %.1fs", inst.Name(), time.Since(start).Seconds())
+	c.logf("containerd: installed with %s in %.1fs", inst.Name(), time.Since(start).Seconds())
 	var rt *ctrd.Runtime
 	var version string
 	err = poll(ctx, requirement{
-		desc: "containerd to answer", interval: 500 * time.Millisecond, alive: b.alive,
+		desc: "containerd to answer", interval: 500 * time.Millisecond, alive: b.Machine.Alive,
 		check: func(ctx context.Context) error {
-			if _, err := b.SSH.Output(ctx, "test -S /run/containerd/containerd.sock || systemctl start containerd"); err != nil {
+			if err := guest.StartUnitUnlessSocket(ctx, b.SSH, "containerd", ctrd.DefaultSocket); err != nil {
 				return err
 			}
 			var err error
-			rt, version, err = b.connectContainerd(ctx)
+			rt, version, err = c.connect(ctx)
 			return err
 		},
 	})
 	if err != nil {
 		return err
 	}
-	b.logf("containerd %s answers", version)
+	c.logf("containerd %s answers", version)
 	b.Runtime = rt
-	if err := b.importBusybox(ctx, &g); err != nil {
+	if err := c.importBusybox(ctx, &g); err != nil {
 		return err
 	}
-	b.warmShim(ctx)
+	c.warmShim(ctx)
 	return nil
 }
 
-// hasCrunIfAsked reports whether crun is there when WithCrun asks for it;
-// a board with containerd but without crun goes through the install.
-func (b *Board) hasCrunIfAsked(ctx context.Context) bool {
-	if !b.opts.crun {
-		return true
+// connectRestored connects to the containerd of a board restored from its
+// saved state, which has the busybox image (the store's key says so).
+func (c containerdSetup) connectRestored(ctx context.Context) error {
+	rt, version, err := c.connect(ctx)
+	if err != nil {
+		return err
 	}
-	// (A restored board never asks: readyRestored trusts the snapshot's
-	// key, which has crun in it.)
-	res, err := b.SSH.Run(ctx, "test -x "+crunPath)
-	return err == nil && res.ExitCode == 0
+	c.logf("containerd %s answers", version)
+	c.b.Runtime = rt
+	c.b.BusyboxImage = BusyboxRef
+	c.warmShim(ctx)
+	return nil
+}
+
+// crunMissing says whether WithCrun asks for crun and the guest lacks it;
+// a board with containerd but without crun goes through the install. (A
+// restored board never asks: the store's key has crun in it.)
+func (c containerdSetup) crunMissing(ctx context.Context) bool {
+	return c.b.opts.crun && !guest.Executable(ctx, c.b.SSH, crunPath)
 }
 
 // warmShim starts the shim keeper (see ctrd.KeepShimWarm); a board
 // without it only runs each container a little slower.
-func (b *Board) warmShim(ctx context.Context) {
+func (c containerdSetup) warmShim(ctx context.Context) {
 	start := time.Now()
-	if err := b.Runtime.KeepShimWarm(ctx, b.BusyboxImage); err != nil {
-		b.logf("containerd: %v (containers will start their own shim)", err)
+	if err := c.b.Runtime.KeepShimWarm(ctx, c.b.BusyboxImage); err != nil {
+		c.logf("containerd: %v (containers will start their own shim)", err)
 		return
 	}
 	if d := time.Since(start); d > 100*time.Millisecond {
-		b.logf("containerd: shim kept warm (%.1fs)", d.Seconds())
+		c.logf("containerd: shim kept warm (%.1fs)", d.Seconds())
 	}
 }
 
 // importBusybox builds the busybox image for the guest's platform from
 // Debian's busybox-static (of the guest's suite) and imports it. g is the
 // guest's OS when the caller has read it already; nil reads it.
-func (b *Board) importBusybox(ctx context.Context, g *GuestInfo) error {
+func (c containerdSetup) importBusybox(ctx context.Context, g *GuestInfo) error {
+	b := c.b
 	if b.Runtime.HasImage(ctx, BusyboxRef) {
 		b.BusyboxImage = BusyboxRef // restored from a snapshot
 		return nil
 	}
 	if g == nil {
-		info, err := guestInfo(ctx, b.SSH)
+		info, err := guest.ReadOS(ctx, b.SSH)
 		if err != nil {
 			return err
 		}
 		g = &info
 	}
-	bb, err := images.BusyboxBinary(ctx, b.archive, g.Suite, g.Arch)
+	bb, err := images.BusyboxBinary(ctx, c.archive, g.Suite, g.Arch)
 	if err != nil {
 		return err
 	}
@@ -294,30 +270,19 @@ func (b *Board) importBusybox(ctx context.Context, g *GuestInfo) error {
 	return nil
 }
 
-// readyRestored makes a board restored from its snapshot ready: its clock
-// set (it stood still since the save) and, on a board saved without its
-// NIC, the NIC's address awaited, while containerd is connected. What the
-// snapshot's key guarantees is not checked again: containerd runs, the
-// busybox image is there, crun too when asked for.
-func (b *Board) readyRestored(ctx context.Context) error {
-	guest := make(chan error, 1)
-	go func() {
-		start := time.Now()
-		err := b.SyncClock(ctx)
-		if err == nil {
-			b.logf("ssh: clock set in %.2fs", time.Since(start).Seconds())
-		}
-		if err == nil && b.nicUnplugged() {
-			err = b.waitNetwork(ctx)
-		}
-		guest <- err
-	}()
-	rt, version, err := b.connectContainerd(ctx)
-	if err == nil {
-		b.logf("containerd %s answers", version)
-		b.Runtime = rt
-		b.BusyboxImage = BusyboxRef
-		b.warmShim(ctx)
+// importBusyboxImage imports socbox's busybox image, built from the
+// busybox binary for platform p, under BusyboxRef.
+func importBusyboxImage(ctx context.Context, rt *ctrd.Runtime, busybox string, p boards.Platform) (string, error) {
+	img, err := ociimage.Busybox(busybox, p)
+	if err != nil {
+		return "", err
 	}
-	return errors.Join(err, <-guest)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(ociimage.WriteArchive(pw, img, BusyboxRef)) }()
+	name, err := rt.Import(ctx, pr, p)
+	pr.CloseWithError(err)
+	if err != nil {
+		return "", fmt.Errorf("import busybox image: %w", err)
+	}
+	return name, nil
 }

@@ -2,10 +2,13 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 
-	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/report"
+	"github.com/socbox/socbox/harness/scenario"
+	"github.com/socbox/socbox/harness/sshx"
+
 	"github.com/socbox/socbox/harness/ctrd"
 	"github.com/socbox/socbox/harness/ociimage"
 )
@@ -27,8 +30,8 @@ const BusyboxRef = "socbox.local/busybox:latest"
 // duration. A non-zero exit is a result, not an error. An empty Image means
 // the built-in busybox.
 func (b *Board) Run(ctx context.Context, c Container) (ContainerResult, error) {
-	if err := b.Err(); err != nil {
-		return ContainerResult{}, fmt.Errorf("%w: %w", ErrBoardFailed, err)
+	if err := b.life.failed(); err != nil {
+		return ContainerResult{}, err
 	}
 	if b.Runtime == nil {
 		return ContainerResult{}, fmt.Errorf("run on %s: containerd is not ready (board booted WithoutContainerd?)", b.Profile.Slug)
@@ -61,17 +64,103 @@ func (b *Board) resolveImage(ctx context.Context, c Container) (Container, error
 	return c, nil
 }
 
-func importBusyboxImage(ctx context.Context, rt *ctrd.Runtime, busybox string, p boards.Platform) (string, error) {
-	img, err := ociimage.Busybox(busybox, p)
+// StartService starts a container in the background and returns once each of its
+// Ports accepts connections (Container.Ports needs a Network or
+// HostNetwork). Each port is forwarded to 127.0.0.1 on this machine through
+// the SSH connection: see Endpoint. Stop it when done; Close stops what is
+// left.
+func (b *Board) StartService(ctx context.Context, c Container) (*Service, error) {
+	if err := b.life.failed(); err != nil {
+		return nil, err
+	}
+	if b.Runtime == nil {
+		return nil, fmt.Errorf("start on %s: containerd is not ready (board booted WithoutContainerd?)", b.Profile.Slug)
+	}
+	var err error
+	if c, err = b.resolveImage(ctx, c); err != nil {
+		return nil, err
+	}
+	rc, err := b.Runtime.Start(ctx, c)
 	if err != nil {
+		return nil, fmt.Errorf("start on %s: %w", b.Profile.Slug, err)
+	}
+	s := &Service{Name: c.Name, b: b, rc: rc, forwards: map[int]*sshx.Forward{}}
+	b.bg.addService(s)
+	if err := s.publish(ctx, c); err != nil {
+		res, serr := s.Stop(context.WithoutCancel(ctx))
+		return nil, errors.Join(fmt.Errorf("start %s on %s: %w%s", s.label(), b.Profile.Slug, err, exitedWith(res)), serr)
+	}
+	return s, nil
+}
+
+// CreateNetwork makes a bridge network on the board: containers on it
+// (Container.Network) reach each other by name and the board at "gateway".
+// It is removed when the board is closed, or earlier with its Remove once
+// its containers are gone.
+func (b *Board) CreateNetwork(ctx context.Context, name string) (*Network, error) {
+	if b.Runtime == nil {
+		return nil, fmt.Errorf("create network on %s: containerd is not ready", b.Profile.Slug)
+	}
+	n, err := b.Runtime.CreateNetwork(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Profile.Slug, err)
+	}
+	b.bg.addNetwork(n)
+	return n, nil
+}
+
+// ImportImage puts a user image into the board's containerd and returns the
+// name it is stored under, which Container.Image can then use. source is
+//
+//	oci:PATH[:REF]             an OCI image layout directory, or a tar archive of one
+//	docker-archive:PATH[:TAG]  a docker save tarball
+//	docker://REGISTRY/REPO:TAG (or @sha256:…) pulled on the host, with docker login's credentials
+//
+// A relative PATH is taken from the working directory. The image for the
+// board's platform is picked from a multi-platform one; an image with
+// nothing for it is refused before anything is sent (errors.Is
+// ociimage.ErrWrongPlatform). Importing a source again is skipped while
+// its content is unchanged. Board.Run calls this itself for a
+// Container.Image that is a source.
+func (b *Board) ImportImage(ctx context.Context, source string) (string, error) {
+	if err := b.life.failed(); err != nil {
 		return "", err
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(ociimage.WriteArchive(pw, img, BusyboxRef)) }()
-	name, err := rt.Import(ctx, pr, p)
-	pr.CloseWithError(err)
+	if b.Runtime == nil {
+		return "", fmt.Errorf("import image on %s: containerd is not ready (board booted WithoutContainerd?)", b.Profile.Slug)
+	}
+	name, err := b.imported.add(ctx, b.Runtime, b.Profile.Platform, b.life.logf, source)
 	if err != nil {
-		return "", fmt.Errorf("import busybox image: %w", err)
+		return "", fmt.Errorf("import image on %s: %w", b.Profile.Slug, err)
 	}
 	return name, nil
+}
+
+// RunScenario runs s on the board and checks its expectations: see
+// scenario.Run.
+func (b *Board) RunScenario(ctx context.Context, s scenario.Scenario) *report.Scenario {
+	return scenario.Run(ctx, scenarioRunner{b}, s)
+}
+
+// scenarioRunner is the board as scenario.Run sees it.
+type scenarioRunner struct{ b *Board }
+
+func (r scenarioRunner) Env() scenario.Env {
+	return scenario.Env{Profile: r.b.Profile, HasNetwork: r.b.Machine.HasNetwork(), DefaultImage: r.b.BusyboxImage}
+}
+
+func (r scenarioRunner) CreateNetwork(ctx context.Context, name string) (*ctrd.Network, error) {
+	return r.b.CreateNetwork(ctx, name)
+}
+
+func (r scenarioRunner) StartService(ctx context.Context, c ctrd.Container) (scenario.Service, error) {
+	svc, err := r.b.StartService(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
+
+func (r scenarioRunner) Run(ctx context.Context, c ctrd.Container) (ctrd.ContainerResult, error) {
+	return r.b.Run(ctx, c)
 }

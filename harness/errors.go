@@ -4,38 +4,38 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/socbox/socbox/harness/boot"
+	"github.com/socbox/socbox/harness/machine"
 )
 
-// Stage is where a board is on its way from off to containerd-ready.
-type Stage string
+// Stage is where a board is on its way from off to containerd-ready; see
+// boot.Stage.
+type Stage = boot.Stage
 
 const (
-	StageOff        Stage = "off"
-	StageImage      Stage = "image"      // base image built or found, overlay made
-	StageQEMU       Stage = "qemu"       // QEMU process up, QMP answering
-	StageKernel     Stage = "kernel"     // the guest kernel prints on the console
-	StageSSH        Stage = "ssh"        // the guest's sshd accepted our key
-	StageContainerd Stage = "containerd" // containerd installed and answering
-	StageSnapshot   Stage = "snapshot"   // provisioned state saved for the next boards
-	StageRestore    Stage = "restore"    // QEMU resumed a provisioned snapshot
-	StageNetwork    Stage = "network"    // a NIC plugged in after a restore has an address
-	StageReady      Stage = "ready"
-	StageFailed     Stage = "failed"
+	StageOff        = boot.StageOff
+	StageImage      = boot.StageImage
+	StageQEMU       = boot.StageQEMU
+	StageKernel     = boot.StageKernel
+	StageSSH        = boot.StageSSH
+	StageContainerd = boot.StageContainerd
+	StageSnapshot   = boot.StageSnapshot
+	StageRestore    = boot.StageRestore
+	StageNetwork    = boot.StageNetwork
+	StageReady      = boot.StageReady
+	StageFailed     = boot.StageFailed
 )
 
 var (
 	// ErrKernelPanic: the guest kernel panicked; the console tail says why.
-	ErrKernelPanic = errors.New("kernel panic")
+	ErrKernelPanic = machine.ErrKernelPanic
 	// ErrInitrd: socbox's initrd could not mount the root filesystem.
-	ErrInitrd = errors.New("initrd could not mount the root filesystem")
-	// ErrUSBNICLost: the guest gave up enumerating its USB NIC (raspi3b's
-	// usb-net on the emulated dwc2, now and then under TCG), so SSH over
-	// the network will never answer.
-	ErrUSBNICLost = errors.New("the guest could not enumerate its USB NIC")
-	// ErrSSHDFailed: systemd could not start the guest's sshd (an image
-	// whose host keys its builder removed, say), so SSH will never
-	// answer; the console log says why.
-	ErrSSHDFailed = errors.New("the guest's sshd failed to start")
+	ErrInitrd = machine.ErrInitrd
+	// ErrUSBNICLost: the guest gave up enumerating its USB NIC.
+	ErrUSBNICLost = machine.ErrUSBNICLost
+	// ErrSSHDFailed: systemd could not start the guest's sshd.
+	ErrSSHDFailed = machine.ErrSSHDFailed
 	// ErrBoardFailed: an earlier stage failed, so the board refuses to go on.
 	ErrBoardFailed = errors.New("board failed earlier")
 )

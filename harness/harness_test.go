@@ -13,6 +13,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/socbox/socbox/harness/guest"
+	"github.com/socbox/socbox/harness/machine"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/harness/sshx/sshtest"
 )
@@ -55,12 +57,12 @@ func TestOptionsRejectBadInput(t *testing.T) {
 func TestCloseIsNilSafeAndIdempotent(t *testing.T) {
 	var b *Board
 	require.NoError(t, b.Close())
-	b = &Board{RunDir: t.TempDir()}
+	b = &Board{Machine: machine.Off{}, life: newLifecycle("raspi4b-fast", defaultOptions(), t.Logf)}
 	require.NoError(t, b.Close())
 	require.NoError(t, b.Close())
 }
 
-// guestInfo reads what an installer needs over SSH; here the "guest" is
+// guest.ReadOS reads what an installer needs over SSH; here the "guest" is
 // the host itself behind the in-process SSH server, a Debian system too.
 func TestGuestInfoOverSSH(t *testing.T) {
 	signer, err := sshx.LoadOrCreateKey(filepath.Join(t.TempDir(), "id"))
@@ -71,7 +73,7 @@ func TestGuestInfoOverSSH(t *testing.T) {
 	c, err := sshx.Dial(ctx, sshx.Config{Endpoint: srv.Endpoint(), Signer: signer, HostKeys: sshx.NewHostKeys(srv.HostKey())})
 	require.NoError(t, err)
 	defer c.Close()
-	g, err := guestInfo(ctx, c)
+	g, err := guest.ReadOS(ctx, c)
 	require.NoError(t, err)
 	require.NotEmpty(t, g.Suite)
 	require.NotEmpty(t, g.Arch)

@@ -36,24 +36,6 @@ type background struct {
 	networks []*Network
 }
 
-// CreateNetwork makes a bridge network on the board: containers on it
-// (Container.Network) reach each other by name and the board at "gateway".
-// It is removed when the board is closed, or earlier with its Remove once
-// its containers are gone.
-func (b *Board) CreateNetwork(ctx context.Context, name string) (*Network, error) {
-	if b.Runtime == nil {
-		return nil, fmt.Errorf("create network on %s: containerd is not ready", b.Profile.Slug)
-	}
-	n, err := b.Runtime.CreateNetwork(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Profile.Slug, err)
-	}
-	b.bg.mu.Lock()
-	b.bg.networks = append(b.bg.networks, n)
-	b.bg.mu.Unlock()
-	return n, nil
-}
-
 // Service is a container running in the background, started by
 // Board.StartService, with its ports forwarded to this machine.
 type Service struct {
@@ -64,37 +46,6 @@ type Service struct {
 	once     sync.Once
 	res      ContainerResult
 	err      error
-}
-
-// StartService starts a container in the background and returns once each of its
-// Ports accepts connections (Container.Ports needs a Network or
-// HostNetwork). Each port is forwarded to 127.0.0.1 on this machine through
-// the SSH connection: see Endpoint. Stop it when done; Close stops what is
-// left.
-func (b *Board) StartService(ctx context.Context, c Container) (*Service, error) {
-	if err := b.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBoardFailed, err)
-	}
-	if b.Runtime == nil {
-		return nil, fmt.Errorf("start on %s: containerd is not ready (board booted WithoutContainerd?)", b.Profile.Slug)
-	}
-	var err error
-	if c, err = b.resolveImage(ctx, c); err != nil {
-		return nil, err
-	}
-	rc, err := b.Runtime.Start(ctx, c)
-	if err != nil {
-		return nil, fmt.Errorf("start on %s: %w", b.Profile.Slug, err)
-	}
-	s := &Service{Name: c.Name, b: b, rc: rc, forwards: map[int]*sshx.Forward{}}
-	b.bg.mu.Lock()
-	b.bg.services = append(b.bg.services, s)
-	b.bg.mu.Unlock()
-	if err := s.publish(ctx, c); err != nil {
-		res, serr := s.Stop(context.WithoutCancel(ctx))
-		return nil, errors.Join(fmt.Errorf("start %s on %s: %w%s", s.label(), b.Profile.Slug, err, exitedWith(res)), serr)
-	}
-	return s, nil
 }
 
 func (s *Service) label() string {
@@ -156,7 +107,7 @@ func (s *Service) publish(ctx context.Context, c Container) error {
 			return err
 		}
 		s.forwards[port] = f
-		s.b.logf("%s: port %d (%s in the guest) answers after %.1fs, forwarded to %s", s.label(), port, addr, time.Since(start).Seconds(), f.Addr)
+		s.b.life.logf("%s: port %d (%s in the guest) answers after %.1fs, forwarded to %s", s.label(), port, addr, time.Since(start).Seconds(), f.Addr)
 	}
 	return nil
 }
@@ -188,12 +139,25 @@ func (s *Service) Stop(ctx context.Context) (ContainerResult, error) {
 	return s.res, s.err
 }
 
-// stopBackground stops the services and removes the networks a test left.
-func (b *Board) stopBackground(ctx context.Context) error {
-	b.bg.mu.Lock()
-	services, networks := b.bg.services, b.bg.networks
-	b.bg.services, b.bg.networks = nil, nil
-	b.bg.mu.Unlock()
+// addService and addNetwork remember what to stop on Close.
+func (bg *background) addService(s *Service) {
+	bg.mu.Lock()
+	bg.services = append(bg.services, s)
+	bg.mu.Unlock()
+}
+
+func (bg *background) addNetwork(n *Network) {
+	bg.mu.Lock()
+	bg.networks = append(bg.networks, n)
+	bg.mu.Unlock()
+}
+
+// stop stops the services and removes the networks a test left.
+func (bg *background) stop(ctx context.Context) error {
+	bg.mu.Lock()
+	services, networks := bg.services, bg.networks
+	bg.services, bg.networks = nil, nil
+	bg.mu.Unlock()
 	var errs []error
 	for i := len(services) - 1; i >= 0; i-- {
 		_, err := services[i].Stop(ctx)
@@ -203,4 +167,28 @@ func (b *Board) stopBackground(ctx context.Context) error {
 		errs = append(errs, n.Remove(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// closeGuest is the undo that stops what a test left in the guest — on an emulated board
+// it would go with the machine anyway, on a shared one it must not stay —
+// and closes the containerd and SSH connections.
+func closeGuest(b *Board) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		var errs []error
+		if b.Runtime != nil {
+			errs = append(errs, b.bg.stop(ctx))
+			if b.Machine.Shared() {
+				// A real board stays up: take the shim keeper and the
+				// output files made ahead away too.
+				errs = append(errs, b.Runtime.StopShimKeeper(ctx), b.Runtime.DropOutputs(ctx))
+			}
+			_ = b.Runtime.Close()
+			b.Runtime = nil
+		}
+		if b.SSH != nil {
+			_ = b.SSH.Close()
+			b.SSH = nil
+		}
+		return errors.Join(errs...)
+	}
 }

@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/ctrd"
 	"github.com/socbox/socbox/harness/ociimage"
 )
 
@@ -30,34 +32,9 @@ type importedImage struct {
 	name string
 }
 
-// ImportImage puts a user image into the board's containerd and returns the
-// name it is stored under, which Container.Image can then use. source is
-//
-//	oci:PATH[:REF]             an OCI image layout directory, or a tar archive of one
-//	docker-archive:PATH[:TAG]  a docker save tarball
-//	docker://REGISTRY/REPO:TAG (or @sha256:…) pulled on the host, with docker login's credentials
-//
-// A relative PATH is taken from the working directory. The image for the
-// board's platform is picked from a multi-platform one; an image with
-// nothing for it is refused before anything is sent (errors.Is
-// ociimage.ErrWrongPlatform). Importing a source again is skipped while
-// its content is unchanged. Board.Run calls this itself for a
-// Container.Image that is a source.
-func (b *Board) ImportImage(ctx context.Context, source string) (string, error) {
-	if err := b.Err(); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrBoardFailed, err)
-	}
-	if b.Runtime == nil {
-		return "", fmt.Errorf("import image on %s: containerd is not ready (board booted WithoutContainerd?)", b.Profile.Slug)
-	}
-	name, err := b.importImage(ctx, source)
-	if err != nil {
-		return "", fmt.Errorf("import image on %s: %w", b.Profile.Slug, err)
-	}
-	return name, nil
-}
-
-func (b *Board) importImage(ctx context.Context, source string) (string, error) {
+// add imports source into rt for platform p, unless it is there already
+// with the same content.
+func (ii *importedImages) add(ctx context.Context, rt *ctrd.Runtime, p boards.Platform, logf func(string, ...any), source string) (string, error) {
 	src, err := ociimage.ParseSource(source)
 	if err != nil {
 		return "", err
@@ -65,21 +42,20 @@ func (b *Board) importImage(ctx context.Context, source string) (string, error) 
 	if src, err = src.Resolve(""); err != nil {
 		return "", err
 	}
-	p := b.Profile.Platform
 
-	b.imported.mu.Lock()
-	defer b.imported.mu.Unlock()
+	ii.mu.Lock()
+	defer ii.mu.Unlock()
 	start := time.Now()
 	img, err := src.Load(ctx, p)
 	if err != nil {
 		return "", err
 	}
 	key := src.String()
-	if prev, ok := b.imported.bySource[key]; ok && prev.id == img.ID && b.Runtime.HasImage(ctx, prev.name) {
-		b.logf("image %s: already imported as %s", src, prev.name)
+	if prev, ok := ii.bySource[key]; ok && prev.id == img.ID && rt.HasImage(ctx, prev.name) {
+		logf("image %s: already imported as %s", src, prev.name)
 		return prev.name, nil
 	}
-	b.logf("image %s: %s, %d layers, %s, read in %.1fs; importing as %s",
+	logf("image %s: %s, %d layers, %s, read in %.1fs; importing as %s",
 		src, img.Platform, img.Layers, megabytes(img.Size), time.Since(start).Seconds(), img.Name)
 
 	// Streamed: the archive is written into the import as it is read,
@@ -87,34 +63,34 @@ func (b *Board) importImage(ctx context.Context, source string) (string, error) 
 	start = time.Now()
 	pr, pw := io.Pipe()
 	sent := &countingWriter{w: pw}
-	stop := b.logProgress(src, sent, img.Size, start)
+	stop := logProgress(logf, src, sent, img.Size, start)
 	go func() { pw.CloseWithError(ociimage.WriteArchive(sent, img.Image, img.Name)) }()
-	name, err := b.Runtime.Import(ctx, pr, p)
+	name, err := rt.Import(ctx, pr, p)
 	pr.CloseWithError(err)
 	stop()
 	if err != nil {
 		return "", fmt.Errorf("send %s to the guest as %s: %w", src, img.Name, err)
 	}
 	d := time.Since(start).Seconds()
-	b.logf("image %s: imported as %s in %.1fs (%s, %.1f MB/s)", src, name, d, megabytes(sent.n.Load()), float64(sent.n.Load())/1e6/max(d, 0.001))
+	logf("image %s: imported as %s in %.1fs (%s, %.1f MB/s)", src, name, d, megabytes(sent.n.Load()), float64(sent.n.Load())/1e6/max(d, 0.001))
 
-	if b.imported.bySource == nil {
-		b.imported.bySource = map[string]importedImage{}
+	if ii.bySource == nil {
+		ii.bySource = map[string]importedImage{}
 	}
 	// The name now holds this image: a source imported under it before
 	// must be sent again next time.
-	for k, v := range b.imported.bySource {
+	for k, v := range ii.bySource {
 		if v.name == name {
-			delete(b.imported.bySource, k)
+			delete(ii.bySource, k)
 		}
 	}
-	b.imported.bySource[key] = importedImage{id: img.ID, name: name}
+	ii.bySource[key] = importedImage{id: img.ID, name: name}
 	return name, nil
 }
 
 // logProgress says every progressEvery how much of an image has gone to
 // the guest, until the returned stop is called.
-func (b *Board) logProgress(src ociimage.Source, sent *countingWriter, total int64, start time.Time) (stop func()) {
+func logProgress(logf func(string, ...any), src ociimage.Source, sent *countingWriter, total int64, start time.Time) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(progressEvery)
@@ -124,7 +100,7 @@ func (b *Board) logProgress(src ociimage.Source, sent *countingWriter, total int
 			case <-done:
 				return
 			case <-t.C:
-				b.logf("image %s: %s of %s sent after %.0fs", src, megabytes(sent.n.Load()), megabytes(total), time.Since(start).Seconds())
+				logf("image %s: %s of %s sent after %.0fs", src, megabytes(sent.n.Load()), megabytes(total), time.Since(start).Seconds())
 			}
 		}
 	}()

@@ -17,11 +17,12 @@ import (
 // no access to the machine behind it.
 func attachToEmulated(t *testing.T, vm *harness.Board, opts ...harness.Option) *harness.Board {
 	t.Helper()
-	target := fmt.Sprintf("ssh://%s@%s:%d", vm.Endpoint.User, vm.Endpoint.Host, vm.Endpoint.Port)
+	ep := vm.Machine.Endpoint().SSH
+	target := fmt.Sprintf("ssh://%s@%s:%d", ep.User, ep.Host, ep.Port)
 	all := append([]harness.Option{
 		harness.WithBoard(vm.Profile.Slug), // QEMU's virt machine has no board model to detect
 		harness.WithIdentity(vm.KeyPath),
-		harness.WithKnownHosts(filepath.Join(vm.RunDir, "known_hosts")),
+		harness.WithKnownHosts(filepath.Join(vm.RunDir(), "known_hosts")),
 		harness.WithLogf(t.Logf),
 	}, opts...)
 	b, err := harness.Attach(t.Context(), target, all...)
@@ -32,9 +33,10 @@ func attachToEmulated(t *testing.T, vm *harness.Board, opts ...harness.Option) *
 	})
 	require.NoError(t, err)
 	require.Equal(t, harness.StageReady, b.Stage())
-	require.Nil(t, b.Machine)
-	require.Equal(t, vm.Profile.Platform.UnameMachine(), b.Target.Machine)
-	require.Equal(t, "named with --board", b.Target.ProfileFrom)
+	tgt, ok := b.Target()
+	require.True(t, ok, "the board's driver is a real board's: %T", b.Machine)
+	require.Equal(t, vm.Profile.Platform.UnameMachine(), tgt.Machine)
+	require.Equal(t, "named with --board", tgt.ProfileFrom)
 	return b
 }
 
@@ -58,7 +60,8 @@ func TestTarget(t *testing.T) {
 	require.Equal(t, "real", rb.Tier)
 	require.NotNil(t, rb.Target)
 	defer record(t, rb)
-	runScenarios(t, b, rb, "target "+b.Target.URL)
+	tgt, _ := b.Target()
+	runScenarios(t, b, rb, "target "+tgt.URL)
 }
 
 // TestTargetInstallsContainerd attaches to a board that has no containerd
@@ -73,6 +76,7 @@ func TestTargetInstallsContainerd(t *testing.T) {
 	require.NotEqual(t, 0, res.ExitCode, "the board must start without containerd: %s", res.Stdout)
 
 	b := attachToEmulated(t, vm)
+	tgt, _ := b.Target()
 	stages := b.Timings()
 	require.True(t, slices.ContainsFunc(stages, func(s harness.StageTiming) bool { return s.Stage == harness.StageContainerd }))
 	for _, s := range Bundled() {
@@ -81,7 +85,7 @@ func TestTargetInstallsContainerd(t *testing.T) {
 		}
 		t.Run(s.Name, func(t *testing.T) {
 			res := b.RunScenario(t.Context(), s)
-			require.Empty(t, res.Failures, "scenario %s on target %s (stdout %q, stderr %q)", s.Name, b.Target.URL, clip(res.Stdout), clip(res.Stderr))
+			require.Empty(t, res.Failures, "scenario %s on target %s (stdout %q, stderr %q)", s.Name, tgt.URL, clip(res.Stdout), clip(res.Stderr))
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/machine"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/debarchive"
@@ -257,18 +258,22 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	// Recorded for `socbox ssh`, and forgotten when the board stops.
-	forget, err := writeBootState(b)
+	forget, err := writeBootState(b.Profile.Slug, b.Machine.Endpoint().SSH, b.KeyPath, b.RunDir())
 	if err != nil {
 		fmt.Fprintf(stderr, "socbox boot: %v (socbox ssh will not find this board; use the ssh command below)\n", err)
 	} else {
 		defer forget()
 	}
 	fmt.Fprintf(stdout, "%s is ready. Log in with:\n  socbox ssh --board %s\nor:\n  %s\nQEMU: %s\nCtrl-C stops the board and removes its run directory.\n",
-		b.Profile.Slug, b.Profile.Slug, b.SSHCommand(), b.RunDir)
+		b.Profile.Slug, b.Profile.Slug, b.SSHCommand(), b.RunDir())
+	m, ok := b.Machine.(machine.Emulated)
+	if !ok {
+		return fmt.Errorf("socbox boot: %s is not an emulated board", b.Profile.Slug)
+	}
 	select {
 	case <-ctx.Done():
-	case <-b.Machine.Done():
-		return fmt.Errorf("qemu exited: %w", b.Machine.Alive())
+	case <-m.Done():
+		return fmt.Errorf("qemu exited: %w", m.Alive())
 	}
 	fmt.Fprintln(stderr, "stopping", b.Profile.Slug)
 	return nil

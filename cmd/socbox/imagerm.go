@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/socbox/socbox/harness"
+	"github.com/socbox/socbox/harness/state"
 	"github.com/socbox/socbox/images"
 	"github.com/socbox/socbox/images/cachefs"
 )
@@ -85,7 +85,7 @@ func removeImage(im *images.Image, stderr io.Writer) error {
 // removeSnapshot deletes a snapshot directory holding its lock, which a
 // process restoring from it holds until QEMU has its files open.
 func removeSnapshot(dir string, stderr io.Writer) error {
-	unlock, err := cachefs.Lock(harness.SnapshotLockFile(dir), func() {
+	unlock, err := cachefs.Lock(state.LockFile(dir), func() {
 		fmt.Fprintf(stderr, "waiting for another socbox using snapshot %s\n", filepath.Base(dir))
 	})
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
-	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
 )
@@ -56,12 +55,13 @@ func bootStateDir() (string, error) {
 	return filepath.Join(cache, "boards"), nil
 }
 
-// writeBootState records a ready board for `socbox ssh` and returns the
-// function that removes the record.
-func writeBootState(b *harness.Board) (func(), error) {
+// writeBootState records a ready board (slug, reached at ep with key, run
+// in runDir) for `socbox ssh` and returns the function that removes the
+// record.
+func writeBootState(slug string, ep sshx.Endpoint, key, runDir string) (func(), error) {
 	st := bootState{
-		Board: b.Profile.Slug, PID: os.Getpid(), Host: b.Endpoint.Host, Port: b.Endpoint.Port, User: b.Endpoint.User,
-		Key: b.KeyPath, KnownHosts: filepath.Join(b.RunDir, "known_hosts"), RunDir: b.RunDir, StartedAt: time.Now().UTC(),
+		Board: slug, PID: os.Getpid(), Host: ep.Host, Port: ep.Port, User: ep.User,
+		Key: key, KnownHosts: filepath.Join(runDir, "known_hosts"), RunDir: runDir, StartedAt: time.Now().UTC(),
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -75,7 +75,7 @@ func writeBootState(b *harness.Board) (func(), error) {
 		return nil, fmt.Errorf("record the board for socbox ssh: %w", err)
 	}
 	pointer := filepath.Join(dir, fmt.Sprintf("%s-%d.json", st.Board, st.PID))
-	local := filepath.Join(b.RunDir, "board.json")
+	local := filepath.Join(runDir, "board.json")
 	for _, p := range []string{local, pointer} {
 		if err := os.WriteFile(p, append(data, '\n'), 0o600); err != nil {
 			return nil, fmt.Errorf("record the board for socbox ssh: %w", err)

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/socbox/socbox/boards"
-	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/report"
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/harness/sshx/sshtest"
@@ -119,9 +118,7 @@ func TestBootStateIsWrittenAndForgotten(t *testing.T) {
 	prof, err := boards.Lookup("raspi4b-fast")
 	require.NoError(t, err)
 	run := t.TempDir()
-	b := &harness.Board{Profile: prof, RunDir: run, KeyPath: "/cache/ssh/id_ed25519",
-		Endpoint: sshx.Endpoint{Host: "127.0.0.1", Port: 40123, User: "root"}}
-	forget, err := writeBootState(b)
+	forget, err := writeBootState(prof.Slug, sshx.Endpoint{Host: "127.0.0.1", Port: 40123, User: "root"}, "/cache/ssh/id_ed25519", run)
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(run, "board.json"))
 

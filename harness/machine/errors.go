@@ -16,3 +16,5 @@ var (
 	// answer; the console log says why.
 	ErrSSHDFailed = errors.New("the guest's sshd failed to start")
 )
+
+var errNotStarted = errors.New("the board is not running")

@@ -59,6 +59,8 @@ type Emulated interface {
 	Disk() string
 	// CommandLine is the QEMU command, quoted for a shell.
 	CommandLine() string
+	// Accelerator is how QEMU runs the guest's CPUs: "tcg" or "kvm".
+	Accelerator() string
 	// ConsoleLogs are the serial ports' log files.
 	ConsoleLogs() []string
 	// Done is closed when QEMU has exited.
@@ -82,3 +84,17 @@ type Saver interface {
 type NICPlugger interface {
 	PlugNIC(ctx context.Context) error
 }
+
+// Off is a board not started yet, or no longer: what a session's Machine
+// is before its driver exists, so that nothing asks whether it has one.
+type Off struct {
+	// NIC says whether the board will have a network interface.
+	NIC bool
+}
+
+func (Off) Alive() error               { return errNotStarted }
+func (Off) ConsoleTail(int) []string   { return nil }
+func (Off) Endpoint() Endpoint         { return Endpoint{} }
+func (Off) Shared() bool               { return false }
+func (o Off) HasNetwork() bool         { return o.NIC }
+func (Off) Stop(context.Context) error { return nil }

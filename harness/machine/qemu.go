@@ -165,6 +165,7 @@ func (q *QEMU) Stop(ctx context.Context) error {
 func (q *QEMU) RunDir() string        { return q.proc.Config().RunDir }
 func (q *QEMU) Disk() string          { return q.proc.Config().Disk }
 func (q *QEMU) CommandLine() string   { return q.proc.CommandLine() }
+func (q *QEMU) Accelerator() string   { return string(q.proc.Config().Accelerator()) }
 func (q *QEMU) Done() <-chan struct{} { return q.proc.Done() }
 
 // ConsoleLogs are the log files of every serial port.

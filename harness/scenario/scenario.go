@@ -7,6 +7,7 @@
 package scenario
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -142,3 +143,37 @@ func Str(s string) *string { return &s }
 
 // Bool is a helper for Expect's optional yes-or-no expectations.
 func Bool(b bool) *bool { return &b }
+
+// Runner is what a scenario runs on: a board with containerd ready.
+type Runner interface {
+	// Env is what the checks need to know of the board.
+	Env() Env
+	// CreateNetwork makes a bridge network the scenario's containers
+	// join by name.
+	CreateNetwork(ctx context.Context, name string) (*ctrd.Network, error)
+	// StartService starts a container in the background and returns once
+	// its ports accept connections, each forwarded to this machine.
+	StartService(ctx context.Context, c ctrd.Container) (Service, error)
+	// Run runs a container to its end.
+	Run(ctx context.Context, c ctrd.Container) (ctrd.ContainerResult, error)
+}
+
+// Env is what a scenario needs to know of the board it runs on.
+type Env struct {
+	Profile boards.Profile
+	// HasNetwork says the guest has a network interface besides loopback.
+	HasNetwork bool
+	// DefaultImage is the image a container with no Image runs, for the
+	// report.
+	DefaultImage string
+}
+
+// Service is a container a Runner started in the background.
+type Service interface {
+	// Endpoint is where this machine reaches the service's port, or "".
+	Endpoint(port int) string
+	// IP is the service's address on its network, or "".
+	IP() string
+	// Stop ends it and says what it did.
+	Stop(ctx context.Context) (ctrd.ContainerResult, error)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,9 @@ const DefaultTimeout = 30 * time.Second
 // DefaultRetryInterval is DialRetry's pause between attempts when none is
 // given.
 const DefaultRetryInterval = 500 * time.Millisecond
+
+// ErrAuth: the board accepted none of the keys offered.
+var ErrAuth = errors.New("the board refused the keys offered")
 
 // Config says how to reach and log in to a board.
 type Config struct {
@@ -147,6 +151,11 @@ func dial(ctx context.Context, cfg Config) (*Client, error) {
 			// The connection was closed or timed out under the handshake:
 			// what the handshake says is noise, the reason is ctx.
 			return nil, context.Cause(ctx)
+		}
+		// x/crypto says so only in words; this is the one place they are
+		// read.
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, fmt.Errorf("%w: %w", ErrAuth, err)
 		}
 		return nil, err
 	}

@@ -34,6 +34,7 @@ func TestWrongKeyIsRefused(t *testing.T) {
 		Endpoint: srv.Endpoint(), Signer: newSigner(t), HostKeys: sshx.NewHostKeys(srv.HostKey()),
 	})
 	require.ErrorContains(t, err, "unable to authenticate")
+	require.ErrorIs(t, err, sshx.ErrAuth)
 	require.NotErrorIs(t, err, sshx.ErrHostKeyMismatch)
 }
 
