@@ -3,7 +3,6 @@ package images
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/debarchive"
 	"github.com/socbox/socbox/images/initrd"
 )
@@ -94,58 +94,57 @@ func EnsureBootFiles(ctx context.Context, im *Image, board boards.Profile, archi
 			out.SerialDTB = filepath.Join(dir, "board-serial.dtb")
 		}
 	}
-	if _, err := os.Stat(out.Initrd); err == nil {
-		return out, nil
-	}
-	unlock, err := LockFile(dir+".lock", nil)
-	if err != nil {
-		return bf, err
-	}
-	defer unlock()
-	if _, err := os.Stat(out.Initrd); err == nil {
-		return out, nil
-	}
 	stage := fmt.Sprintf("boot files for %s from %s", board.Slug, im.Name)
 	if fromRoot {
 		stage = fmt.Sprintf("initrd for %s's own kernel %s on %s", im.Name, im.KernelVersion, board.Slug)
 	}
 	if archive == nil {
+		if _, err := os.Stat(out.Initrd); err == nil {
+			return out, nil
+		}
 		return bf, fmt.Errorf("%s: no Debian archive client to fetch busybox-static for %s", stage, im.Suite)
 	}
-	tmp, err := os.MkdirTemp(im.Dir, "boot.tmp-")
-	if err != nil {
-		return bf, fmt.Errorf("%s: %w", stage, err)
-	}
-	defer os.RemoveAll(tmp)
-	files := filepath.Join(tmp, "out")
-	if err := os.MkdirAll(files, 0o755); err != nil {
-		return bf, err
-	}
-	bb, err := BusyboxBinary(ctx, archive, im.Suite, arch)
-	if err != nil {
-		return bf, fmt.Errorf("%s: %w", stage, err)
-	}
-	var buf bytes.Buffer
 	var contents initrd.Contents
-	if fromRoot {
-		contents, err = buildRootModulesInitrd(ctx, im, bb, tmp, ELFMachine(board.Platform), &buf)
-	} else {
-		contents, err = buildKernelDebBootFiles(ctx, im, board, bb, tmp, files, &buf)
+	var size int
+	ready := func(dir string) bool {
+		_, err := os.Stat(filepath.Join(dir, "initrd.img"))
+		return err == nil
 	}
+	built, err := cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, DirMode: 0o755, FileMode: 0o444, Frozen: []string{"initrd.img"}},
+		func(ctx context.Context, files string) error {
+			// Scratch space for unpacking, apart from what is published.
+			work, err := os.MkdirTemp(im.Dir, "boot-work.tmp-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(work)
+			bb, err := BusyboxBinary(ctx, archive, im.Suite, arch)
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			if fromRoot {
+				contents, err = buildRootModulesInitrd(ctx, im, bb, work, ELFMachine(board.Platform), &buf)
+			} else {
+				contents, err = buildKernelDebBootFiles(ctx, im, board, bb, work, files, &buf)
+			}
+			if err != nil {
+				return err
+			}
+			size = buf.Len()
+			return os.WriteFile(filepath.Join(files, "initrd.img"), buf.Bytes(), 0o444)
+		})
 	if err != nil {
 		return bf, fmt.Errorf("%s: %w", stage, err)
 	}
-	if err := os.WriteFile(filepath.Join(files, "initrd.img"), buf.Bytes(), 0o444); err != nil {
-		return bf, err
-	}
-	if err := os.Rename(files, dir); err != nil {
-		return bf, fmt.Errorf("%s: %w", stage, err)
+	if !built {
+		return out, nil
 	}
 	from := "the kernel package"
 	if fromRoot {
 		from = "the image's root filesystem"
 	}
-	logf("image: initrd for %s with busybox and %d modules from %s (%d KiB)", board.Slug, len(contents.LoadOrder), from, buf.Len()/1024)
+	logf("image: initrd for %s with busybox and %d modules from %s (%d KiB)", board.Slug, len(contents.LoadOrder), from, size/1024)
 	return out, nil
 }
 
@@ -233,17 +232,7 @@ func BusyboxBinary(ctx context.Context, archive *debarchive.Client, suite, arch 
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return "", err
 		}
-		tmp, err := os.CreateTemp(filepath.Dir(dst), "busybox.tmp-")
-		if err != nil {
-			return "", err
-		}
-		_, werr := tmp.Write(data)
-		cerr := tmp.Close()
-		if err := errors.Join(werr, cerr, os.Chmod(tmp.Name(), 0o755)); err != nil {
-			os.Remove(tmp.Name())
-			return "", err
-		}
-		return dst, os.Rename(tmp.Name(), dst)
+		return dst, cachefs.WriteFile(dst, data, 0o755)
 	}
 	return "", fmt.Errorf("busybox-static for %s %s: package not among the fetched files", suite, arch)
 }

@@ -10,10 +10,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/socbox/socbox/boards"
-	"github.com/socbox/socbox/images/cachefs"
 )
 
 // CacheDir is where socbox keeps images, packages and snapshots: $SOCBOX_CACHE
@@ -110,9 +111,39 @@ func cacheKey(inputs any) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// LockFile is cachefs.Lock, for the builders in this package until they
-// build through cachefs.Ensure.
-func LockFile(path string, onWait func()) (func(), error) { return cachefs.Lock(path, onWait) }
+// LockFile takes an exclusive flock on path, waiting for another process
+// that holds it (e.g. a second `go test` building the same image). The
+// returned unlock may be called more than once.
+func LockFile(path string, onWait func()) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		return unlocker(f), nil
+	}
+	if onWait != nil {
+		onWait()
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return unlocker(f), nil
+}
+
+func unlocker(f *os.File) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			f.Close()
+		})
+	}
+}
 
 // ListImages returns the images in the cache.
 func ListImages() ([]*Image, error) {

@@ -239,7 +239,7 @@ func (p prunePolicy) prune(entries []*cacheEntry, remove func(*cacheEntry) int64
 	}
 }
 
-// tryLock takes the lock that cachefs.Lock takes, without waiting: ok is
+// tryLock takes the lock that images.LockFile takes, without waiting: ok is
 // false while another process holds it (building, provisioning or
 // restoring what the lock guards).
 func tryLock(path string) (unlock func(), ok bool, err error) {
