@@ -2,15 +2,12 @@ package harness
 
 import "os"
 
-// What socbox keeps is private to the user who runs it: saved states hold
-// the guest's RAM and its sshd host keys, run directories the overlay the
-// guest writes, and neither is anyone else's to read.
+// What socbox keeps is private to the user who runs it: run directories
+// hold the overlay the guest writes, which is nobody else's to read (saved
+// states are package state's, and as private).
 const (
 	privateDirMode  os.FileMode = 0o700
 	privateFileMode os.FileMode = 0o600
-	// frozenFileMode is for a published file that is never written
-	// again: a saved state's disk and memory.
-	frozenFileMode os.FileMode = 0o400
 )
 
 // privateDir makes dir and its missing parents 0700, and tightens dir

@@ -115,15 +115,14 @@ func (r *Runtime) copyIn(ctx context.Context, key string, files []File) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	const extract = `tar -C "$m" --no-same-owner -xf -`
 	var cmd string
 	if m.Type == "bind" {
 		// An image of no layers: the directory is all there is.
-		cmd = "m=" + shell.Quote(m.Source) + " && " + extract
+		cmd = shell.Script(`tar -C "$1" --no-same-owner -xf -`, m.Source)
 	} else {
-		cmd = fmt.Sprintf(`m=$(mktemp -d) && mount -t overlay overlay -o %s "$m" || exit 1
-%s; rc=$?
-umount "$m"; rmdir "$m"; exit $rc`, shell.Quote(strings.Join(m.Options, ",")), extract)
+		cmd = shell.Script(`m=$(mktemp -d) && mount -t overlay overlay -o "$1" "$m" || exit 1
+tar -C "$m" --no-same-owner -xf -; rc=$?
+umount "$m"; rmdir "$m"; exit $rc`, strings.Join(m.Options, ","))
 	}
 	res, err := r.sh.Run(ctx, cmd, sshx.WithStdin(&buf))
 	if err == nil && res.ExitCode != 0 {
@@ -148,18 +147,19 @@ func (r *Runtime) copyOut(ctx context.Context, key string, paths []string, limit
 	}
 	rel := make([]string, len(paths))
 	for i, p := range paths {
-		rel[i] = shell.Quote("./" + strings.TrimPrefix(path.Clean(p), "/"))
+		rel[i] = "./" + strings.TrimPrefix(path.Clean(p), "/")
 	}
 	var cmd string
 	if len(d.lowers) == 0 {
-		cmd = fmt.Sprintf("cd %s && tar -cf - --ignore-failed-read -- %s 2>/dev/null; true", shell.Quote(d.upper), strings.Join(rel, " "))
+		cmd = shell.Script(`cd "$1" && shift && tar -cf - --ignore-failed-read -- "$@" 2>/dev/null; true`, append([]string{d.upper}, rel...)...)
 	} else {
 		// Upper first, as the topmost of the read-only layers: no work
 		// dir is needed, and nothing can change the container's files.
-		lower := shell.Quote(strings.Join(append([]string{d.upper}, d.lowers...), ":"))
-		cmd = fmt.Sprintf(`m=$(mktemp -d) && mount -t overlay overlay -o ro,lowerdir=%s "$m" || exit 1
-(cd "$m" && tar -cf - --ignore-failed-read -- %s 2>/dev/null)
-umount "$m"; rmdir "$m"; true`, lower, strings.Join(rel, " "))
+		lower := strings.Join(append([]string{d.upper}, d.lowers...), ":")
+		cmd = shell.Script(`m=$(mktemp -d) && mount -t overlay overlay -o "ro,lowerdir=$1" "$m" || exit 1
+shift
+(cd "$m" && tar -cf - --ignore-failed-read -- "$@" 2>/dev/null)
+umount "$m"; rmdir "$m"; true`, append([]string{lower}, rel...)...)
 	}
 	// Each file's head and its tar headers (long names take a few KiB).
 	res, err := r.sh.Run(ctx, cmd, sshx.WithOutputLimit(int64(len(paths))*(limit+tarOverhead)))

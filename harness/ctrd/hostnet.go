@@ -28,15 +28,14 @@ func (r *Runtime) hostNetwork(ctx context.Context) (attachment, error) {
 	}
 	dir := path.Join(r.stateDir, "host-network")
 	a := attachment{hosts: path.Join(dir, "hosts"), resolvConf: path.Join(dir, "resolv.conf")}
-	script := fmt.Sprintf(`set -e
-mkdir -p %[1]s
-{ cat %[2]s 2>/dev/null || printf %[6]s "$(cat /proc/sys/kernel/hostname)"; } > %[4]s.tmp
-{ cat %[3]s 2>/dev/null || true; } > %[5]s.tmp
-chmod 0644 %[4]s.tmp %[5]s.tmp
-mv -f %[4]s.tmp %[4]s
-mv -f %[5]s.tmp %[5]s`,
-		shell.Quote(dir), shell.Quote(path.Join(r.etcDir, "hosts")), shell.Quote(path.Join(r.etcDir, "resolv.conf")),
-		shell.Quote(a.hosts), shell.Quote(a.resolvConf), shell.Quote(defaultHosts))
+	script := shell.Script(`set -e
+mkdir -p "$1"
+{ cat "$2" 2>/dev/null || printf "$6" "$(cat /proc/sys/kernel/hostname)"; } > "$4.tmp"
+{ cat "$3" 2>/dev/null || true; } > "$5.tmp"
+chmod 0644 "$4.tmp" "$5.tmp"
+mv -f "$4.tmp" "$4"
+mv -f "$5.tmp" "$5"`,
+		dir, path.Join(r.etcDir, "hosts"), path.Join(r.etcDir, "resolv.conf"), a.hosts, a.resolvConf, defaultHosts)
 	if err := runOK(ctx, r.sh, script); err != nil {
 		return attachment{}, fmt.Errorf("write /etc/hosts and /etc/resolv.conf for the host network: %w", err)
 	}

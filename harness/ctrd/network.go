@@ -62,12 +62,12 @@ func (r *Runtime) CreateNetwork(ctx context.Context, name string) (*Network, err
 	}
 	n.nxt = n.Gateway.Next()
 	// A bridge of the same name left by a crashed run goes first.
-	script := fmt.Sprintf(`set -e
-ip link del %[1]s 2>/dev/null || true
-ip link add %[1]s type bridge
-ip addr add %[2]s/%[3]d dev %[1]s
-ip link set %[1]s up
-mkdir -p %[4]s`, n.Bridge, n.Gateway, subnet.Bits(), shell.Quote(n.dir()))
+	script := shell.Script(`set -e
+ip link del "$1" 2>/dev/null || true
+ip link add "$1" type bridge
+ip addr add "$2" dev "$1"
+ip link set "$1" up
+mkdir -p "$3"`, n.Bridge, fmt.Sprintf("%s/%d", n.Gateway, subnet.Bits()), n.dir())
 	if err := runOK(ctx, r.sh, script); err != nil {
 		return nil, fmt.Errorf("create network %s (bridge %s, %s) in the guest: %w (the guest needs iproute2 and the bridge and veth kernel modules)", name, n.Bridge, subnet, err)
 	}
@@ -81,7 +81,7 @@ func (n *Network) Remove(ctx context.Context) error {
 	if n == nil {
 		return nil
 	}
-	script := fmt.Sprintf("ip link del %s 2>/dev/null; rm -rf -- %s; true", n.Bridge, shell.Quote(n.dir()))
+	script := shell.Script(`ip link del "$1" 2>/dev/null; rm -rf -- "$2"; true`, n.Bridge, n.dir())
 	if err := runOK(ctx, n.r.sh, script); err != nil {
 		return fmt.Errorf("remove network %s: %w", n.Name, err)
 	}
@@ -126,15 +126,15 @@ func (n *Network) attach(ctx context.Context, id, name string) (attachment, erro
 	// The host end's name must fit in 15 bytes and be unique: the ID's
 	// random tail.
 	veth := "sv" + id[max(0, len(id)-12):]
-	script := fmt.Sprintf(`set -e
-ip netns add %[1]s
-ip link add %[2]s type veth peer name eth0 netns %[1]s
-ip link set %[2]s master %[3]s up
-ip -n %[1]s addr add %[4]s/%[5]d dev eth0
-ip -n %[1]s link set lo up
-ip -n %[1]s link set eth0 up
-ip -n %[1]s route add default via %[6]s
-cat > %[7]s`, id, veth, n.Bridge, ip, n.Subnet.Bits(), n.Gateway, shell.Quote(a.hosts))
+	script := shell.Script(`set -e
+ip netns add "$1"
+ip link add "$2" type veth peer name eth0 netns "$1"
+ip link set "$2" master "$3" up
+ip -n "$1" addr add "$4" dev eth0
+ip -n "$1" link set lo up
+ip -n "$1" link set eth0 up
+ip -n "$1" route add default via "$5"
+cat > "$6"`, id, veth, n.Bridge, fmt.Sprintf("%s/%d", ip, n.Subnet.Bits()), n.Gateway.String(), a.hosts)
 	res, err := n.r.sh.Run(ctx, script, sshx.WithStdin(strings.NewReader(hosts)))
 	if err == nil && res.ExitCode != 0 {
 		err = fmt.Errorf("exit status %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
@@ -174,7 +174,7 @@ func (n *Network) forget(name string) {
 // the hosts file.
 func (n *Network) detach(ctx context.Context, id, name string) error {
 	n.forget(name)
-	script := fmt.Sprintf("ip netns del %s 2>/dev/null; rm -f -- %s; true", id, shell.Quote(path.Join(n.dir(), id+".hosts")))
+	script := shell.Script(`ip netns del "$1" 2>/dev/null; rm -f -- "$2"; true`, id, path.Join(n.dir(), id+".hosts"))
 	if err := runOK(ctx, n.r.sh, script); err != nil {
 		return fmt.Errorf("detach %s from network %s: %w", name, n.Name, err)
 	}

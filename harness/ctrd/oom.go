@@ -28,7 +28,7 @@ func (r *Runtime) oomKilled(ctx context.Context, cgroupsPath string) bool {
 		return false
 	}
 	file := path.Join(cgroupRoot, path.Clean("/"+cgroupsPath), "memory.events")
-	res, err := r.sh.Run(ctx, "cat "+shell.Quote(file))
+	res, err := r.sh.Run(ctx, shell.Join("cat", file))
 	if err != nil || res.ExitCode != 0 {
 		return false
 	}

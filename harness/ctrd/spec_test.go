@@ -11,8 +11,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/socbox/socbox/boards"
 	"github.com/stretchr/testify/require"
+
+	"github.com/socbox/socbox/boards"
 )
 
 func TestNumericUser(t *testing.T) {

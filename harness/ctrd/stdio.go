@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 
@@ -35,8 +34,7 @@ func newGuestOutput(stateDir, id string) guestOutput {
 
 // create makes the directory and two empty files.
 func (g guestOutput) create(ctx context.Context, sh Shell) error {
-	return runOK(ctx, sh, fmt.Sprintf("mkdir -p -m 0700 %s && : > %s && : > %s",
-		shell.Quote(g.dir), shell.Quote(g.stdout), shell.Quote(g.stderr)))
+	return runOK(ctx, sh, shell.Script(`mkdir -p -m 0700 "$1" && : > "$2" && : > "$3"`, g.dir, g.stdout, g.stderr))
 }
 
 // takeOutput returns a pair of empty output files for a container: an
@@ -65,11 +63,11 @@ func (r *Runtime) DropOutputs(ctx context.Context) error {
 	if len(outs) == 0 {
 		return nil
 	}
-	var dirs []string
+	argv := []string{"rm", "-rf", "--"}
 	for _, g := range outs {
-		dirs = append(dirs, shell.Quote(g.dir))
+		argv = append(argv, g.dir)
 	}
-	return runOK(ctx, r.sh, "rm -rf -- "+strings.Join(dirs, " "))
+	return runOK(ctx, r.sh, shell.Join(argv...))
 }
 
 // creator hands the two paths to the task. The shim does the copying, so
@@ -99,7 +97,7 @@ func (g guestOutput) readAndReset(ctx context.Context, sh Shell, limit int64) (s
 }
 
 func (g guestOutput) remove(ctx context.Context, sh Shell) error {
-	return runOK(ctx, sh, "rm -rf -- "+shell.Quote(g.dir))
+	return runOK(ctx, sh, shell.Join("rm", "-rf", "--", g.dir))
 }
 
 type guestFiles struct{ config cio.Config }

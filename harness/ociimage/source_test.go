@@ -158,13 +158,6 @@ func helloOf(t *testing.T, img v1.Image) string {
 	}
 }
 
-func platformOf(t *testing.T, img v1.Image) string {
-	t.Helper()
-	p, err := imagePlatform(img)
-	require.NoError(t, err)
-	return p
-}
-
 func load(t *testing.T, source string, p boards.Platform) (*Loaded, error) {
 	t.Helper()
 	src, err := ParseSource(source)

@@ -34,3 +34,10 @@ func Join(argv ...string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// Script renders a fixed POSIX sh script run with args as its positional
+// parameters ($1, $2, … and "$@"): values never become part of the
+// script's text, so the script can be read, and checked, as written.
+func Script(script string, args ...string) string {
+	return Join(append([]string{"sh", "-c", script, "sh"}, args...)...)
+}

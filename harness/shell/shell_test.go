@@ -54,3 +54,10 @@ func FuzzQuote(f *testing.F) {
 		require.Equal(t, []string{s}, roundTrip(t, Quote(s)))
 	})
 }
+
+func TestScriptPassesValuesAsParameters(t *testing.T) {
+	line := Script(`printf '%s|' "$1"; shift; printf '<%s>' "$@"`, "$(reboot)", "a b", "it's")
+	out, err := exec.Command("/bin/sh", "-c", line).Output()
+	require.NoError(t, err)
+	require.Equal(t, "$(reboot)|<a b><it's>", string(out))
+}
