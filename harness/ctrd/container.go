@@ -2,8 +2,6 @@ package ctrd
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/socbox/socbox/harness/sshx"
 )
@@ -572,51 +569,6 @@ func killTask(ctx context.Context, task client.Task, start time.Time) (exitCode 
 	}
 }
 
-// image looks up name and makes sure it is unpacked for the runtime's
-// platform and snapshotter.
-func (r *Runtime) image(ctx context.Context, name string) (client.Image, error) {
-	meta, err := r.client.ImageService().Get(ctx, name)
-	if errdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("image %s is not in the guest's containerd (namespace %s): import it first: %w", name, r.namespace, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up image %s: %w", name, err)
-	}
-	match := matcher(r.platform)
-	r.mu.Lock()
-	checked := r.checkedImages[name] == meta.Target.Digest
-	r.mu.Unlock()
-	if checked {
-		// Same name, same content as a container before: its platform
-		// was checked and it was unpacked then.
-		return client.NewImageWithPlatform(r.client, meta, match), nil
-	}
-	ok, err := hasPlatform(ctx, r.client.ContentStore(), meta.Target, match)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", name, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: image %s has nothing for %s", ErrPlatformMismatch, name, r.platform)
-	}
-	image := client.NewImageWithPlatform(r.client, meta, match)
-	unpacked, err := image.IsUnpacked(ctx, r.snapshotter)
-	if err != nil {
-		return nil, fmt.Errorf("image %s for %s: %w", name, r.platform, err)
-	}
-	if !unpacked {
-		if err := image.Unpack(ctx, r.snapshotter); err != nil {
-			return nil, fmt.Errorf("unpack image %s for %s: %w", name, r.platform, err)
-		}
-	}
-	r.mu.Lock()
-	if r.checkedImages == nil {
-		r.checkedImages = map[string]digest.Digest{}
-	}
-	r.checkedImages[name] = meta.Target.Digest
-	r.mu.Unlock()
-	return image, nil
-}
-
 // withRuntime names the runc shim, with the OCI runtime binary when one
 // other than runc is asked for.
 func (r *Runtime) withRuntime() client.NewContainerOpts {
@@ -624,12 +576,6 @@ func (r *Runtime) withRuntime() client.NewContainerOpts {
 		return client.WithRuntime(plugins.RuntimeRuncV2, nil)
 	}
 	return client.WithRuntime(plugins.RuntimeRuncV2, &runcoptions.Options{BinaryName: r.ociRuntime})
-}
-
-func randomSuffix() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // HasImage reports whether the guest's containerd has the image, unpacked

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/socbox/socbox/boards"
@@ -140,4 +141,49 @@ func hasPlatform(ctx context.Context, cs content.Provider, target ocispec.Descri
 		return false, err
 	}
 	return match.Match(p), nil
+}
+
+// image looks up name and makes sure it is unpacked for the runtime's
+// platform and snapshotter.
+func (r *Runtime) image(ctx context.Context, name string) (client.Image, error) {
+	meta, err := r.client.ImageService().Get(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("image %s is not in the guest's containerd (namespace %s): import it first: %w", name, r.namespace, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up image %s: %w", name, err)
+	}
+	match := matcher(r.platform)
+	r.mu.Lock()
+	checked := r.checkedImages[name] == meta.Target.Digest
+	r.mu.Unlock()
+	if checked {
+		// Same name, same content as a container before: its platform
+		// was checked and it was unpacked then.
+		return client.NewImageWithPlatform(r.client, meta, match), nil
+	}
+	ok, err := hasPlatform(ctx, r.client.ContentStore(), meta.Target, match)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", name, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: image %s has nothing for %s", ErrPlatformMismatch, name, r.platform)
+	}
+	image := client.NewImageWithPlatform(r.client, meta, match)
+	unpacked, err := image.IsUnpacked(ctx, r.snapshotter)
+	if err != nil {
+		return nil, fmt.Errorf("image %s for %s: %w", name, r.platform, err)
+	}
+	if !unpacked {
+		if err := image.Unpack(ctx, r.snapshotter); err != nil {
+			return nil, fmt.Errorf("unpack image %s for %s: %w", name, r.platform, err)
+		}
+	}
+	r.mu.Lock()
+	if r.checkedImages == nil {
+		r.checkedImages = map[string]digest.Digest{}
+	}
+	r.checkedImages[name] = meta.Target.Digest
+	r.mu.Unlock()
+	return image, nil
 }

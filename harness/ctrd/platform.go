@@ -1,9 +1,7 @@
 package ctrd
 
 import (
-	"context"
 	"errors"
-	"fmt"
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -23,20 +21,4 @@ func matcher(p boards.Platform) platforms.MatchComparer {
 
 func ociPlatform(p boards.Platform) ocispec.Platform {
 	return platforms.Normalize(ocispec.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
-}
-
-// daemonPlatform asks containerd which platform its task runtime runs.
-func (r *Runtime) daemonPlatform(ctx context.Context) (boards.Platform, error) {
-	resp, err := r.client.IntrospectionService().Plugins(r.withNamespace(ctx), `type=="io.containerd.runtime.v2"`)
-	if err != nil {
-		return boards.Platform{}, fmt.Errorf("ask containerd for its platform: %w", err)
-	}
-	for _, plugin := range resp.Plugins {
-		if plugin.InitErr != nil || len(plugin.Platforms) == 0 {
-			continue
-		}
-		p := plugin.Platforms[0]
-		return boards.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}, nil
-	}
-	return boards.Platform{}, errors.New("containerd reports no task runtime with a platform")
 }

@@ -304,3 +304,19 @@ func namespaceStream(ns string) grpc.StreamClientInterceptor {
 		return streamer(ctx, desc, cc, method, opts...)
 	}
 }
+
+// daemonPlatform asks containerd which platform its task runtime runs.
+func (r *Runtime) daemonPlatform(ctx context.Context) (boards.Platform, error) {
+	resp, err := r.client.IntrospectionService().Plugins(r.withNamespace(ctx), `type=="io.containerd.runtime.v2"`)
+	if err != nil {
+		return boards.Platform{}, fmt.Errorf("ask containerd for its platform: %w", err)
+	}
+	for _, plugin := range resp.Plugins {
+		if plugin.InitErr != nil || len(plugin.Platforms) == 0 {
+			continue
+		}
+		p := plugin.Platforms[0]
+		return boards.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}, nil
+	}
+	return boards.Platform{}, errors.New("containerd reports no task runtime with a platform")
+}

@@ -3,6 +3,8 @@ package ctrd
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"path"
 
@@ -117,4 +119,10 @@ func runOK(ctx context.Context, sh Shell, cmd string) error {
 		return fmt.Errorf("%q exited with status %d: %s", cmd, res.ExitCode, bytes.TrimSpace(res.Stderr))
 	}
 	return nil
+}
+
+func randomSuffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -247,3 +247,8 @@ func copyFile(src, dst string) error {
 	}
 	return out.Close()
 }
+
+// Unit is what the board's plan calls scenario sc on it.
+func (b *Board) Unit(sc *Scenario) plan.Unit {
+	return plan.Unit{Board: b.Board, Image: b.ImageID, Scenario: sc.Name}
+}

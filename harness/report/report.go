@@ -87,11 +87,6 @@ type Board struct {
 	Host  *Host      `json:"host,omitempty"`
 }
 
-// Unit is what the board's plan calls scenario sc on it.
-func (b *Board) Unit(sc *Scenario) plan.Unit {
-	return plan.Unit{Board: b.Board, Image: b.ImageID, Scenario: sc.Name}
-}
-
 // Target is the real board a run attached to, as it described itself.
 type Target struct {
 	Address  string `json:"address"` // user@host:port
