@@ -22,6 +22,7 @@ import (
 
 	"github.com/socbox/socbox/harness/sshx"
 	"github.com/socbox/socbox/images"
+	"github.com/socbox/socbox/images/cachefs"
 )
 
 // bootState is what `socbox boot` leaves for `socbox ssh` while a board is
@@ -76,8 +77,9 @@ func writeBootState(slug string, ep sshx.Endpoint, key, runDir string) (func(), 
 	}
 	pointer := filepath.Join(dir, fmt.Sprintf("%s-%d.json", st.Board, st.PID))
 	local := filepath.Join(runDir, "board.json")
+	// Whole or not at all: `socbox ssh` in another shell may read it now.
 	for _, p := range []string{local, pointer} {
-		if err := os.WriteFile(p, append(data, '\n'), 0o600); err != nil {
+		if err := cachefs.WriteFile(p, append(data, '\n'), 0o600); err != nil {
 			return nil, fmt.Errorf("record the board for socbox ssh: %w", err)
 		}
 	}
