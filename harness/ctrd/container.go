@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"syscall"
 	"time"
 
@@ -367,8 +366,9 @@ func (rc *Running) create(ctx context.Context) error {
 func (rc *Running) startTask(ctx context.Context) error {
 	task, err := rc.ctr.NewTask(ctx, rc.out.creator())
 	if err != nil {
-		if strings.Contains(err.Error(), "can't find sandbox") {
-			// The keeper is gone: later containers start a shim again.
+		if id := rc.r.shimSandbox(); id != "" && !rc.r.keeperRunning(ctx, id) {
+			// The keeper is gone (which is why the task could not be
+			// made in its shim): later containers start a shim again.
 			rc.r.setShimSandbox("")
 		}
 		return fmt.Errorf("create task: %w", err)

@@ -91,6 +91,21 @@ func (r *Runtime) KeepShimWarm(ctx context.Context, image string) error {
 	return nil
 }
 
+// keeperRunning asks containerd whether the keeper id still runs.
+func (r *Runtime) keeperRunning(ctx context.Context, id string) bool {
+	ctx = r.withNamespace(context.WithoutCancel(ctx))
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return false
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return false
+	}
+	st, err := task.Status(ctx)
+	return err == nil && st.Status == client.Running
+}
+
 func (r *Runtime) shimSandbox() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

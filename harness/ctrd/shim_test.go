@@ -7,25 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd/v2/client"
 	"github.com/stretchr/testify/require"
 )
-
-// keeperRunning reports whether the keeper container id has a running task.
-func keeperRunning(t *testing.T, ctx context.Context, r *Runtime, id string) bool {
-	t.Helper()
-	ctx = r.withNamespace(ctx)
-	ctr, err := r.client.LoadContainer(ctx, id)
-	if err != nil {
-		return false
-	}
-	task, err := ctr.Task(ctx, nil)
-	if err != nil {
-		return false
-	}
-	st, err := task.Status(ctx)
-	return err == nil && st.Status == client.Running
-}
 
 // A session removes only the keeper it started: `socbox boot` leaves its
 // keeper running in the guest, and a `socbox run --target` against that
@@ -48,13 +31,13 @@ func TestShimKeeperBelongsToItsSession(t *testing.T) {
 	name, err := boot.Import(ctx, bytes.NewReader(archive), p)
 	require.NoError(t, err)
 	require.NoError(t, boot.KeepShimWarm(ctx, name))
-	require.True(t, keeperRunning(t, ctx, boot, KeeperID))
+	require.True(t, boot.keeperRunning(ctx, KeeperID))
 
 	// A session that finds the keeper running did not start it.
 	again := connect()
 	require.NoError(t, again.KeepShimWarm(ctx, name))
 	require.NoError(t, again.StopShimKeeper(ctx))
-	require.True(t, keeperRunning(t, ctx, boot, KeeperID), "another session's keeper was removed")
+	require.True(t, boot.keeperRunning(ctx, KeeperID), "another session's keeper was removed")
 
 	// Sessions on a shared guest each run a keeper of their own, and
 	// containers of one go on when another ends.
@@ -65,15 +48,15 @@ func TestShimKeeperBelongsToItsSession(t *testing.T) {
 	require.NotEqual(t, KeeperID, k1)
 	require.NotEqual(t, k1, k2)
 	require.NoError(t, target1.StopShimKeeper(ctx))
-	require.False(t, keeperRunning(t, ctx, boot, k1))
-	require.True(t, keeperRunning(t, ctx, boot, k2))
+	require.False(t, boot.keeperRunning(ctx, k1))
+	require.True(t, boot.keeperRunning(ctx, k2))
 	res, err := target2.Run(ctx, Container{Image: name, Cmd: []string{"echo", "still runs"}})
 	require.NoError(t, err)
 	require.Equal(t, "still runs\n", string(res.Stdout))
 	require.NoError(t, target2.StopShimKeeper(ctx))
-	require.False(t, keeperRunning(t, ctx, boot, k2))
-	require.True(t, keeperRunning(t, ctx, boot, KeeperID), "the boot session's keeper outlives them all")
+	require.False(t, boot.keeperRunning(ctx, k2))
+	require.True(t, boot.keeperRunning(ctx, KeeperID), "the boot session's keeper outlives them all")
 
 	require.NoError(t, boot.StopShimKeeper(ctx))
-	require.False(t, keeperRunning(t, ctx, boot, KeeperID))
+	require.False(t, boot.keeperRunning(ctx, KeeperID))
 }
