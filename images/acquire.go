@@ -20,6 +20,7 @@ import (
 
 	"github.com/ulikunitz/xz"
 
+	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/internal/idleread"
 )
 
@@ -291,11 +292,11 @@ func download(ctx context.Context, src Source, want, dir, name string, logf func
 		return "", fmt.Errorf("acquire %s: HTTP %s", src.Location, resp.Status)
 	}
 	h := sha256.New()
-	err = writeFileAtomic(dst, 0o444, func(w io.Writer) error {
+	err = cachefs.WriteFunc(dst, 0o444, func(f *os.File) error {
 		pr := newProgress(body, resp.ContentLength, "downloading "+name, logf)
-		_, err := io.Copy(io.MultiWriter(w, h), pr)
+		_, err := io.Copy(io.MultiWriter(f, h), pr)
 		return err
-	}, func() error {
+	}, func(string) error {
 		if got := hex.EncodeToString(h.Sum(nil)); got != want {
 			return fmt.Errorf("%w: the download's sha256 is %s, expected %s; the server sent another file or the transfer broke: check the URL and the checksum",
 				ErrChecksumMismatch, got, want)
@@ -416,8 +417,8 @@ func unpack(ctx context.Context, file, format, dst string, logf func(string, ...
 	default:
 		return fmt.Errorf("unpack %s: unknown format %q", file, format)
 	}
-	err = writeFileAtomic(dst, 0o444, func(w io.Writer) error {
-		return copySparse(ctx, w.(*os.File), r)
+	err = cachefs.WriteFunc(dst, 0o444, func(f *os.File) error {
+		return copySparse(ctx, f, r)
 	}, nil)
 	if err != nil {
 		var fe *ImageFormatError
@@ -540,41 +541,6 @@ func isZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// writeFileAtomic fills a temp file beside dst, runs check, and renames it
-// into place, so a reader never sees a half-written file.
-func writeFileAtomic(dst string, mode os.FileMode, fill func(w io.Writer) error, check func() error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".tmp-")
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if check != nil {
-		if err := check(); err != nil {
-			return err
-		}
-	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return err
-	}
-	ok = true
-	return nil
 }
 
 // progress logs how far a long read has got, every few seconds.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/debarchive"
 )
 
@@ -143,104 +144,92 @@ func Prepare(ctx context.Context, spec PrepareSpec) (*Image, error) {
 		return nil, fmt.Errorf("%s: image too large for the board: %d MiB with %d MiB of headroom needs a %d GiB SD card, more than the %d GiB (SDHC) socbox gives %s; use a smaller image, less headroom, or a -fast board (virtio disk)",
 			stage, info.Layout.Size>>20, spec.HeadroomMiB, NextPowerOfTwo(newSize)>>30, MaxSDCardBytes>>30, b.Slug)
 	}
-	unlock, err := LockFile(dir+".lock", func() { logf("image: waiting for another process preparing %s", name) })
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
-	}
-	defer unlock()
-	if !spec.Rebuild {
-		if im, err := LoadImage(dir); err == nil {
-			return im, nil
-		}
-	}
-	start := time.Now()
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), name+".tmp-")
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
-	}
-	defer os.RemoveAll(tmp)
-	work := filepath.Join(tmp, "work")
-	if err := os.Mkdir(work, 0o700); err != nil {
-		return nil, err
-	}
-	if plan.from == kernelFromImage {
-		// Decided before the copy: a kernel that cannot reach its root
-		// fails here, in a second, whatever the image's size.
-		if err := plan.chooseInitrd(ctx, info, b, work, logf); err != nil {
-			var fe *ImageFormatError
-			if errors.As(err, &fe) {
-				return nil, err // names the file, the stage and the fix already
+	start := time.Now()
+	var im *Image
+	ready := func(d string) bool { _, err := LoadImage(d); return err == nil }
+	built, err := cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, Rebuild: spec.Rebuild, DirMode: 0o755,
+		OnWait: func() { logf("image: waiting for another process preparing %s", name) }},
+		func(ctx context.Context, tmp string) error {
+			work := filepath.Join(tmp, "work")
+			if err := os.Mkdir(work, 0o700); err != nil {
+				return err
 			}
-			return nil, fmt.Errorf("%s: %w", stage, err)
-		}
-	}
+			if plan.from == kernelFromImage {
+				// Decided before the copy: a kernel that cannot reach its root
+				// fails here, in a second, whatever the image's size.
+				if err := plan.chooseInitrd(ctx, info, b, work, logf); err != nil {
+					return err
+				}
+			}
 
-	im := &Image{
-		Name: name, Suite: info.Suite, Platform: b.Platform, Disk: "disk.img", DiskFormat: "raw",
-		User: "root", Key: key, Inputs: in, Board: b.Slug, Family: string(info.Family),
-	}
-	disk := filepath.Join(tmp, im.Disk)
-	rootPart, err := copyPrepared(ctx, file, disk, info, int64(spec.HeadroomMiB)<<20, logf)
-	if err != nil {
-		return nil, fmt.Errorf("%s: copy: %w", stage, err)
-	}
-	ext := ext4Part{file: disk, offset: rootPart.Start, size: rootPart.Size, image: info.File}
-	fb := firstBoot{info: info, user: user, passwordHash: spec.PasswordHash, key: strings.TrimSpace(spec.AuthorizedKey), instance: key[:12]}
-	w := ext.writer(work)
-	im.HostKeys, err = fb.rootFS(ctx, ext, w)
-	if err != nil {
-		return nil, fmt.Errorf("%s: first-boot setup: %w", stage, err)
-	}
-	if fb.pinnedHostKeys = len(im.HostKeys) > 0; fb.pinnedHostKeys {
-		logf("image: the image has no sshd host keys: socbox made %d, pinned for %s", len(im.HostKeys), name)
-	}
-	if info.Boot != nil {
-		if err := (bootFS{file: disk, part: *info.Boot}).writeFiles(fb.bootFiles()); err != nil {
-			return nil, fmt.Errorf("%s: first-boot setup: %w", stage, err)
-		}
-	}
-	switch plan.from {
-	case kernelFromImage:
-		if err := plan.copyOwnKernel(info, tmp, im); err != nil {
-			return nil, fmt.Errorf("%s: %w", stage, err)
-		}
-	case kernelFromBoard:
-		if spec.Archive == nil && spec.KernelDeb == "" {
-			return nil, fmt.Errorf("%s: no Debian archive client to fetch %s's kernel", stage, b.Slug)
-		}
-		if err := installBoardKernel(ctx, spec.Archive, spec.KernelDeb, b, info, ext, w, work, tmp, im, logf); err != nil {
-			return nil, fmt.Errorf("%s: %w", stage, err)
-		}
-	}
-	if err := w.commit(ctx); err != nil {
-		return nil, fmt.Errorf("%s: write root filesystem: %w", stage, err)
-	}
-	if err := ext.fsck(ctx); err != nil {
-		return nil, fmt.Errorf("%s: check root filesystem after writing: %w", stage, err)
-	}
-	im.Append = buildAppend(info, b, plan, rootPart)
-	if err := os.RemoveAll(work); err != nil {
-		return nil, err
-	}
-	for _, f := range []string{im.Disk, im.Kernel, im.KernelDeb, im.DTB, im.Initrd} {
-		if f != "" {
-			_ = os.Chmod(filepath.Join(tmp, f), 0o444)
-		}
-	}
-	im.BuiltAt = time.Now().UTC()
-	im.BuildSec = time.Since(start).Seconds()
-	if err := im.save(tmp); err != nil {
+			im = &Image{
+				Name: name, Suite: info.Suite, Platform: b.Platform, Disk: "disk.img", DiskFormat: "raw",
+				User: "root", Key: key, Inputs: in, Board: b.Slug, Family: string(info.Family),
+			}
+			disk := filepath.Join(tmp, im.Disk)
+			rootPart, err := copyPrepared(ctx, file, disk, info, int64(spec.HeadroomMiB)<<20, logf)
+			if err != nil {
+				return fmt.Errorf("copy: %w", err)
+			}
+			ext := ext4Part{file: disk, offset: rootPart.Start, size: rootPart.Size, image: info.File}
+			fb := firstBoot{info: info, user: user, passwordHash: spec.PasswordHash, key: strings.TrimSpace(spec.AuthorizedKey), instance: key[:12]}
+			w := ext.writer(work)
+			im.HostKeys, err = fb.rootFS(ctx, ext, w)
+			if err != nil {
+				return fmt.Errorf("first-boot setup: %w", err)
+			}
+			if fb.pinnedHostKeys = len(im.HostKeys) > 0; fb.pinnedHostKeys {
+				logf("image: the image has no sshd host keys: socbox made %d, pinned for %s", len(im.HostKeys), name)
+			}
+			if info.Boot != nil {
+				if err := (bootFS{file: disk, part: *info.Boot}).writeFiles(fb.bootFiles()); err != nil {
+					return fmt.Errorf("first-boot setup: %w", err)
+				}
+			}
+			switch plan.from {
+			case kernelFromImage:
+				if err := plan.copyOwnKernel(info, tmp, im); err != nil {
+					return err
+				}
+			case kernelFromBoard:
+				if spec.Archive == nil && spec.KernelDeb == "" {
+					return fmt.Errorf("no Debian archive client to fetch %s's kernel", b.Slug)
+				}
+				if err := installBoardKernel(ctx, spec.Archive, spec.KernelDeb, b, info, ext, w, work, tmp, im, logf); err != nil {
+					return err
+				}
+			}
+			if err := w.commit(ctx); err != nil {
+				return fmt.Errorf("write root filesystem: %w", err)
+			}
+			if err := ext.fsck(ctx); err != nil {
+				return fmt.Errorf("check root filesystem after writing: %w", err)
+			}
+			im.Append = buildAppend(info, b, plan, rootPart)
+			if err := os.RemoveAll(work); err != nil {
+				return err
+			}
+			for _, f := range []string{im.Disk, im.Kernel, im.KernelDeb, im.DTB, im.Initrd} {
+				if f != "" {
+					_ = os.Chmod(filepath.Join(tmp, f), 0o444)
+				}
+			}
+			im.BuiltAt = time.Now().UTC()
+			im.BuildSec = time.Since(start).Seconds()
+			return im.save(tmp)
+		})
+	var fe *ImageFormatError
+	switch {
+	case errors.As(err, &fe):
+		return nil, err // names the file, the stage and the fix already
+	case err != nil:
 		return nil, fmt.Errorf("%s: %w", stage, err)
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, err
-	}
-	_ = os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
+	case !built:
+		// Another process prepared it while this one waited.
+		return LoadImage(dir)
 	}
 	im.Dir = dir
 	logf("image: prepared %s in %s (kernel: %s)", name, time.Since(start).Round(100*time.Millisecond), plan.describe())

@@ -3,7 +3,6 @@ package cachefs
 import (
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -45,7 +44,7 @@ func TestWriteFuncCheckKeepsTheOldFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "f")
 	require.NoError(t, WriteFile(p, []byte("good"), 0o644))
 	bad := errors.New("bad checksum")
-	err := WriteFunc(p, 0o444, func(w io.Writer) error { _, err := w.Write([]byte("evil")); return err },
+	err := WriteFunc(p, 0o444, func(f *os.File) error { _, err := f.Write([]byte("evil")); return err },
 		func(tmp string) error {
 			data, _ := os.ReadFile(tmp)
 			require.Equal(t, "evil", string(data))

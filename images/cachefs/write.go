@@ -13,7 +13,6 @@ package cachefs
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 )
@@ -22,8 +21,8 @@ import (
 // the complete new one, never a partial write; the file gets perm. Missing
 // parent directories are made 0700.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	return write(path, perm, false, func(w io.Writer) error {
-		_, err := w.Write(data)
+	return write(path, perm, false, true, func(f *os.File) error {
+		_, err := f.Write(data)
 		return err
 	}, nil)
 }
@@ -33,20 +32,23 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // to create the same file (an SSH key) never replace the one the other
 // has handed out already.
 func CreateFile(path string, data []byte, perm os.FileMode) error {
-	return write(path, perm, true, func(w io.Writer) error {
-		_, err := w.Write(data)
+	return write(path, perm, true, true, func(f *os.File) error {
+		_, err := f.Write(data)
 		return err
 	}, nil)
 }
 
-// WriteFunc is WriteFile for content written by fill as it streams; check,
-// when set, looks at the finished temporary file (its path) before it
-// takes path's place.
-func WriteFunc(path string, perm os.FileMode, fill func(w io.Writer) error, check func(tmp string) error) error {
-	return write(path, perm, false, fill, check)
+// WriteFunc is WriteFile for content that fill writes into the temporary
+// file as it streams (it may seek and truncate it to start over); check,
+// when set, looks at the finished file (its path) before it takes path's
+// place. The content is not synced to the disk first: it is large (a
+// download, an image) and can be fetched again, and a sync would cost more
+// than it saves.
+func WriteFunc(path string, perm os.FileMode, fill func(f *os.File) error, check func(tmp string) error) error {
+	return write(path, perm, false, false, fill, check)
 }
 
-func write(path string, perm os.FileMode, exclusive bool, fill func(io.Writer) error, check func(string) error) error {
+func write(path string, perm os.FileMode, exclusive, sync bool, fill func(*os.File) error, check func(string) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -64,9 +66,15 @@ func write(path string, perm os.FileMode, exclusive bool, fill func(io.Writer) e
 		tmp.Close()
 		return err
 	}
-	if err := errors.Join(tmp.Chmod(perm), tmp.Sync()); err != nil {
+	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
 		return err
+	}
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err

@@ -9,9 +9,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/internal/idleread"
 )
 
@@ -177,31 +177,8 @@ func (t *readTracker) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// writeAtomic writes a file through a temporary file in the same directory
-// and a rename, so readers (other processes too) see all of it or nothing.
-func writeAtomic(path string, fill func(f *os.File) error) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = fill(f); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+// writeAtomic writes a file so that readers (other processes too) see all
+// of it or nothing: see cachefs.WriteFunc.
+func writeAtomic(path string, fill func(f *os.File) error) error {
+	return cachefs.WriteFunc(path, 0o644, fill, nil)
 }
