@@ -79,6 +79,7 @@ func (k Key) Prune(slot Slot) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	held := map[string]bool{}
 	for _, e := range entries {
 		name := e.Name()
 		if !e.IsDir() || name == savedName || name == baseName || strings.Contains(name, ".tmp-") {
@@ -94,13 +95,15 @@ func (k Key) Prune(slot Slot) {
 			continue
 		}
 		// A restore holds the entry's lock; this process holds its own
-		// (the states on its disk share it).
-		if lock := LockFile(filepath.Join(parent, name)); lock != LockFile(saved) {
+		// (the states on its disk share it), and those it took here for
+		// an entry before (a disk and the states on it share theirs).
+		if lock := LockFile(filepath.Join(parent, name)); lock != LockFile(saved) && !held[lock] {
 			unlock, free := reclaim.TryLock(lock)
 			if !free {
 				logf("snapshot: kept %s, superseded by %s, while another process uses it", name, savedName)
 				continue
 			}
+			held[lock] = true
 			defer unlock()
 		}
 		if err := os.RemoveAll(filepath.Join(parent, name)); err == nil {

@@ -189,3 +189,19 @@ func TestPruneSkipsAnEntryInUse(t *testing.T) {
 	require.DirExists(t, filepath.Join(dir, "raspi3b-old-serial-x"), "its state, under the same lock")
 	require.NoDirExists(t, filepath.Join(dir, "raspi3b-older"), "nobody uses it")
 }
+
+// A superseded disk and the state saved on it share one lock file: pruning
+// takes it once and removes both, instead of taking its own lock for the
+// one for another process's.
+func TestPruneRemovesADiskAndItsStatesTogether(t *testing.T) {
+	dir := t.TempDir()
+	old := Inputs{Board: "raspi3b", Image: "img1", Containerd: "auto", Args: []string{"-smp", "4"}}
+	writeEntry(t, dir, "raspi3b-old", diskMeta, old)
+	writeEntry(t, dir, "raspi3b-old-serial-x", stateMeta, old)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "raspi3b-old.lock"), nil, 0o644))
+
+	k := Key{store: &Store{Dir: dir, Logf: t.Logf}, inputs: old, dir: filepath.Join(dir, "raspi3b-new"), serial: filepath.Join(dir, "raspi3b-new-serial-y")}
+	k.Prune(Disk)
+	require.NoDirExists(t, filepath.Join(dir, "raspi3b-old"))
+	require.NoDirExists(t, filepath.Join(dir, "raspi3b-old-serial-x"), "the state on the superseded disk goes with it")
+}
