@@ -162,7 +162,7 @@ func Acquire(ctx context.Context, src Source) (*Acquired, error) {
 	} else {
 		dst := filepath.Join(srcDir, sum+".img")
 		if _, err := os.Stat(dst); err != nil {
-			unlock, err := LockFile(dst+".lock", func() { logf("image: waiting for another process unpacking %s", name) })
+			unlock, err := cachefs.Lock(dst+".lock", func() { logf("image: waiting for another process unpacking %s", name) })
 			if err != nil {
 				return nil, err
 			}
@@ -254,7 +254,7 @@ func download(ctx context.Context, src Source, want, dir, name string, logf func
 	if _, err := os.Stat(dst); err == nil {
 		return dst, nil
 	}
-	unlock, err := LockFile(dst+".lock", func() { logf("image: waiting for another process downloading %s", name) })
+	unlock, err := cachefs.Lock(dst+".lock", func() { logf("image: waiting for another process downloading %s", name) })
 	if err != nil {
 		return "", err
 	}
