@@ -38,11 +38,40 @@ var guestPackages = []string{
 }
 
 // maskedUnits are masked in the default image: timers that would wake up
-// in the middle of a test, and gettys on consoles nobody looks at.
+// in the middle of a test, gettys on consoles nobody looks at, and units
+// that cost an emulated board boot time for hardware or set-ups no
+// emulated board has (measured with systemd-analyze and each unit's
+// CPUUsageNSec in the guest; see BENCHMARKS.md):
+//   - getty-static: gettys on tty2-6 when there is no D-Bus (getty@ is
+//     masked anyway);
+//   - systemd-pstore: crash records from firmware (none under QEMU), and
+//     the efi_pstore module it loads;
+//   - systemd-network-generator: networkd files from ip= on the kernel
+//     command line, which socbox never sets;
+//   - systemd-udev-load-credentials: udev rules passed as credentials
+//     (none);
+//   - modprobe@drm: the display module, for logind (no display, no
+//     logind);
+//   - systemd-networkd-persistent-storage: networkd state kept across
+//     boots of a disk no board boots twice.
 var maskedUnits = []string{
 	"apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer",
 	"e2scrub_all.timer", "e2scrub_reap.service", "systemd-networkd-wait-online.service",
 	"getty@.service", "autovt@.service",
+	"getty-static.service", "systemd-pstore.service", "systemd-network-generator.service",
+	"systemd-udev-load-credentials.service", "modprobe@drm.service",
+	"systemd-networkd-persistent-storage.service",
+}
+
+// maskedGenerators are systemd generators that would run at every boot
+// for nothing: no GPT auto-discovery (the root is named by label), no
+// hibernation, TPM, offline updates, rc.local, systemd.run= or SSH over
+// vsock. fstab, getty, sysv and debug (systemd.mask= and friends on the
+// command line) generators stay.
+var maskedGenerators = []string{
+	"systemd-gpt-auto-generator", "systemd-hibernate-resume-generator", "systemd-run-generator",
+	"systemd-ssh-generator", "systemd-system-update-generator", "systemd-tpm2-generator",
+	"systemd-rc-local-generator",
 }
 
 // RootLabel is the filesystem label of the default image's root.
@@ -389,6 +418,16 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 		{"etc/resolv.conf", 0o644, "nameserver 10.0.2.3\n"},
 		// The serial sshd, started only on a board whose kernel command
 		// line asks for it (a board with no network, such as raspi4b).
+		// No emulated board has a wireless device, yet systemd-networkd's
+		// query for the nl80211 family would load cfg80211 (and rfkill)
+		// on its way up, on the path to SSH. A blacklist stops only that
+		// alias: `modprobe cfg80211` still works.
+		{"etc/modprobe.d/socbox.conf", 0o644, "# socbox: no wireless device on an emulated board\nblacklist cfg80211\n"},
+		// The configuration is socbox's own and fixed when the image is
+		// built; checking it with a second sshd before the real one
+		// starts costs an emulated board about a second on the way to
+		// SSH. sshd itself and its settings are Debian's.
+		{"etc/systemd/system/ssh.service.d/socbox.conf", 0o644, "[Service]\nExecStartPre=\n"},
 		{strings.TrimPrefix(guestfiles.SerialSSHDPath, "/"), 0o755, string(guestfiles.SerialSSHD)},
 		{"etc/systemd/system/" + guestfiles.SerialSSHDTemplate, 0o644, guestfiles.SerialSSHDTemplateUnit()},
 	}
@@ -404,11 +443,14 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 			return err
 		}
 	}
-	// Units a headless test board never needs; each costs boot time on an
-	// emulated CPU.
+	// Units and generators a headless test board never needs; each costs
+	// boot time on an emulated CPU.
 	var masks []string
 	for _, unit := range maskedUnits {
 		masks = append(masks, filepath.Join("etc/systemd/system", unit))
+	}
+	for _, g := range maskedGenerators {
+		masks = append(masks, filepath.Join("etc/systemd/system-generators", g))
 	}
 	for _, m := range masks {
 		p := filepath.Join(rootfs, m)
@@ -438,7 +480,38 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 		}
 	}
 	// Lock root's password: the only way in is the key.
-	return lockRootPassword(filepath.Join(rootfs, "etc/shadow"))
+	if err := lockRootPassword(filepath.Join(rootfs, "etc/shadow")); err != nil {
+		return err
+	}
+	return markUpdatesDone(rootfs, time.Now())
+}
+
+// markUpdatesDone writes what systemd-update-done would at the end of the
+// first boot, so no boot runs the units that wait for it
+// (ConditionNeedsUpdate: ldconfig, systemd-sysusers, the hwdb and journal
+// catalog updates): their work was done when the packages were installed,
+// and every boot of a default image is a first boot on a fresh overlay.
+// /usr and the stamps get the same whole-second time, which systemd reads
+// as "updated" whether or not the file system keeps nanoseconds.
+func markUpdatesDone(rootfs string, now time.Time) error {
+	t := now.Truncate(time.Second)
+	if err := os.Chtimes(filepath.Join(rootfs, "usr"), t, t); err != nil {
+		return err
+	}
+	stamp := fmt.Sprintf("# This file was created by systemd-update-done. Its only\n"+
+		"# purpose is to hold a timestamp of the time this directory\n"+
+		"# was updated. See man:systemd-update-done.service(8).\n"+
+		"TIMESTAMP_NSEC=%d\n", t.UnixNano())
+	for _, d := range []string{"etc", "var"} {
+		p := filepath.Join(rootfs, d, ".updated")
+		if err := os.WriteFile(p, []byte(stamp), 0o644); err != nil {
+			return err
+		}
+		if err := os.Chtimes(p, t, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func lockRootPassword(shadow string) error {

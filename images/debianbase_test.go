@@ -142,6 +142,29 @@ func TestWriteHostKeys(t *testing.T) {
 	}
 }
 
+func TestMarkUpdatesDone(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"usr", "etc", "var"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(root, d), 0o755))
+	}
+	now := time.Date(2026, 11, 29, 12, 0, 0, 123456789, time.UTC)
+	require.NoError(t, markUpdatesDone(root, now))
+	usr, err := os.Stat(filepath.Join(root, "usr"))
+	require.NoError(t, err)
+	require.Equal(t, now.Truncate(time.Second), usr.ModTime().UTC())
+	for _, d := range []string{"etc", "var"} {
+		p := filepath.Join(root, d, ".updated")
+		st, err := os.Stat(p)
+		require.NoError(t, err)
+		// systemd's ConditionNeedsUpdate is false when /usr is not newer
+		// than the stamp, by its time and then by TIMESTAMP_NSEC.
+		require.Equal(t, usr.ModTime(), st.ModTime())
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.Contains(t, string(b), "\nTIMESTAMP_NSEC=1795953600000000000\n")
+	}
+}
+
 func TestCustomizeRootfs(t *testing.T) {
 	root := t.TempDir()
 	for _, d := range []string{"usr", "etc", "var", "root"} {
@@ -149,10 +172,23 @@ func TestCustomizeRootfs(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(root, "etc/shadow"), []byte("root:$y$hash:20000:0:99999:7:::\n"), 0o640))
 	require.NoError(t, customizeRootfs(root, "ssh-ed25519 AAAA test"))
-	target, err := os.Readlink(filepath.Join(root, "etc/systemd/system/getty@.service"))
+
+	for _, unit := range []string{"getty@.service", "systemd-pstore.service", "modprobe@drm.service"} {
+		target, err := os.Readlink(filepath.Join(root, "etc/systemd/system", unit))
+		require.NoError(t, err, unit)
+		require.Equal(t, "/dev/null", target, unit)
+	}
+	target, err := os.Readlink(filepath.Join(root, "etc/systemd/system-generators/systemd-gpt-auto-generator"))
 	require.NoError(t, err)
 	require.Equal(t, "/dev/null", target)
-	st, err := os.Stat(filepath.Join(root, "etc/systemd/network"))
+	for _, kept := range []string{"systemd-fstab-generator", "systemd-getty-generator"} {
+		_, err := os.Lstat(filepath.Join(root, "etc/systemd/system-generators", kept))
+		require.ErrorIs(t, err, os.ErrNotExist, kept)
+	}
+	dropIn, err := os.ReadFile(filepath.Join(root, "etc/systemd/system/ssh.service.d/socbox.conf"))
+	require.NoError(t, err)
+	require.Equal(t, "[Service]\nExecStartPre=\n", string(dropIn))
+	st, err := os.Stat(filepath.Join(root, "etc/systemd/system/ssh.service.d"))
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o755), st.Mode().Perm())
 	st, err = os.Stat(filepath.Join(root, "root/.ssh"))
@@ -161,4 +197,6 @@ func TestCustomizeRootfs(t *testing.T) {
 	shadow, err := os.ReadFile(filepath.Join(root, "etc/shadow"))
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(string(shadow), "root:*:"))
+	_, err = os.Stat(filepath.Join(root, "etc/.updated"))
+	require.NoError(t, err)
 }
