@@ -3,13 +3,7 @@ package images
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -17,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // baseBuilderVersion changes whenever the base root filesystem is made
@@ -329,37 +321,16 @@ func writeHostKeys(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 3072)
-	if err != nil {
-		return err
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	_, edKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return err
-	}
-	for _, k := range []struct {
-		name string
-		key  any
-	}{{"rsa", rsaKey}, {"ecdsa", ecKey}, {"ed25519", edKey}} {
-		const comment = "root@socbox"
-		block, err := ssh.MarshalPrivateKey(k.key, comment)
+	for _, kind := range []string{"rsa", "ecdsa", "ed25519"} {
+		priv, pub, err := newHostKey(kind)
 		if err != nil {
-			return fmt.Errorf("%s: %w", k.name, err)
+			return fmt.Errorf("%s: %w", kind, err)
 		}
-		signer, err := ssh.NewSignerFromKey(k.key)
-		if err != nil {
-			return fmt.Errorf("%s: %w", k.name, err)
-		}
-		path := filepath.Join(dir, "ssh_host_"+k.name+"_key")
-		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		path := filepath.Join(dir, "ssh_host_"+kind+"_key")
+		if err := os.WriteFile(path, priv, 0o600); err != nil {
 			return err
 		}
-		pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " " + comment + "\n"
-		if err := os.WriteFile(path+".pub", []byte(pub), 0o644); err != nil {
+		if err := os.WriteFile(path+".pub", []byte(pub+" root@socbox\n"), 0o644); err != nil {
 			return err
 		}
 	}
