@@ -69,6 +69,8 @@ type Image struct {
 	Inputs   any       `json:"inputs"`
 	BuiltAt  time.Time `json:"built_at"`
 	BuildSec float64   `json:"build_seconds"`
+	// BuildPhases are the build's steps and their times.
+	BuildPhases []BuildPhase `json:"build_phases,omitempty"`
 }
 
 // Path resolves a file of the image relative to its directory.
@@ -133,6 +135,42 @@ func LockFile(path string, onWait func()) (func(), error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return unlocker(f), nil
+}
+
+// buildCached makes dir, a cache entry, the one way every builder should:
+// take dir's lock, check again whether another process made it meanwhile
+// (ready), build it in a temporary sibling, and publish that with a
+// rename, so dir is either complete or absent and a build that stops half
+// way leaves only its NAME.tmp-… behind. rebuild skips the checks. built
+// says whether build ran.
+func buildCached(dir string, rebuild bool, ready func() bool, onWait func(), build func(tmp string) error) (built bool, err error) {
+	if !rebuild && ready() {
+		return false, nil
+	}
+	unlock, err := LockFile(dir+".lock", onWait)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if !rebuild && ready() {
+		return false, nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := build(tmp); err != nil {
+		return false, err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return false, err
+	}
+	_ = os.RemoveAll(dir) // a stale or rebuilt entry
+	if err := os.Rename(tmp, dir); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func unlocker(f *os.File) func() {

@@ -1,7 +1,6 @@
 package images
 
 import (
-	"bufio"
 	"context"
 	"debug/elf"
 	"errors"
@@ -28,7 +27,7 @@ var Suites = []string{"trixie", "bookworm"}
 
 // defaultBuilderVersion changes whenever the builder makes a different image
 // from the same inputs, so old cache entries are not reused.
-const defaultBuilderVersion = 7
+const defaultBuilderVersion = 8
 
 // guestPackages go into every default image on top of mmdebstrap's `apt`
 // variant (essential packages + apt). The kernel is not among them: it is
@@ -39,11 +38,40 @@ var guestPackages = []string{
 }
 
 // maskedUnits are masked in the default image: timers that would wake up
-// in the middle of a test, and gettys on consoles nobody looks at.
+// in the middle of a test, gettys on consoles nobody looks at, and units
+// that cost an emulated board boot time for hardware or set-ups no
+// emulated board has (measured with systemd-analyze and each unit's
+// CPUUsageNSec in the guest; see BENCHMARKS.md):
+//   - getty-static: gettys on tty2-6 when there is no D-Bus (getty@ is
+//     masked anyway);
+//   - systemd-pstore: crash records from firmware (none under QEMU), and
+//     the efi_pstore module it loads;
+//   - systemd-network-generator: networkd files from ip= on the kernel
+//     command line, which socbox never sets;
+//   - systemd-udev-load-credentials: udev rules passed as credentials
+//     (none);
+//   - modprobe@drm: the display module, for logind (no display, no
+//     logind);
+//   - systemd-networkd-persistent-storage: networkd state kept across
+//     boots of a disk no board boots twice.
 var maskedUnits = []string{
 	"apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer",
 	"e2scrub_all.timer", "e2scrub_reap.service", "systemd-networkd-wait-online.service",
 	"getty@.service", "autovt@.service",
+	"getty-static.service", "systemd-pstore.service", "systemd-network-generator.service",
+	"systemd-udev-load-credentials.service", "modprobe@drm.service",
+	"systemd-networkd-persistent-storage.service",
+}
+
+// maskedGenerators are systemd generators that would run at every boot
+// for nothing: no GPT auto-discovery (the root is named by label), no
+// hibernation, TPM, offline updates, rc.local, systemd.run= or SSH over
+// vsock. fstab, getty, sysv and debug (systemd.mask= and friends on the
+// command line) generators stay.
+var maskedGenerators = []string{
+	"systemd-gpt-auto-generator", "systemd-hibernate-resume-generator", "systemd-run-generator",
+	"systemd-ssh-generator", "systemd-system-update-generator", "systemd-tpm2-generator",
+	"systemd-rc-local-generator",
 }
 
 // RootLabel is the filesystem label of the default image's root.
@@ -78,12 +106,20 @@ type defaultInputs struct {
 	KernelPackage string   `json:"kernel_package"`
 	AuthorizedKey string   `json:"authorized_key"`
 	SizeMiB       int      `json:"size_mib"`
+	// BaseBuilder is the base root's builder version: a new base makes a
+	// new image.
+	BaseBuilder int `json:"base_builder"`
 }
 
 // BuildDefault returns the default Debian image for spec.Board, building it
-// on a cache miss: mmdebstrap (through qemu-user) for the root filesystem,
-// Debian's kernel unpacked on the host, an initrd built on the host, and an
-// ext4 disk made with mke2fs -d, so no root loop mounts are needed.
+// on a cache miss in two layers. The first, Debian's root filesystem for
+// the suite and architecture (mmdebstrap through qemu-user: minutes), is
+// cached on its own (see ensureDebianBase). The image is that root plus,
+// made on the host in seconds: Debian's kernel and its modules, socbox's
+// customisation (the authorized key, units, network and sshd settings),
+// and an ext4 disk made with mke2fs -d, so no root loop mounts are needed;
+// the initrd is made on the host too, per board (EnsureBootFiles). A new
+// key or setting therefore costs seconds, not a bootstrap.
 func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
 	logf := spec.Logf
 	if logf == nil {
@@ -110,7 +146,7 @@ func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
 		Builder: defaultBuilderVersion, Suite: spec.Suite, Arch: arch, Mirror: spec.Mirror,
 		Packages: guestPackages, KernelPackage: b.Kernel.DebianPackage,
 		AuthorizedKey: strings.TrimSpace(spec.AuthorizedKey),
-		SizeMiB:       spec.SizeMiB,
+		SizeMiB:       spec.SizeMiB, BaseBuilder: baseBuilderVersion,
 	}
 	key := cacheKey(in)
 	name := fmt.Sprintf("debian-%s-%s-%s", spec.Suite, arch, key[:12])
@@ -129,61 +165,88 @@ func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
 	if spec.Offline {
 		return nil, fmt.Errorf("%s: not in the cache and building is off", stage)
 	}
-	unlock, err := LockFile(dir+".lock", func() { logf("image: waiting for another process building %s", name) })
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
-	}
-	defer unlock()
-	if !spec.Rebuild {
-		// Another process may have built it while we waited for the lock.
-		if im, err := LoadImage(dir); err == nil {
-			return im, nil
+	var im *Image
+	ready := func() bool {
+		loaded, err := LoadImage(dir)
+		if err == nil {
+			im = loaded
 		}
+		return err == nil
 	}
-	if err := checkBuildHost(arch); err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
-	}
-
-	start := time.Now()
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), name+".tmp-")
+	_, err = buildCached(dir, spec.Rebuild, ready,
+		func() { logf("image: waiting for another process building %s", name) },
+		func(tmp string) error {
+			if err := checkBuildHost(arch); err != nil {
+				return err
+			}
+			built, err := buildDefaultIn(ctx, spec, in, name, key, tmp, logf)
+			if err != nil {
+				return err
+			}
+			im = built
+			return nil
+		})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", stage, err)
 	}
-	defer os.RemoveAll(tmp)
-	rootfs := filepath.Join(tmp, "rootfs")
+	im.Dir = dir
+	return im, nil
+}
 
-	logf("image: building %s (Debian %s %s) — first time only, a few minutes", name, spec.Suite, arch)
-	if err := runMmdebstrap(ctx, spec, arch, rootfs, logf); err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
+// buildDefaultIn makes the image's files in tmp: the base root unpacked,
+// the kernel, the customisation, the disk.
+func buildDefaultIn(ctx context.Context, spec DefaultSpec, in defaultInputs, name, key, tmp string, logf func(string, ...any)) (*Image, error) {
+	start := time.Now()
+	clock := newPhaseClock()
+	base, built, err := ensureDebianBase(ctx, spec, in.Arch, spec.Rebuild, logf)
+	if err != nil {
+		return nil, err
 	}
-	logf("image: root filesystem ready after %s", time.Since(start).Round(time.Second))
+	if built {
+		clock.add("base: ", base.Phases)
+	} else {
+		clock.done("base: from the cache (" + base.Name + ")")
+	}
+	logf("image: making %s from %s", name, base.Name)
+	rootfs := filepath.Join(tmp, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+		"-xpf", base.tarball(), "-C", rootfs).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("unpack %s: tar: %w: %s (delete it to have it made again)", base.tarball(), err, out)
+	}
+	clock.done("unpack base root")
 
 	im := &Image{
-		Name: name, Suite: spec.Suite, Platform: b.Platform,
+		Name: name, Suite: spec.Suite, Platform: spec.Board.Platform,
 		Disk: "rootfs.img", DiskFormat: "raw", Kernel: "vmlinuz", KernelDeb: "kernel.deb",
 		User: "root", Key: key, Inputs: in,
 		Append: "root=LABEL=" + RootLabel + " rootfstype=ext4 rw net.ifnames=0 fsck.mode=skip systemd.ssh_auto=no",
 	}
-	kver, err := installKernel(ctx, spec, arch, rootfs, tmp, logf)
+	kver, err := installKernel(ctx, spec, in.Arch, rootfs, tmp, logf)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
+		return nil, err
 	}
 	im.KernelVersion = kver
+	clock.done("kernel: fetch, unpack, depmod")
 	if err := customizeRootfs(rootfs, spec.AuthorizedKey); err != nil {
-		return nil, fmt.Errorf("%s: customize: %w", stage, err)
+		return nil, fmt.Errorf("customize: %w", err)
 	}
 	im.HostKeys, err = readHostKeys(rootfs)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
+		return nil, err
 	}
+	clock.done("customise")
 	logf("image: writing %d MiB ext4 disk", spec.SizeMiB)
 	disk := filepath.Join(tmp, im.Disk)
 	if out, err := exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-L", RootLabel,
 		"-d", rootfs, disk, fmt.Sprintf("%dM", spec.SizeMiB)).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("%s: mke2fs: %w: %s", stage, err, out)
+		return nil, fmt.Errorf("mke2fs: %w: %s", err, out)
 	}
+	clock.done("mke2fs -d")
 	if err := os.RemoveAll(rootfs); err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
+		return nil, err
 	}
 	// Base images are never written: make that a property of the file too.
 	for _, f := range []string{im.Disk, im.Kernel, im.KernelDeb} {
@@ -191,19 +254,15 @@ func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
 			_ = os.Chmod(filepath.Join(tmp, f), 0o444)
 		}
 	}
+	clock.done("clean up")
 	im.BuiltAt = time.Now().UTC()
-	im.BuildSec = time.Since(start).Seconds()
-	if err := im.save(tmp); err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
+	im.BuildPhases = clock.phases
+	for _, p := range clock.phases {
+		im.BuildSec += p.Seconds
 	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	if err := im.save(tmp); err != nil {
 		return nil, err
 	}
-	_ = os.RemoveAll(dir) // a stale or --rebuild entry
-	if err := os.Rename(tmp, dir); err != nil {
-		return nil, fmt.Errorf("%s: %w", stage, err)
-	}
-	im.Dir = dir
 	logf("image: %s built in %s", name, time.Since(start).Round(time.Second))
 	return im, nil
 }
@@ -211,7 +270,7 @@ func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
 // checkBuildHost checks the tools the build needs, with the fix for each.
 func checkBuildHost(arch string) error {
 	var errs []error
-	for _, tool := range []string{"mmdebstrap", "mke2fs", "depmod", "dpkg-deb"} {
+	for _, tool := range []string{"mmdebstrap", "mke2fs", "depmod", "dpkg-deb", "tar"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			errs = append(errs, fmt.Errorf("%s not found", tool))
 		}
@@ -227,50 +286,6 @@ func checkBuildHost(arch string) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("host not ready: %w; fix: run scripts/host-setup.sh (or `socbox doctor`)", err)
-	}
-	return nil
-}
-
-func runMmdebstrap(ctx context.Context, spec DefaultSpec, arch, rootfs string, logf func(string, ...any)) error {
-	args := []string{
-		"--mode=root", "--variant=apt", "--architectures=" + arch,
-		"--include=" + strings.Join(guestPackages, ","),
-		// No manuals, docs or translations in a test image: less to unpack
-		// under emulation, no man-db triggers.
-		"--dpkgopt=path-exclude=/usr/share/man/*",
-		"--dpkgopt=path-exclude=/usr/share/info/*",
-		"--dpkgopt=path-exclude=/usr/share/doc/*",
-		"--dpkgopt=path-include=/usr/share/doc/*/copyright",
-		"--dpkgopt=path-exclude=/usr/share/locale/*",
-		"--aptopt=Acquire::Languages \"none\"",
-		// Enabled from inside the chroot (under qemu-user): a few seconds.
-		"--customize-hook=chroot \"$1\" systemctl enable systemd-networkd",
-		spec.Suite, rootfs, spec.Mirror,
-	}
-	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
-	out, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("mmdebstrap: %w", err)
-	}
-	var tail []string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		line := sc.Text()
-		tail = append(tail, line)
-		if len(tail) > 20 {
-			tail = tail[1:]
-		}
-		if strings.HasPrefix(line, "I: ") || strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
-			logf("mmdebstrap: %s", line)
-		}
-	}
-	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("mmdebstrap %s %s: %w; last output:\n%s\n(a transient 'Mirror sync in progress?' error goes away on retry)",
-			spec.Suite, arch, err, strings.Join(tail, "\n"))
 	}
 	return nil
 }
@@ -403,6 +418,16 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 		{"etc/resolv.conf", 0o644, "nameserver 10.0.2.3\n"},
 		// The serial sshd, started only on a board whose kernel command
 		// line asks for it (a board with no network, such as raspi4b).
+		// No emulated board has a wireless device, yet systemd-networkd's
+		// query for the nl80211 family would load cfg80211 (and rfkill)
+		// on its way up, on the path to SSH. A blacklist stops only that
+		// alias: `modprobe cfg80211` still works.
+		{"etc/modprobe.d/socbox.conf", 0o644, "# socbox: no wireless device on an emulated board\nblacklist cfg80211\n"},
+		// The configuration is socbox's own and fixed when the image is
+		// built; checking it with a second sshd before the real one
+		// starts costs an emulated board about a second on the way to
+		// SSH. sshd itself and its settings are Debian's.
+		{"etc/systemd/system/ssh.service.d/socbox.conf", 0o644, "[Service]\nExecStartPre=\n"},
 		{strings.TrimPrefix(guestfiles.SerialSSHDPath, "/"), 0o755, string(guestfiles.SerialSSHD)},
 		{"etc/systemd/system/" + guestfiles.SerialSSHDTemplate, 0o644, guestfiles.SerialSSHDTemplateUnit()},
 	}
@@ -418,10 +443,17 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 			return err
 		}
 	}
-	// Units a headless test board never needs; each costs boot time on an
-	// emulated CPU.
+	// Units and generators a headless test board never needs; each costs
+	// boot time on an emulated CPU.
+	var masks []string
 	for _, unit := range maskedUnits {
-		p := filepath.Join(rootfs, "etc/systemd/system", unit)
+		masks = append(masks, filepath.Join("etc/systemd/system", unit))
+	}
+	for _, g := range maskedGenerators {
+		masks = append(masks, filepath.Join("etc/systemd/system-generators", g))
+	}
+	for _, m := range masks {
+		p := filepath.Join(rootfs, m)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
@@ -432,7 +464,11 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 	}
 	for _, f := range files {
 		p := filepath.Join(rootfs, f.path)
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		dirMode := os.FileMode(0o755)
+		if strings.HasPrefix(f.path, "root/") {
+			dirMode = 0o700
+		}
+		if err := os.MkdirAll(filepath.Dir(p), dirMode); err != nil {
 			return err
 		}
 		_ = os.Remove(p) // resolv.conf may be a dangling symlink
@@ -444,7 +480,38 @@ func customizeRootfs(rootfs, authorizedKey string) error {
 		}
 	}
 	// Lock root's password: the only way in is the key.
-	return lockRootPassword(filepath.Join(rootfs, "etc/shadow"))
+	if err := lockRootPassword(filepath.Join(rootfs, "etc/shadow")); err != nil {
+		return err
+	}
+	return markUpdatesDone(rootfs, time.Now())
+}
+
+// markUpdatesDone writes what systemd-update-done would at the end of the
+// first boot, so no boot runs the units that wait for it
+// (ConditionNeedsUpdate: ldconfig, systemd-sysusers, the hwdb and journal
+// catalog updates): their work was done when the packages were installed,
+// and every boot of a default image is a first boot on a fresh overlay.
+// /usr and the stamps get the same whole-second time, which systemd reads
+// as "updated" whether or not the file system keeps nanoseconds.
+func markUpdatesDone(rootfs string, now time.Time) error {
+	t := now.Truncate(time.Second)
+	if err := os.Chtimes(filepath.Join(rootfs, "usr"), t, t); err != nil {
+		return err
+	}
+	stamp := fmt.Sprintf("# This file was created by systemd-update-done. Its only\n"+
+		"# purpose is to hold a timestamp of the time this directory\n"+
+		"# was updated. See man:systemd-update-done.service(8).\n"+
+		"TIMESTAMP_NSEC=%d\n", t.UnixNano())
+	for _, d := range []string{"etc", "var"} {
+		p := filepath.Join(rootfs, d, ".updated")
+		if err := os.WriteFile(p, []byte(stamp), 0o644); err != nil {
+			return err
+		}
+		if err := os.Chtimes(p, t, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func lockRootPassword(shadow string) error {

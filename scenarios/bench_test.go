@@ -274,3 +274,72 @@ func must(b *testing.B, err error) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkColdImageAndBoot measures the default image's cold build, phase
+// by phase, into an empty cache; the same image made again for another
+// SSH key (Debian's base root then comes from the cache, so only socbox's
+// customisation is made); and three cold boots to SSH, their median and
+// each boot's stages:
+//
+//	go test -run '^$' -bench ColdImageAndBoot -benchtime 1x -timeout 60m ./scenarios/
+//
+// The host's load average is printed with each figure: on a shared host
+// the figures move with it.
+func BenchmarkColdImageAndBoot(b *testing.B) {
+	slug := "raspi4b-fast"
+	if s := os.Getenv("SOCBOX_BOARDS"); s != "" && s != "all" {
+		slug = s
+	}
+	ctx := context.Background()
+	prof, err := boards.Lookup(slug)
+	must(b, err)
+	for i := 0; i < b.N; i++ {
+		cache := b.TempDir()
+		b.Setenv("SOCBOX_CACHE", cache)
+		build := func(keyFile string) *images.Image {
+			signer, err := sshx.LoadOrCreateKey(filepath.Join(cache, keyFile))
+			must(b, err)
+			im, err := images.BuildDefault(ctx, images.DefaultSpec{Board: prof, AuthorizedKey: sshx.AuthorizedKey(signer),
+				Archive: &debarchive.Client{CacheDir: filepath.Join(cache, "debs")}})
+			must(b, err)
+			return im
+		}
+		fmt.Printf("load before the cold build: %s\n", loadAverage())
+		// Another key first: the one harness.Start uses then gets an image
+		// made from the cached base, which is what a changed key costs.
+		im := build("other-key/id_ed25519")
+		benchReport(b, "cold image build (empty cache)", secs(im.BuildSec), "image-build-s")
+		fmt.Print(images.FormatPhases(im.BuildPhases))
+		im = build("ssh/id_ed25519")
+		benchReport(b, "image for another key (base root cached)", secs(im.BuildSec), "image-rekey-s")
+		fmt.Print(images.FormatPhases(im.BuildPhases))
+
+		var boots []time.Duration
+		for j := 0; j < 3; j++ {
+			load := loadAverage()
+			bd, err := harness.Start(ctx, harness.WithBoard(slug), harness.WithoutSnapshot(), harness.WithoutContainerd(),
+				harness.WithLogf(func(string, ...any) {}))
+			must(b, err)
+			st := stageSeconds(bd)
+			must(b, bd.Close())
+			d := secs(st["qemu"] + st["kernel"] + st["ssh"])
+			boots = append(boots, d)
+			fmt.Printf("  cold boot %d to ssh: %.2fs (qemu %.2fs, kernel %.2fs, ssh %.2fs; load %s)\n",
+				j+1, d.Seconds(), st["qemu"], st["kernel"], st["ssh"], load)
+		}
+		benchReport(b, "cold boot to ssh (median of 3)", median(boots), "boot-to-ssh-s")
+	}
+}
+
+// loadAverage is the host's 1-, 5- and 15-minute load averages.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -32,6 +32,7 @@ type cacheKind struct {
 // table lists them.
 var cacheKinds = []cacheKind{
 	{name: "images", dirs: []string{"images"}, what: "default images and prepared user images"},
+	{name: "bases", dirs: []string{"bases"}, what: "Debian root filesystems the default images are made from"},
 	{name: "byo", dirs: []string{"byo/sources"}, what: "unpacked and downloaded user images"},
 	{name: "debs", dirs: []string{"debs/sha256", "debs/index"}, what: "verified Debian packages and indexes"},
 	{name: "snapshots", dirs: []string{"snapshots"}, what: "provisioned snapshots (disk and machine state)"},
