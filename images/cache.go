@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/socbox/socbox/boards"
@@ -111,76 +109,6 @@ func cacheKey(inputs any) string {
 	b, _ := json.Marshal(inputs)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-// LockFile takes an exclusive flock on path, waiting for another process
-// that holds it (e.g. a second `go test` building the same image). The
-// returned unlock may be called more than once.
-func LockFile(path string, onWait func()) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-		return unlocker(f), nil
-	}
-	if onWait != nil {
-		onWait()
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return unlocker(f), nil
-}
-
-// buildCached makes dir, a cache entry, the one way every builder should:
-// take dir's lock, check again whether another process made it meanwhile
-// (ready), build it in a temporary sibling, and publish that with a
-// rename, so dir is either complete or absent and a build that stops half
-// way leaves only its NAME.tmp-… behind. rebuild skips the checks. built
-// says whether build ran.
-func buildCached(dir string, rebuild bool, ready func() bool, onWait func(), build func(tmp string) error) (built bool, err error) {
-	if !rebuild && ready() {
-		return false, nil
-	}
-	unlock, err := LockFile(dir+".lock", onWait)
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	if !rebuild && ready() {
-		return false, nil
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
-	if err != nil {
-		return false, err
-	}
-	defer os.RemoveAll(tmp)
-	if err := build(tmp); err != nil {
-		return false, err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return false, err
-	}
-	_ = os.RemoveAll(dir) // a stale or rebuilt entry
-	if err := os.Rename(tmp, dir); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-func unlocker(f *os.File) func() {
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-			f.Close()
-		})
-	}
 }
 
 // ListImages returns the images in the cache.

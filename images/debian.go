@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/debarchive"
 	"github.com/socbox/socbox/images/guestfiles"
 )
@@ -166,16 +167,16 @@ func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
 		return nil, fmt.Errorf("%s: not in the cache and building is off", stage)
 	}
 	var im *Image
-	ready := func() bool {
+	ready := func(dir string) bool {
 		loaded, err := LoadImage(dir)
 		if err == nil {
 			im = loaded
 		}
 		return err == nil
 	}
-	_, err = buildCached(dir, spec.Rebuild, ready,
-		func() { logf("image: waiting for another process building %s", name) },
-		func(tmp string) error {
+	_, err = cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, Rebuild: spec.Rebuild, DirMode: 0o755,
+		OnWait: func() { logf("image: waiting for another process building %s", name) }},
+		func(ctx context.Context, tmp string) error {
 			if err := checkBuildHost(arch); err != nil {
 				return err
 			}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/socbox/socbox/images/cachefs"
 )
 
 // baseBuilderVersion changes whenever the base root filesystem is made
@@ -80,16 +82,16 @@ func ensureDebianBase(ctx context.Context, spec DefaultSpec, arch string, rebuil
 	}
 	dir := filepath.Join(root, "bases", name)
 	stage := fmt.Sprintf("bootstrap Debian %s %s (%s)", spec.Suite, arch, name)
-	ready := func() bool {
+	ready := func(dir string) bool {
 		b, err := loadDebianBase(dir)
 		if err == nil {
 			base = b
 		}
 		return err == nil
 	}
-	built, err = buildCached(dir, rebuild, ready,
-		func() { logf("image: waiting for another process bootstrapping %s", name) },
-		func(tmp string) error {
+	built, err = cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, Rebuild: rebuild, DirMode: 0o755,
+		OnWait: func() { logf("image: waiting for another process bootstrapping %s", name) }},
+		func(ctx context.Context, tmp string) error {
 			b, err := bootstrapDebian(ctx, spec, in, name, tmp, logf)
 			if err != nil {
 				return err

@@ -1,64 +1,15 @@
 package images
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 )
-
-func TestBuildCachedPublishesWholeOrNothing(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "entry")
-	ready := func() bool { _, err := os.Stat(filepath.Join(dir, "done")); return err == nil }
-
-	// A build that fails leaves neither the entry nor its temporary copy.
-	_, err := buildCached(dir, false, ready, nil, func(tmp string) error {
-		require.NoError(t, os.WriteFile(filepath.Join(tmp, "half"), nil, 0o644))
-		return errors.New("stopped half way")
-	})
-	require.Error(t, err)
-	entries, err := os.ReadDir(filepath.Dir(dir))
-	require.NoError(t, err)
-	for _, e := range entries {
-		require.True(t, strings.HasSuffix(e.Name(), ".lock"), "left behind: %s", e.Name())
-	}
-
-	// Processes racing for one entry: one builds, the others find it.
-	var builds atomic.Int32
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := buildCached(dir, false, ready, nil, func(tmp string) error {
-				builds.Add(1)
-				time.Sleep(50 * time.Millisecond)
-				return os.WriteFile(filepath.Join(tmp, "done"), nil, 0o644)
-			})
-			require.NoError(t, err)
-		}()
-	}
-	wg.Wait()
-	require.EqualValues(t, 1, builds.Load())
-	require.True(t, ready())
-
-	// rebuild replaces the entry.
-	built, err := buildCached(dir, true, ready, nil, func(tmp string) error {
-		return os.WriteFile(filepath.Join(tmp, "done"), []byte("again"), 0o644)
-	})
-	require.NoError(t, err)
-	require.True(t, built)
-	b, err := os.ReadFile(filepath.Join(dir, "done"))
-	require.NoError(t, err)
-	require.Equal(t, "again", string(b))
-}
 
 func TestMmdebstrapArgs(t *testing.T) {
 	in := baseInputs{Suite: "trixie", Arch: "arm64", Mirror: "http://deb.debian.org/debian", Packages: []string{"udev", "openssh-server"}}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/socbox/socbox/images"
+	"github.com/socbox/socbox/images/cachefs"
 )
 
 // fakeCache lays out a cache as socbox leaves it, each entry last used
@@ -123,7 +124,7 @@ func TestCachePruneByAge(t *testing.T) {
 	// the image: it holds their lock.
 	c.file("images/debian-bookworm-arm64-mid/boot-abc.lock", 0, 10)
 	c.age(filepath.Join(c.root, "images/debian-bookworm-arm64-mid"), 10)
-	unlock, err := images.LockFile(filepath.Join(c.root, "images/debian-bookworm-arm64-mid/boot-abc.lock"), nil)
+	unlock, err := cachefs.Lock(filepath.Join(c.root, "images/debian-bookworm-arm64-mid/boot-abc.lock"), nil)
 	require.NoError(t, err)
 	defer unlock()
 
@@ -170,7 +171,7 @@ func TestCachePruneBySizeLeastRecentlyUsedFirst(t *testing.T) {
 	c.image("debian-b", "b", 2)
 	c.image("debian-c", "c", 1)
 	// A snapshot being provisioned: its lock is held.
-	unlock, err := images.LockFile(filepath.Join(c.root, "snapshots/raspi4b-a.lock"), nil)
+	unlock, err := cachefs.Lock(filepath.Join(c.root, "snapshots/raspi4b-a.lock"), nil)
 	require.NoError(t, err)
 	defer unlock()
 	list, err := scanCache(c.root)
