@@ -152,6 +152,13 @@ type Profile struct {
 	// without that device where they have a SerialSSH port, and otherwise
 	// keep only their provisioned disk and boot it.
 	NotMigratable string
+	// ProvisionOn is the slug of the board's twin with a network, which
+	// boots the same image and disk: containerd is installed there before
+	// the board's own first boot, where the board has no network.
+	ProvisionOn string
+	// WakeCPUsOnRestore, when set, says why each of a restored guest's
+	// CPUs must run a task before the board is used.
+	WakeCPUsOnRestore string
 	// SerialSSH is a serial port that can carry SSH where the NIC cannot be
 	// saved with the machine state: the state is saved with no NIC, SSH
 	// runs over this port after a restore, and the NIC is plugged back in.
@@ -217,6 +224,10 @@ var catalog = map[string]Profile{
 		// No NIC: QEMU's BCM2711 has no PCIe (so no USB) and no GENET. SSH
 		// runs over the PL011 from the first boot.
 		SerialSSH: SerialSSH{Port: 0, TTY: "ttyAMA0"},
+		// containerd's packages uploaded over the PL011 (~25 KiB/s into
+		// the guest under QEMU 10) took a quarter of an hour; on the twin,
+		// from Debian's archive, a minute.
+		ProvisionOn: "raspi4b-fast",
 		Kernel: KernelSource{
 			DebianPackage: "linux-image-arm64",
 			DTB:           "broadcom/bcm2711-rpi-4-b.dtb",
@@ -278,6 +289,10 @@ var catalog = map[string]Profile{
 		DiskBus:            DiskSD,
 		DiskSizePowerOfTwo: true,
 		NotMigratable:      "QEMU 7.2 cannot migrate raspi3b's usb-net device, and unplugging it from a running guest crashes QEMU",
+		// Seen in CI: every restore of one saved state had core 2 stalled
+		// (RCU stall, "timer wakeup didn't happen", the plugged NIC never
+		// got its DHCP lease).
+		WakeCPUsOnRestore: "QEMU's BCM2836 local interrupt controller does not save the level of the cores' timer interrupts: a core whose timer had fired when the state was saved waits for a tick that never comes, until it runs a task and its timer is programmed again",
 		SerialSSH: SerialSSH{Port: 0, TTY: "ttyAMA0", NICModules: []string{"cdc_ether"},
 			// The SD card on SDHCI, not SDHOST: QEMU 7.2 puts the card back
 			// on SDHCI when it loads a saved state (its GPIO block does not

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/boot"
 	"github.com/socbox/socbox/harness/guest"
 	"github.com/socbox/socbox/harness/machine"
@@ -323,7 +324,16 @@ func (s *session) ReadyContainerd(ctx context.Context) error {
 func (s *session) ReadyRestored(ctx context.Context, waitNetwork bool) error {
 	done := make(chan error, 1)
 	go func() {
-		err := s.setClock(ctx)
+		var err error
+		if s.b.Profile.WakeCPUsOnRestore != "" {
+			start := time.Now()
+			if err = guest.WakeCPUs(ctx, s.b.SSH); err == nil {
+				s.logf("restore: each CPU woken in %.2fs", time.Since(start).Seconds())
+			}
+		}
+		if err == nil {
+			err = s.setClock(ctx)
+		}
 		if err == nil && waitNetwork {
 			err = s.WaitNetwork(ctx)
 		}
@@ -496,6 +506,47 @@ func (s *session) WaitNetwork(ctx context.Context) error {
 		return fmt.Errorf("the %s plugged in got no address: %w", s.b.Profile.NIC, err)
 	}
 	s.logf("network: %s plugged in, address after %.2fs", s.b.Profile.NIC, time.Since(start).Seconds())
+	return nil
+}
+
+// StartTwin starts the board's twin (Profile.ProvisionOn) on the run's
+// disk, with its network, its own kernel arguments and boot files.
+func (s *session) StartTwin(ctx context.Context) error {
+	b := s.b
+	twin, err := boards.Lookup(b.Profile.ProvisionOn)
+	if err != nil {
+		return fmt.Errorf("the twin of %s: %w", b.Profile.Slug, err)
+	}
+	bf, err := images.EnsureBootFiles(ctx, b.Image, twin, s.archive, s.logf)
+	if err != nil {
+		return fmt.Errorf("boot files of %s, the twin of %s: %w", twin.Slug, b.Profile.Slug, err)
+	}
+	accel, _ := qemu.HostAccel(twin)
+	smp := 0
+	if runtime.NumCPU() < twin.SMP {
+		smp = runtime.NumCPU()
+	}
+	cfg := qemu.Config{
+		Board: twin, RunDir: b.opts.runDir,
+		Kernel: bf.Kernel, Initrd: bf.Initrd, DTB: bf.DTB,
+		Append: strings.TrimSpace(b.Image.Append + " console=" + twin.Kernel.Console + " " + twin.Kernel.ExtraCmdline),
+		Disk:   s.disk(), SMP: smp, Accel: accel,
+	}
+	q, err := machine.Start(ctx, cfg, b.Image.User, s.logf)
+	if err != nil {
+		return err
+	}
+	b.Machine, s.qemu = q, q
+	return nil
+}
+
+// StopTwin flushes the twin's disk and stops it, for the board to boot
+// the disk next.
+func (s *session) StopTwin(ctx context.Context) error {
+	if err := guest.Sync(ctx, s.b.SSH); err != nil {
+		return err
+	}
+	s.StopMachine(ctx)
 	return nil
 }
 

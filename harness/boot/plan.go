@@ -13,7 +13,10 @@
 //     where the board has a UART for SSH, boot it without its NIC, save
 //     its state, and plug the NIC in (raspi3b: QEMU cannot migrate its
 //     usb-net, and unplugging it from a running guest crashes QEMU 7.2);
-//   - no NIC at all (raspi4b under QEMU ≥ 9): every path over the UART;
+//   - no NIC at all (raspi4b under QEMU ≥ 9): every path over the UART,
+//     and containerd installed first on the board's twin with a network
+//     (the same image and disk on `virt`), since its upload over the UART
+//     alone takes a quarter of an hour;
 //   - a boot whose USB NIC the guest failed to enumerate (about one cold
 //     raspi3b boot in six under TCG) boots again, once.
 package boot
@@ -37,6 +40,9 @@ type Board struct {
 	// USBNIC: the NIC is a USB device, which the guest may fail to
 	// enumerate.
 	USBNIC bool
+	// Twin: the board has a twin with a network that boots the same disk,
+	// where containerd is installed before the board's own first boot.
+	Twin bool
 }
 
 // Options are the session's choices that shape the plan.
@@ -97,7 +103,11 @@ type Plan struct {
 	PlugNIC bool
 	// RetryLostNIC: boot once more when the guest gives up on its USB NIC.
 	RetryLostNIC bool
-	Lock         Lock
+	// OnTwin: a cold boot first boots the run's disk on the board's twin,
+	// installs containerd there and stops it; the board then boots that
+	// disk with containerd ready to start.
+	OnTwin bool
+	Lock   Lock
 	// OnRestoreFailure is the plan once a Restore did not load: its
 	// state is dropped first.
 	OnRestoreFailure *Plan
@@ -107,7 +117,8 @@ type Plan struct {
 // (found under the key's lock when opts.UsesStore) and opts.
 func Decide(b Board, has state.Have, opts Options) Plan {
 	uart := !b.NIC
-	cold := Plan{Path: Cold, UART: uart, Containerd: opts.Containerd, RetryLostNIC: b.USBNIC && !uart}
+	cold := Plan{Path: Cold, UART: uart, Containerd: opts.Containerd, RetryLostNIC: b.USBNIC && !uart,
+		OnTwin: b.Twin && opts.Containerd}
 	if !opts.UsesStore() {
 		return cold
 	}
@@ -156,5 +167,6 @@ func BoardOf(p boards.Profile, ownDeviceTree bool) Board {
 		NICMigrates: p.NotMigratable == "",
 		UARTCapable: p.SerialSSH.Enabled() && !ownDeviceTree,
 		USBNIC:      strings.HasPrefix(p.NIC, "usb-"),
+		Twin:        p.ProvisionOn != "",
 	}
 }

@@ -20,7 +20,7 @@ func TestBoardOf(t *testing.T) {
 	require.Equal(t, Board{NIC: true, NICMigrates: false, UARTCapable: true, USBNIC: true}, board(t, "raspi3b", false))
 	require.Equal(t, Board{NIC: true, NICMigrates: false, UARTCapable: false, USBNIC: true}, board(t, "raspi3b", true),
 		"an image's own device tree may give the UART to Bluetooth")
-	require.Equal(t, Board{NIC: false, NICMigrates: true, UARTCapable: true}, board(t, "raspi4b", false))
+	require.Equal(t, Board{NIC: false, NICMigrates: true, UARTCapable: true, Twin: true}, board(t, "raspi4b", false))
 	require.Equal(t, Board{NIC: true, NICMigrates: true}, board(t, "beaglebone-black", false))
 }
 
@@ -31,7 +31,7 @@ func TestDecide(t *testing.T) {
 	coldFull := Plan{Path: Cold, Containerd: true, Save: state.Full, Lock: LockUntilSaved}
 	coldDisk := Plan{Path: Cold, Containerd: true, Save: state.Disk, InstallSerialSSHD: true, RetryLostNIC: true, Lock: LockUntilSaved}
 	coldDiskOwnDT := Plan{Path: Cold, Containerd: true, Save: state.Disk, RetryLostNIC: true, Lock: LockUntilSaved}
-	coldUART := Plan{Path: Cold, UART: true, Containerd: true, Save: state.Full, Lock: LockUntilSaved}
+	coldUART := Plan{Path: Cold, UART: true, Containerd: true, Save: state.Full, OnTwin: true, Lock: LockUntilSaved}
 
 	for _, tc := range []struct {
 		name  string
@@ -70,10 +70,11 @@ func TestDecide(t *testing.T) {
 		{name: "raspi3b own device tree, first board", board: "raspi3b", ownDT: true, opts: store, want: coldDiskOwnDT},
 		{name: "raspi3b: a whole state is never looked for", board: "raspi3b", opts: store, has: state.Have{Full: true}, want: coldDisk},
 
-		{name: "raspi4b (no NIC) first board: cold over the UART, saved whole", board: "raspi4b", opts: store, want: coldUART},
+		{name: "raspi4b (no NIC) first board: containerd installed on its twin, then cold over the UART, saved whole", board: "raspi4b", opts: store, want: coldUART},
 		{name: "raspi4b restore: over the UART, no NIC to plug", board: "raspi4b", opts: store, has: state.Have{Full: true},
 			want: Plan{Path: Restore, From: state.Full, UART: true, Containerd: true, Lock: LockUntilLoaded, OnRestoreFailure: &coldUART}},
-		{name: "raspi4b, snapshots off", board: "raspi4b", opts: Options{Containerd: true}, want: Plan{Path: Cold, UART: true, Containerd: true}},
+		{name: "raspi4b, snapshots off", board: "raspi4b", opts: Options{Containerd: true}, want: Plan{Path: Cold, UART: true, Containerd: true, OnTwin: true}},
+		{name: "raspi4b, SSH only: no twin", board: "raspi4b", opts: Options{Snapshots: true}, want: Plan{Path: Cold, UART: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, Decide(board(t, tc.board, tc.ownDT), tc.has, tc.opts))

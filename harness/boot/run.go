@@ -48,6 +48,10 @@ type Steps interface {
 	// waits for its address.
 	PlugNIC(ctx context.Context) error
 	WaitNetwork(ctx context.Context) error
+	// StartTwin starts the board's twin with a network on the run's disk.
+	StartTwin(ctx context.Context) error
+	// StopTwin flushes the twin's disk and stops it.
+	StopTwin(ctx context.Context) error
 	// StopMachine stops the machine, before another is started.
 	StopMachine(ctx context.Context)
 	// Drop removes the slot's entry from the store.
@@ -93,6 +97,11 @@ func Run(ctx context.Context, p Plan, s Steps, unlock func()) error {
 	}
 	if p.Lock == LockUntilDisk {
 		unlock()
+	}
+	if p.OnTwin {
+		if err := runTwin(ctx, s); err != nil {
+			return err
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		if err := s.Stage(ctx, StageQEMU, func(ctx context.Context) error { return s.Start(ctx, p.UART, state.None) }); err != nil {
@@ -145,4 +154,23 @@ func Run(ctx context.Context, p Plan, s Steps, unlock func()) error {
 		})
 	}
 	return nil
+}
+
+// runTwin installs containerd on the run's disk booted by the board's twin,
+// and stops the twin; the board then boots the disk with containerd in it.
+func runTwin(ctx context.Context, s Steps) error {
+	s.Logf("containerd: installing it on the board's twin with a network first")
+	if err := s.Stage(ctx, StageQEMU, s.StartTwin); err != nil {
+		return err
+	}
+	if err := s.Stage(ctx, StageKernel, s.WaitKernel); err != nil {
+		return err
+	}
+	if err := s.Stage(ctx, StageSSH, func(ctx context.Context) error { return s.Login(ctx, true) }); err != nil {
+		return err
+	}
+	if err := s.Stage(ctx, StageContainerd, s.ReadyContainerd); err != nil {
+		return err
+	}
+	return s.Stage(ctx, StageContainerd, s.StopTwin)
 }

@@ -70,6 +70,22 @@ func (r *recorder) Start(_ context.Context, uart bool, from state.Slot) error {
 	r.cleanup.Push(func(context.Context) error { r.log = append(r.log, fmt.Sprintf("stop machine %d", n)); return nil })
 	return nil
 }
+func (r *recorder) StartTwin(context.Context) error {
+	if err := r.do("start twin with NIC"); err != nil {
+		return err
+	}
+	r.machines++
+	n := r.machines
+	r.cleanup.Push(func(context.Context) error { r.log = append(r.log, fmt.Sprintf("stop machine %d", n)); return nil })
+	return nil
+}
+func (r *recorder) StopTwin(context.Context) error {
+	if err := r.do("sync, stop twin"); err != nil {
+		return err
+	}
+	r.log = append(r.log, fmt.Sprintf("stop machine %d", r.machines))
+	return nil
+}
 func (r *recorder) WaitKernel(context.Context) error { return r.do("kernel") }
 func (r *recorder) Login(_ context.Context, setClock bool) error {
 	if err := r.do(map[bool]string{true: "login, clock", false: "login"}[setClock]); err != nil {
@@ -196,16 +212,22 @@ func TestRun(t *testing.T) {
 			want: []string{"overlay on disk", "unlock", "[qemu]", "start with NIC", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd",
 				"--close--", "close ssh", "stop machine 1"}},
 		{name: "raspi4b cold over the UART", plan: func(t *testing.T) Plan { return plan(t, "raspi4b", state.Have{}) },
-			want: []string{"overlay on base", "[qemu]", "start over UART", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd",
-				"[snapshot]", "save full", "unlock", "--close--", "close ssh", "stop machine 1"}},
+			want: []string{"overlay on base", "[qemu]", "start twin with NIC", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd", "[containerd]", "sync, stop twin", "stop machine 1",
+				"[qemu]", "start over UART", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd",
+				"[snapshot]", "save full", "unlock", "--close--", "close ssh", "stop machine 2", "close ssh", "stop machine 1"}},
+		{name: "raspi4b: containerd fails on the twin, the twin is stopped at close", plan: func(t *testing.T) Plan { return plan(t, "raspi4b", state.Have{}) },
+			fail: map[string][]error{"containerd": {errBoom}}, err: errBoom,
+			want: []string{"overlay on base", "[qemu]", "start twin with NIC", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd",
+				"unlock", "--close--", "close ssh", "stop machine 1"}},
 		{name: "raspi4b restore over the UART", plan: func(t *testing.T) Plan { return plan(t, "raspi4b", state.Have{Full: true}) },
 			want: []string{"[restore]", "overlay on full", "start over UART from full", "unlock", "[ssh]", "login", "[containerd]", "ready restored",
 				"--close--", "close ssh", "stop machine 1"}},
 		{name: "raspi4b restore fails: cold, still over the UART", plan: func(t *testing.T) Plan { return plan(t, "raspi4b", state.Have{Full: true}) },
 			fail: map[string][]error{"start over UART from full": {errNoLoad}},
 			want: []string{"[restore]", "overlay on full", "start over UART from full", "stop machine 0", "drop full", "recovered",
-				"overlay on base", "[qemu]", "start over UART", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd",
-				"[snapshot]", "save full", "unlock", "--close--", "close ssh", "stop machine 1"}},
+				"overlay on base", "[qemu]", "start twin with NIC", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd", "[containerd]", "sync, stop twin", "stop machine 1",
+				"[qemu]", "start over UART", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd",
+				"[snapshot]", "save full", "unlock", "--close--", "close ssh", "stop machine 2", "close ssh", "stop machine 1"}},
 
 		{name: "the overlay fails: nothing started, nothing to stop", plan: func(t *testing.T) Plan { return plan(t, "raspi4b-fast", state.Have{}) },
 			fail: map[string][]error{"overlay on base": {errBoom}}, err: errBoom,

@@ -157,3 +157,15 @@ func TestInstallSerialSSHD(t *testing.T) {
 	require.NotEmpty(t, sh.uploads[SerialSSHDPath])
 	require.Equal(t, []string{"systemctl enable " + SerialSSHDUnit}, sh.calls(t)[len(sh.calls(t))-1:])
 }
+
+func TestWakeCPUsRunsATaskOnEachCPU(t *testing.T) {
+	sh := newLocalShell(t, map[string]string{"nproc": "echo 4", "taskset": "exit 0"})
+	require.NoError(t, WakeCPUs(context.Background(), sh))
+	require.Equal(t, []string{"nproc --all", "taskset -c 0 true", "taskset -c 1 true", "taskset -c 2 true", "taskset -c 3 true"}, sh.calls(t))
+
+	failing := newLocalShell(t, map[string]string{"nproc": "echo 4", "taskset": `[ "$2" = 1 ] && exit 1; exit 0`})
+	err := WakeCPUs(context.Background(), failing)
+	var exit *ExitError
+	require.ErrorAs(t, err, &exit)
+	require.Equal(t, []string{"nproc --all", "taskset -c 0 true", "taskset -c 1 true"}, failing.calls(t))
+}

@@ -134,6 +134,18 @@ func SetClock(ctx context.Context, sh Shell, t time.Time) error {
 	return err
 }
 
+// wakeCPUs runs a task pinned to each of the guest's CPUs in turn.
+const wakeCPUs = `n=$(nproc --all); i=0; while [ "$i" -lt "$n" ]; do taskset -c "$i" true || exit 1; i=$((i+1)); done`
+
+// WakeCPUs runs a short task on each of the guest's CPUs, so that each
+// leaves its idle loop and programs its timer again: a CPU of a restored
+// guest whose timer interrupt was lost by the save (see
+// boards.Profile.WakeCPUsOnRestore) gets its tick back.
+func WakeCPUs(ctx context.Context, sh Shell) error {
+	_, err := script(ctx, sh, "wake each of the guest's CPUs", wakeCPUs)
+	return err
+}
+
 // Sync flushes the guest's file system caches to its disk.
 func Sync(ctx context.Context, sh Shell) error {
 	_, err := run(ctx, sh, "sync the guest's disk", "sync")
