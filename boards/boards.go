@@ -156,9 +156,11 @@ type Profile struct {
 	// boots the same image and disk: containerd is installed there before
 	// the board's own first boot, where the board has no network.
 	ProvisionOn string
-	// WakeCPUsOnRestore, when set, says why each of a restored guest's
-	// CPUs must run a task before the board is used.
-	WakeCPUsOnRestore string
+	// TimerLostOnRestore, when set, says why a restored guest may come
+	// back with a CPU whose timer never fires: each CPU is checked after a
+	// restore, and a state that comes back so is dropped (the board boots
+	// its provisioned disk and saves a new one).
+	TimerLostOnRestore string
 	// SerialSSH is a serial port that can carry SSH where the NIC cannot be
 	// saved with the machine state: the state is saved with no NIC, SSH
 	// runs over this port after a restore, and the NIC is plugged back in.
@@ -290,9 +292,9 @@ var catalog = map[string]Profile{
 		DiskSizePowerOfTwo: true,
 		NotMigratable:      "QEMU 7.2 cannot migrate raspi3b's usb-net device, and unplugging it from a running guest crashes QEMU",
 		// Seen in CI: every restore of one saved state had core 2 stalled
-		// (RCU stall, "timer wakeup didn't happen", the plugged NIC never
-		// got its DHCP lease).
-		WakeCPUsOnRestore: "QEMU's BCM2836 local interrupt controller does not save the level of the cores' timer interrupts: a core whose timer had fired when the state was saved waits for a tick that never comes, until it runs a task and its timer is programmed again",
+		// (RCU stalls, "timer wakeup didn't happen", the plugged NIC never
+		// got its DHCP lease, SSH over the UART took two minutes).
+		TimerLostOnRestore: "QEMU's BCM2836 local interrupt controller does not save the level of the cores' timer interrupts: a core whose timer had fired, unhandled, when the state was saved waits for an interrupt that never comes",
 		SerialSSH: SerialSSH{Port: 0, TTY: "ttyAMA0", NICModules: []string{"cdc_ether"},
 			// The SD card on SDHCI, not SDHOST: QEMU 7.2 puts the card back
 			// on SDHCI when it loads a saved state (its GPIO block does not

@@ -325,11 +325,8 @@ func (s *session) ReadyRestored(ctx context.Context, waitNetwork bool) error {
 	done := make(chan error, 1)
 	go func() {
 		var err error
-		if s.b.Profile.WakeCPUsOnRestore != "" {
-			start := time.Now()
-			if err = guest.WakeCPUs(ctx, s.b.SSH); err == nil {
-				s.logf("restore: each CPU woken in %.2fs", time.Since(start).Seconds())
-			}
+		if s.b.Profile.TimerLostOnRestore != "" {
+			err = s.checkTimers(ctx)
 		}
 		if err == nil {
 			err = s.setClock(ctx)
@@ -341,6 +338,21 @@ func (s *session) ReadyRestored(ctx context.Context, waitNetwork bool) error {
 	}()
 	err := containerdSetup{b: s.b, archive: s.archive}.connectRestored(ctx)
 	return errors.Join(err, <-done)
+}
+
+// checkTimers fails with boot.ErrRestoredUnusable when a CPU of the
+// restored guest gets no timer interrupt (Profile.TimerLostOnRestore).
+func (s *session) checkTimers(ctx context.Context) error {
+	start := time.Now()
+	cpus, err := guest.StalledCPUs(ctx, s.b.SSH)
+	if err != nil {
+		return err
+	}
+	if len(cpus) > 0 {
+		return fmt.Errorf("%w: CPU %v gets no timer interrupt (%s)", boot.ErrRestoredUnusable, cpus, s.b.Profile.TimerLostOnRestore)
+	}
+	s.logf("restore: each CPU's timer checked in %.2fs", time.Since(start).Seconds())
+	return nil
 }
 
 // Save saves the ready board into the store's slot.

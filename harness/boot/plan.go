@@ -22,6 +22,7 @@
 package boot
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/socbox/socbox/boards"
@@ -108,10 +109,15 @@ type Plan struct {
 	// disk with containerd ready to start.
 	OnTwin bool
 	Lock   Lock
-	// OnRestoreFailure is the plan once a Restore did not load: its
-	// state is dropped first.
+	// OnRestoreFailure is the plan once a Restore did not load, or came
+	// back unusable (ErrRestoredUnusable): its state is dropped first.
 	OnRestoreFailure *Plan
 }
+
+// ErrRestoredUnusable is a restored board that loaded but cannot be used
+// (a CPU whose timer never fires): its state is dropped and the board
+// comes up the way it would without it.
+var ErrRestoredUnusable = errors.New("the restored board is unusable")
 
 // Decide is the plan for board b, given what the store has for its key
 // (found under the key's lock when opts.UsesStore) and opts.
@@ -142,7 +148,8 @@ func Decide(b Board, has state.Have, opts Options) Plan {
 	switch {
 	case stateSlot != state.None && has.Has(stateSlot):
 		overUART := uart || stateSlot == state.Serial
-		fallback := cold
+		// As if the state had not been there.
+		fallback := Decide(b, has.Without(stateSlot), opts)
 		return Plan{Path: Restore, From: stateSlot, UART: overUART, Containerd: true,
 			PlugNIC: overUART && b.NIC, Lock: LockUntilLoaded, OnRestoreFailure: &fallback}
 	case !b.NICMigrates && has.Disk && stateSlot == state.Serial && has.DiskSerialSSHD:

@@ -82,11 +82,15 @@ func Run(ctx context.Context, p Plan, s Steps, unlock func()) error {
 			if err := s.Stage(ctx, StageSSH, func(ctx context.Context) error { return s.Login(ctx, false) }); err != nil {
 				return err
 			}
-			return s.Stage(ctx, StageContainerd, func(ctx context.Context) error { return s.ReadyRestored(ctx, p.PlugNIC) })
+			err := s.Stage(ctx, StageContainerd, func(ctx context.Context) error { return s.ReadyRestored(ctx, p.PlugNIC) })
+			if err == nil || !errors.Is(err, ErrRestoredUnusable) || ctx.Err() != nil {
+				return err
+			}
 		}
 		// A state that does not load (QEMU upgraded in place, a truncated
-		// file): drop it and boot cold.
-		s.Logf("snapshot: restore failed, booting cold instead: %v", err)
+		// file), or comes back unusable: drop it and come up as if it had
+		// not been there.
+		s.Logf("snapshot: restore failed, dropping the state: %v", err)
 		s.StopMachine(ctx)
 		s.Drop(p.From)
 		s.Recovered()

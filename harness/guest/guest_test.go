@@ -158,14 +158,25 @@ func TestInstallSerialSSHD(t *testing.T) {
 	require.Equal(t, []string{"systemctl enable " + SerialSSHDUnit}, sh.calls(t)[len(sh.calls(t))-1:])
 }
 
-func TestWakeCPUsRunsATaskOnEachCPU(t *testing.T) {
-	sh := newLocalShell(t, map[string]string{"nproc": "echo 4", "taskset": "exit 0"})
-	require.NoError(t, WakeCPUs(context.Background(), sh))
-	require.Equal(t, []string{"nproc --all", "taskset -c 0 true", "taskset -c 1 true", "taskset -c 2 true", "taskset -c 3 true"}, sh.calls(t))
+func TestStalledCPUsWatchesEachCPUFromAnother(t *testing.T) {
+	// The stub stalls CPU 2: its sleep never ends, and the watching
+	// timeout (run as "timeout -s KILL 3 taskset -c 2 sleep 0.01") fails.
+	sh := newLocalShell(t, map[string]string{
+		"nproc":   "echo 4",
+		"taskset": `shift 2; exec "$@"`,
+		"timeout": `[ "$6" = 2 ] && exit 137; shift 3; exec "$@"`,
+		"sleep":   "exit 0",
+	})
+	cpus, err := StalledCPUs(context.Background(), sh)
+	require.NoError(t, err)
+	require.Equal(t, []int{2}, cpus)
+	calls := sh.calls(t)
+	require.Contains(t, calls, "taskset -c 1 timeout -s KILL 3 taskset -c 0 sleep 0.01", "CPU 0 is watched from CPU 1")
+	require.Contains(t, calls, "taskset -c 0 timeout -s KILL 3 taskset -c 3 sleep 0.01")
 
-	failing := newLocalShell(t, map[string]string{"nproc": "echo 4", "taskset": `[ "$2" = 1 ] && exit 1; exit 0`})
-	err := WakeCPUs(context.Background(), failing)
-	var exit *ExitError
-	require.ErrorAs(t, err, &exit)
-	require.Equal(t, []string{"nproc --all", "taskset -c 0 true", "taskset -c 1 true"}, failing.calls(t))
+	one := newLocalShell(t, map[string]string{"nproc": "echo 1", "taskset": `shift 2; exec "$@"`, "timeout": `shift 3; exec "$@"`, "sleep": "exit 0"})
+	cpus, err = StalledCPUs(context.Background(), one)
+	require.NoError(t, err)
+	require.Empty(t, cpus)
+	require.Contains(t, one.calls(t), "taskset -c 0 timeout -s KILL 3 taskset -c 0 sleep 0.01", "a single CPU watches itself")
 }

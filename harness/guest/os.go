@@ -134,16 +134,31 @@ func SetClock(ctx context.Context, sh Shell, t time.Time) error {
 	return err
 }
 
-// wakeCPUs runs a task pinned to each of the guest's CPUs in turn.
-const wakeCPUs = `n=$(nproc --all); i=0; while [ "$i" -lt "$n" ]; do taskset -c "$i" true || exit 1; i=$((i+1)); done`
+// stalledCPUs prints each CPU on which a short sleep does not end: each
+// CPU's sleep is watched by a timeout that runs on another CPU.
+const stalledCPUs = `n=$(nproc --all); i=0; while [ "$i" -lt "$n" ]; do ` +
+	`w=0; [ "$i" = 0 ] && w=1; [ "$w" -ge "$n" ] && w=0; ` +
+	`taskset -c "$w" timeout -s KILL 3 taskset -c "$i" sleep 0.01 || echo "$i"; i=$((i+1)); done`
 
-// WakeCPUs runs a short task on each of the guest's CPUs, so that each
-// leaves its idle loop and programs its timer again: a CPU of a restored
-// guest whose timer interrupt was lost by the save (see
-// boards.Profile.WakeCPUsOnRestore) gets its tick back.
-func WakeCPUs(ctx context.Context, sh Shell) error {
-	_, err := script(ctx, sh, "wake each of the guest's CPUs", wakeCPUs)
-	return err
+// StalledCPUs lists the guest's CPUs whose timer does not fire: a short
+// sleep pinned to each must end within seconds. A restored raspi3b can
+// come back with one (see boards.Profile.TimerLostOnRestore): the kernel
+// waits for a timer interrupt that QEMU's state no longer holds, and
+// nothing a process does makes it program the timer again.
+func StalledCPUs(ctx context.Context, sh Shell) ([]int, error) {
+	res, err := script(ctx, sh, "check each of the guest's CPUs gets its timer", stalledCPUs)
+	if err != nil {
+		return nil, err
+	}
+	var cpus []int
+	for _, f := range strings.Fields(string(res.Stdout)) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || n > 4096 {
+			return nil, fmt.Errorf("check each of the guest's CPUs gets its timer: unexpected output %q", tail(res, 200))
+		}
+		cpus = append(cpus, n)
+	}
+	return cpus, nil
 }
 
 // Sync flushes the guest's file system caches to its disk.

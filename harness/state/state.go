@@ -170,6 +170,19 @@ func (h Have) Has(slot Slot) bool {
 	return false
 }
 
+// Without is h without the slot's entry.
+func (h Have) Without(slot Slot) Have {
+	switch slot {
+	case Full:
+		h.Full = false
+	case Disk:
+		h.Disk, h.DiskSerialSSHD = false, false
+	case Serial:
+		h.Serial = false
+	}
+	return h
+}
+
 // Find says what the store holds for k. Take the key's lock first: what
 // it finds may be gone or replaced otherwise.
 func (k Key) Find() Have {
