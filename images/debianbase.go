@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -214,15 +215,30 @@ func mmdebstrapArgs(in baseInputs, rootfs string, eatmydata bool) []string {
 
 func runMmdebstrap(ctx context.Context, in baseInputs, rootfs, keys, dpkgCfg string, clock *phaseClock, logf func(string, ...any)) (time.Duration, error) {
 	_, err := os.Stat(eatmydataHooks)
-	cmd := privateMountCommand(ctx, "mmdebstrap", mmdebstrapArgs(in, rootfs, err == nil)...)
-	cmd.Env = append(os.Environ(), "SOCBOX_HOST_KEYS="+keys, "SOCBOX_DPKG_CFG="+dpkgCfg)
-	out, err := cmd.StderrPipe()
-	if err != nil {
-		return 0, err
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("mmdebstrap: %w", err)
+	args := mmdebstrapArgs(in, rootfs, err == nil)
+	var cmd *exec.Cmd
+	var out io.Reader
+	for _, private := range []bool{true, false} {
+		if private {
+			cmd = privateMountCommand(ctx, "mmdebstrap", args...)
+		} else {
+			cmd = groupCommand(ctx, "mmdebstrap", args...)
+		}
+		cmd.Env = append(os.Environ(), "SOCBOX_HOST_KEYS="+keys, "SOCBOX_DPKG_CFG="+dpkgCfg)
+		if out, err = cmd.StderrPipe(); err != nil {
+			return 0, err
+		}
+		cmd.Stdout = cmd.Stderr
+		err = cmd.Start()
+		if err == nil {
+			break
+		}
+		if !private || !noPrivateMounts(err) {
+			return 0, fmt.Errorf("mmdebstrap: %w", err)
+		}
+		// Its mounts are then this namespace's: mmdebstrap unmounts them
+		// when it ends, but a build killed half way leaves them mounted.
+		logf("mmdebstrap: no mount namespace of its own here (%v: / is not a mount point, as in a chroot); it mounts in this one", err)
 	}
 	var tail []string
 	sc := bufio.NewScanner(out)

@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"syscall"
 	"time"
@@ -16,13 +17,26 @@ import (
 // so no dpkg or maintainer script outlives the build and keeps the
 // namespace alive; so does this process's death.
 func privateMountCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := groupCommand(ctx, name, args...)
+	// Go makes / private (recursively) in the new namespace, so nothing
+	// mounted there propagates back.
+	cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	return cmd
+}
+
+// noPrivateMounts says whether err, from starting a privateMountCommand,
+// means this process cannot have a mount namespace of its own with a
+// private /: in a chroot whose / is not a mount point (a build root, a
+// container made with chroot), making / private fails with EINVAL.
+func noPrivateMounts(err error) bool { return errors.Is(err, syscall.EINVAL) }
+
+// groupCommand runs name in its own process group, killed with it when ctx
+// is cancelled or this process dies.
+func groupCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Go makes / private (recursively) in the new namespace, so
-		// nothing mounted there propagates back.
-		Unshareflags: syscall.CLONE_NEWNS,
-		Setpgid:      true,
-		Pdeathsig:    syscall.SIGKILL,
+		Setpgid:   true,
+		Pdeathsig: syscall.SIGKILL,
 	}
 	cmd.Cancel = func() error {
 		// The group: mmdebstrap's children (apt, dpkg, qemu-user) too.
