@@ -186,6 +186,18 @@ force-unsafe-io
 // built, and takes it out again at the end.
 const eatmydataHooks = "/usr/share/mmdebstrap/hooks/eatmydata"
 
+// eatmydataUsable says whether mmdebstrap's eatmydata hooks can run here:
+// they are there, and so is dpkg-architecture (dpkg-dev, only a
+// recommendation of mmdebstrap), which they call. Without them the build
+// is slower, not broken.
+func eatmydataUsable() bool {
+	if _, err := os.Stat(eatmydataHooks); err != nil {
+		return false
+	}
+	_, err := exec.LookPath("dpkg-architecture")
+	return err == nil
+}
+
 // mmdebstrapArgs are the arguments for bootstrapping in's root into
 // rootfs. Hooks run on this host (only `chroot` runs guest code); keys and
 // dpkgCfg are passed to them through the environment, not spliced into
@@ -214,8 +226,8 @@ func mmdebstrapArgs(in baseInputs, rootfs string, eatmydata bool) []string {
 }
 
 func runMmdebstrap(ctx context.Context, in baseInputs, rootfs, keys, dpkgCfg string, clock *phaseClock, logf func(string, ...any)) (time.Duration, error) {
-	_, err := os.Stat(eatmydataHooks)
-	args := mmdebstrapArgs(in, rootfs, err == nil)
+	args := mmdebstrapArgs(in, rootfs, eatmydataUsable())
+	var err error
 	var cmd *exec.Cmd
 	var out io.Reader
 	for _, private := range []bool{true, false} {

@@ -6,7 +6,9 @@ set -euo pipefail
 # Go from the official tarball lives here when it is not on PATH.
 command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
 
-need_pkgs=(qemu-system-arm qemu-utils qemu-user-static mmdebstrap arch-test e2fsprogs kmod
+# dpkg-dev: dpkg-architecture, which mmdebstrap's eatmydata hooks call (the
+# image build runs dpkg without its fsyncs through them).
+need_pkgs=(qemu-system-arm qemu-utils qemu-user-static mmdebstrap arch-test dpkg-dev e2fsprogs kmod
            gpgv gpg debian-archive-keyring dpkg ca-certificates containerd runc
            busybox-static fdisk dosfstools mtools)
 
