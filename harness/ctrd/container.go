@@ -7,11 +7,14 @@ import (
 	"syscall"
 	"time"
 
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 
 	"github.com/socbox/socbox/harness/sshx"
 )
@@ -177,6 +180,9 @@ type Running struct {
 	outRead bool
 	// exitSeen is set once the task's exit status has come.
 	exitSeen bool
+	// taskMayExist is set from the moment a task is asked for until it
+	// is deleted: only then can one exist in the guest.
+	taskMayExist bool
 	// cgroupsPath is the task's cgroup, for the OOM count.
 	cgroupsPath string
 	// cleanups run in reverse, once, on their own context.
@@ -326,10 +332,14 @@ func (rc *Running) create(ctx context.Context) error {
 	rc.phase("create container")
 	rc.cleanups = append(rc.cleanups, func(ctx context.Context) error {
 		// A task whose creation was cut short may exist without this
-		// side having its handle: it would block the Delete.
-		if task, err := rc.ctr.Task(ctx, nil); err == nil {
-			if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-				return fmt.Errorf("remove task: %w", err)
+		// side having its handle: it would block the Delete. Where no
+		// creation was asked since the last delete, there is none,
+		// and the guest is not asked.
+		if rc.taskMayExist {
+			if task, err := rc.ctr.Task(ctx, nil); err == nil {
+				if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+					return fmt.Errorf("remove task: %w", err)
+				}
 			}
 		}
 		if err := rc.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil {
@@ -364,7 +374,8 @@ func (rc *Running) create(ctx context.Context) error {
 // startTask creates and starts the container's process. The output files
 // are opened for appending, so a restart adds to them.
 func (rc *Running) startTask(ctx context.Context) error {
-	task, err := rc.ctr.NewTask(ctx, rc.out.creator())
+	rc.taskMayExist = true
+	task, err := rc.newTask(ctx)
 	if err != nil {
 		if id := rc.r.shimSandbox(); id != "" && !rc.r.keeperRunning(ctx, id) {
 			// The keeper is gone (which is why the task could not be
@@ -396,15 +407,43 @@ func (rc *Running) deleteTask(ctx context.Context) error {
 	if rc.task == nil {
 		return nil
 	}
-	var opts []client.ProcessDeleteOpts
-	if !rc.exitSeen {
-		opts = append(opts, client.WithProcessKill)
+	var err error
+	if rc.exitSeen {
+		// The client's Delete would ask for the task's status first,
+		// one more round trip, to learn what the exit already said.
+		_, err = rc.r.client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: rc.res.ID})
+		err = errgrpc.ToNative(err)
+	} else {
+		_, err = rc.task.Delete(ctx, client.WithProcessKill)
 	}
-	if _, err := rc.task.Delete(ctx, opts...); err != nil && !errdefs.IsNotFound(err) {
+	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove task: %w", err)
 	}
-	rc.task = nil
+	rc.task, rc.taskMayExist = nil, false
 	return nil
+}
+
+// newTask creates the container's task with two calls to the guest's
+// containerd, the root filesystem's mounts and the task's creation, and a
+// third for the client's handle. The client's NewTask reads the container
+// record three times more, for what this side knows: the snapshot is the
+// container's own (its ID, in the runtime's snapshotter), no SELinux label
+// is set, and no task options are given.
+func (rc *Running) newTask(ctx context.Context) (client.Task, error) {
+	id := rc.res.ID
+	mounts, err := rc.r.client.SnapshotService(rc.r.snapshotter).Mounts(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("root filesystem of %s: %w", id, err)
+	}
+	cfg := rc.out.config()
+	req := &tasks.CreateTaskRequest{ContainerID: id, Stdout: cfg.Stdout, Stderr: cfg.Stderr}
+	for _, m := range mounts {
+		req.Rootfs = append(req.Rootfs, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	if _, err := rc.r.client.TaskService().Create(ctx, req); err != nil {
+		return nil, errgrpc.ToNative(err)
+	}
+	return rc.ctr.Task(ctx, nil)
 }
 
 // Wait waits for the container to exit (and restarts it as often as asked),

@@ -72,12 +72,10 @@ func (r *Runtime) DropOutputs(ctx context.Context) error {
 	return runOK(ctx, r.sh, shell.Join(argv...))
 }
 
-// creator hands the two paths to the task. The shim does the copying, so
-// there is nothing to wait for or close on this side.
-func (g guestOutput) creator() cio.Creator {
-	return func(string) (cio.IO, error) {
-		return guestFiles{cio.Config{Stdout: g.stdout, Stderr: g.stderr}}, nil
-	}
+// config is the task's stdio: the two paths, no stdin. The shim does the
+// copying, so there is nothing to wait for or close on this side.
+func (g guestOutput) config() cio.Config {
+	return cio.Config{Stdout: g.stdout, Stderr: g.stderr}
 }
 
 // readAndReset returns the head of what the container wrote, at most
@@ -101,13 +99,6 @@ func (g guestOutput) readAndReset(ctx context.Context, sh Shell, limit int64) (s
 func (g guestOutput) remove(ctx context.Context, sh Shell) error {
 	return runOK(ctx, sh, shell.Join("rm", "-rf", "--", g.dir))
 }
-
-type guestFiles struct{ config cio.Config }
-
-func (f guestFiles) Config() cio.Config { return f.config }
-func (guestFiles) Cancel()              {}
-func (guestFiles) Wait()                {}
-func (guestFiles) Close() error         { return nil }
 
 // runOK runs cmd and treats a non-zero exit as an error.
 func runOK(ctx context.Context, sh Shell, cmd string) error {
