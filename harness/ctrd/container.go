@@ -11,10 +11,13 @@ import (
 	"github.com/containerd/containerd/api/types"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/socbox/socbox/harness/sshx"
 )
@@ -180,6 +183,8 @@ type Running struct {
 	outRead bool
 	// exitSeen is set once the task's exit status has come.
 	exitSeen bool
+	// mounts are the root filesystem's, from the snapshot's creation.
+	mounts []mount.Mount
 	// taskMayExist is set from the moment a task is asked for until it
 	// is deleted: only then can one exist in the guest.
 	taskMayExist bool
@@ -317,8 +322,7 @@ func (rc *Running) create(ctx context.Context) error {
 	specOpts := append(containerSpecOpts(image, c, r.platform, att), recordCgroupsPath(&rc.cgroupsPath))
 	ctrOpts := []client.NewContainerOpts{
 		client.WithImage(image),
-		client.WithSnapshotter(r.snapshotter),
-		client.WithNewSnapshot(id, image),
+		rc.withNewSnapshot(image),
 		client.WithNewSpec(specOpts...),
 		r.withRuntime(),
 	}
@@ -342,10 +346,7 @@ func (rc *Running) create(ctx context.Context) error {
 				}
 			}
 		}
-		if err := rc.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil {
-			return fmt.Errorf("remove container: %w", err)
-		}
-		return nil
+		return rc.deleteContainer(ctx)
 	})
 	if len(c.Files) > 0 {
 		if err := r.copyIn(ctx, id, c.Files); err != nil {
@@ -423,21 +424,16 @@ func (rc *Running) deleteTask(ctx context.Context) error {
 	return nil
 }
 
-// newTask creates the container's task with two calls to the guest's
-// containerd, the root filesystem's mounts and the task's creation, and a
-// third for the client's handle. The client's NewTask reads the container
-// record three times more, for what this side knows: the snapshot is the
-// container's own (its ID, in the runtime's snapshotter), no SELinux label
-// is set, and no task options are given.
+// newTask creates the container's task with one call to the guest's
+// containerd, and a second for the client's handle. The client's NewTask
+// reads the container record three times and the snapshot's mounts once
+// more, for what this side knows: the mounts came with the snapshot, no
+// SELinux label is set, and no task options are given.
 func (rc *Running) newTask(ctx context.Context) (client.Task, error) {
 	id := rc.res.ID
-	mounts, err := rc.r.client.SnapshotService(rc.r.snapshotter).Mounts(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("root filesystem of %s: %w", id, err)
-	}
 	cfg := rc.out.config()
 	req := &tasks.CreateTaskRequest{ContainerID: id, Stdout: cfg.Stdout, Stderr: cfg.Stderr}
-	for _, m := range mounts {
+	for _, m := range rc.mounts {
 		req.Rootfs = append(req.Rootfs, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
 	if _, err := rc.r.client.TaskService().Create(ctx, req); err != nil {
@@ -606,6 +602,40 @@ func killTask(ctx context.Context, task client.Task, start time.Time) (exitCode 
 	case <-ctx.Done():
 		return -1, time.Since(start)
 	}
+}
+
+// withNewSnapshot makes the container's root filesystem, a snapshot named
+// after it over the image's layers, and keeps its mounts for the task. The
+// client's WithNewSnapshot reads the image's config and asks the
+// snapshotter's capabilities (for user namespace remapping, which socbox
+// does not use) on every container.
+func (rc *Running) withNewSnapshot(image knownImage) client.NewContainerOpts {
+	return func(ctx context.Context, _ *client.Client, c *containers.Container) error {
+		diffIDs, err := image.RootFS(ctx)
+		if err != nil {
+			return err
+		}
+		snap := rc.r.snapshotter
+		rc.mounts, err = rc.r.client.SnapshotService(snap).Prepare(ctx, rc.res.ID, identity.ChainID(diffIDs).String())
+		if err != nil {
+			return fmt.Errorf("root filesystem: %w", err)
+		}
+		c.Snapshotter, c.SnapshotKey, c.Image = snap, rc.res.ID, image.Name()
+		return nil
+	}
+}
+
+// deleteContainer removes the container record, then its snapshot. The
+// client's Delete asks for the record and for a task first, which this
+// side knows of (a task that may exist is removed before).
+func (rc *Running) deleteContainer(ctx context.Context) error {
+	if err := rc.r.client.ContainerService().Delete(ctx, rc.res.ID); err != nil {
+		return fmt.Errorf("remove container: %w", errgrpc.ToNative(err))
+	}
+	if err := rc.r.client.SnapshotService(rc.r.snapshotter).Remove(ctx, rc.res.ID); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container's root filesystem: %w", err)
+	}
+	return nil
 }
 
 // withRuntime names the runc shim, with the OCI runtime binary when one

@@ -1,6 +1,7 @@
 package ctrd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -144,46 +145,94 @@ func hasPlatform(ctx context.Context, cs content.Provider, target ocispec.Descri
 }
 
 // image looks up name and makes sure it is unpacked for the runtime's
-// platform and snapshotter.
-func (r *Runtime) image(ctx context.Context, name string) (client.Image, error) {
+// platform and snapshotter. What a container needs of it (its config and
+// layers) is read once per content and kept: content does not change under
+// its digest, and every read is a round trip into the guest.
+func (r *Runtime) image(ctx context.Context, name string) (knownImage, error) {
 	meta, err := r.client.ImageService().Get(ctx, name)
 	if errdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("image %s is not in the guest's containerd (namespace %s): import it first: %w", name, r.namespace, err)
+		return knownImage{}, fmt.Errorf("image %s is not in the guest's containerd (namespace %s): import it first: %w", name, r.namespace, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("look up image %s: %w", name, err)
+		return knownImage{}, fmt.Errorf("look up image %s: %w", name, err)
 	}
 	match := matcher(r.platform)
 	r.mu.Lock()
-	checked := r.checkedImages[name] == meta.Target.Digest
+	known, checked := r.checkedImages[name]
 	r.mu.Unlock()
-	if checked {
+	if checked && known.Target().Digest == meta.Target.Digest {
 		// Same name, same content as a container before: its platform
 		// was checked and it was unpacked then.
-		return client.NewImageWithPlatform(r.client, meta, match), nil
+		return known, nil
 	}
 	ok, err := hasPlatform(ctx, r.client.ContentStore(), meta.Target, match)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", name, err)
+		return knownImage{}, fmt.Errorf("image %s: %w", name, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: image %s has nothing for %s", ErrPlatformMismatch, name, r.platform)
+		return knownImage{}, fmt.Errorf("%w: image %s has nothing for %s", ErrPlatformMismatch, name, r.platform)
 	}
 	image := client.NewImageWithPlatform(r.client, meta, match)
 	unpacked, err := image.IsUnpacked(ctx, r.snapshotter)
 	if err != nil {
-		return nil, fmt.Errorf("image %s for %s: %w", name, r.platform, err)
+		return knownImage{}, fmt.Errorf("image %s for %s: %w", name, r.platform, err)
 	}
 	if !unpacked {
 		if err := image.Unpack(ctx, r.snapshotter); err != nil {
-			return nil, fmt.Errorf("unpack image %s for %s: %w", name, r.platform, err)
+			return knownImage{}, fmt.Errorf("unpack image %s for %s: %w", name, r.platform, err)
 		}
+	}
+	known = knownImage{Image: image}
+	if known.config, err = image.Config(ctx); err != nil {
+		return knownImage{}, fmt.Errorf("image %s for %s: config: %w", name, r.platform, err)
+	}
+	if known.configBlob, err = content.ReadBlob(ctx, image.ContentStore(), known.config); err != nil {
+		return knownImage{}, fmt.Errorf("image %s for %s: read config: %w", name, r.platform, err)
+	}
+	if known.diffIDs, err = image.RootFS(ctx); err != nil {
+		return knownImage{}, fmt.Errorf("image %s for %s: layers: %w", name, r.platform, err)
 	}
 	r.mu.Lock()
 	if r.checkedImages == nil {
-		r.checkedImages = map[string]digest.Digest{}
+		r.checkedImages = map[string]knownImage{}
 	}
-	r.checkedImages[name] = meta.Target.Digest
+	r.checkedImages[name] = known
 	r.mu.Unlock()
-	return image, nil
+	return known, nil
 }
+
+// knownImage is an image found usable for the board, with what a
+// container needs of it read once: its config (descriptor and blob) and
+// its layers' diff IDs.
+type knownImage struct {
+	client.Image
+	config     ocispec.Descriptor
+	configBlob []byte
+	diffIDs    []digest.Digest
+}
+
+func (i knownImage) Config(context.Context) (ocispec.Descriptor, error) { return i.config, nil }
+func (i knownImage) RootFS(context.Context) ([]digest.Digest, error)    { return i.diffIDs, nil }
+
+// ContentStore serves the config blob from memory, the rest from the
+// guest.
+func (i knownImage) ContentStore() content.Store {
+	return configStore{Store: i.Image.ContentStore(), desc: i.config, blob: i.configBlob}
+}
+
+type configStore struct {
+	content.Store
+	desc ocispec.Descriptor
+	blob []byte
+}
+
+func (s configStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	if desc.Digest == s.desc.Digest {
+		return blobReader{bytes.NewReader(s.blob)}, nil
+	}
+	return s.Store.ReaderAt(ctx, desc)
+}
+
+type blobReader struct{ *bytes.Reader }
+
+func (blobReader) Close() error { return nil }

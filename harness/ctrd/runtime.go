@@ -22,7 +22,6 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -182,7 +181,7 @@ type Runtime struct {
 	sharedGuest bool
 	// checkedImages are images found usable for the board (platform,
 	// unpacked) by name, with the content they had then.
-	checkedImages map[string]digest.Digest
+	checkedImages map[string]knownImage
 }
 
 // Connect opens a containerd client over sh and checks that the daemon
