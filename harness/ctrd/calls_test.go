@@ -134,3 +134,33 @@ func TestContainerCalls(t *testing.T) {
 	}
 	require.ElementsMatch(t, want, got)
 }
+
+// TestRestoredKeeperCalls: on a restored board the shim keeper runs
+// already, and one call finds it so; the client's way took three.
+func TestRestoredKeeperCalls(t *testing.T) {
+	p := hostPlatform(t)
+	archive := busyboxArchive(t, p, busyboxRef, nil)
+	d := startContainerd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sh := &callCounter{}
+	r, err := Connect(ctx, sh, WithSocket(d.socket), WithStateDir(d.dir+"/guest"))
+	t.Cleanup(func() { r.Close() })
+	require.NoError(t, err)
+	name, err := r.Import(ctx, bytes.NewReader(archive), p)
+	require.NoError(t, err)
+	require.NoError(t, r.KeepShimWarm(ctx, name))
+	t.Cleanup(func() { _ = r.StopShimKeeper(context.Background()) })
+	time.Sleep(100 * time.Millisecond)
+	sh.take()
+
+	r2, err := Connect(ctx, sh, WithSocket(d.socket), WithStateDir(d.dir+"/guest"), WithPlatform(p))
+	t.Cleanup(func() { r2.Close() })
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	sh.take()
+	require.NoError(t, r2.KeepShimWarm(ctx, name))
+	time.Sleep(100 * time.Millisecond)
+	require.Equal(t, []string{"/containerd.services.tasks.v1.Tasks/Get"}, sh.take())
+	require.Equal(t, KeeperID, r2.shimSandbox())
+}

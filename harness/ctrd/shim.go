@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
@@ -46,6 +48,13 @@ func (r *Runtime) KeepShimWarm(ctx context.Context, image string) error {
 	id := KeeperID
 	if r.sharedGuest {
 		id = KeeperID + "-" + randomSuffix()
+	}
+	// A restored board's keeper runs already: one call says so (the
+	// client would read the container, then the task twice).
+	if resp, err := r.client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id}); err == nil &&
+		resp.Process != nil && resp.Process.Status == tasktypes.Status_RUNNING {
+		r.setShimSandbox(id)
+		return nil
 	}
 	if ctr, err := r.client.LoadContainer(ctx, id); err == nil {
 		if task, err := ctr.Task(ctx, nil); err == nil {
