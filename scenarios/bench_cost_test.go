@@ -497,6 +497,14 @@ func BenchmarkReadyAndContainer(b *testing.B) {
 	quiet := harness.WithLogf(func(string, ...any) {})
 	for i := 0; i < b.N; i++ {
 		for _, slug := range benchBoards() {
+			prof, err := boards.Lookup(slug)
+			must(b, err)
+			if v, err := qemu.ExeVersion(ctx, prof.QEMUBinary); err == nil {
+				if err := qemu.CheckVersion(prof, v); err != nil {
+					fmt.Printf("%s: not on this host: %v\n", slug, err)
+					continue
+				}
+			}
 			for range 2 { // see BenchmarkRestore
 				bd, err := harness.Start(ctx, harness.WithBoard(slug), quiet)
 				must(b, err)
@@ -508,11 +516,27 @@ func BenchmarkReadyAndContainer(b *testing.B) {
 			}
 			var stagesum, walls []time.Duration
 			stages := map[string][]time.Duration{}
+			// Inside the stages: the login's handshake and the clock,
+			// which is set while containerd is connected.
+			var logMu sync.Mutex
+			logged := map[string][]time.Duration{}
+			record := harness.WithLogf(func(format string, args ...any) {
+				line := fmt.Sprintf(format, args...)
+				for _, what := range []string{"ssh: logged in after ", "ssh: clock set in "} {
+					if i := strings.Index(line, what); i >= 0 {
+						if v, err := strconv.ParseFloat(strings.TrimSuffix(line[i+len(what):], "s"), 64); err == nil {
+							logMu.Lock()
+							logged[what] = append(logged[what], secs(v))
+							logMu.Unlock()
+						}
+					}
+				}
+			})
 			var bd *harness.Board
 			for j := range 3 {
 				start := time.Now()
 				var err error
-				bd, err = harness.Start(ctx, harness.WithBoard(slug), quiet)
+				bd, err = harness.Start(ctx, harness.WithBoard(slug), record)
 				must(b, err)
 				walls = append(walls, time.Since(start))
 				st := stageSeconds(bd)
@@ -539,6 +563,12 @@ func BenchmarkReadyAndContainer(b *testing.B) {
 				}
 			}
 			fmt.Printf("  %-43s %8.2fs\n", "restore to ready (Start, wall)", median(walls).Seconds())
+			if l := logged["ssh: logged in after "]; len(l) > 0 {
+				fmt.Printf("    %-41s %8.2fs\n", "ssh login (handshake and auth)", median(l).Seconds())
+			}
+			if l := logged["ssh: clock set in "]; len(l) > 0 {
+				fmt.Printf("    %-41s %8.2fs\n", "clock set (beside containerd)", median(l).Seconds())
+			}
 
 			var runs []time.Duration
 			phases := map[string][]time.Duration{}
