@@ -77,3 +77,74 @@ func TestMergeTreeKeepsMergedUsrSymlinks(t *testing.T) {
 	_, err = os.Stat(filepath.Join(root, "boot/vmlinuz-6.1.0-50-arm64"))
 	require.NoError(t, err)
 }
+
+// A saved disk names its backing file relative to itself: the cache
+// moved to another path (restored by CI, another runner) still boots it
+// on its own image, and a disk made on another file is told apart.
+func TestBackingFileMovesWithTheCache(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed: run scripts/host-setup.sh")
+	}
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "cache")
+	base := filepath.Join(root, "images", "debian-0123", "rootfs.img")
+	saved := filepath.Join(root, "snapshots", "raspi4b-fast-0123", "disk.qcow2")
+	require.NoError(t, os.MkdirAll(filepath.Dir(base), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Dir(saved), 0o700))
+	require.NoError(t, os.WriteFile(base, make([]byte, 1<<20), 0o444))
+	require.NoError(t, CreateOverlayOn(ctx, base, "raw", saved, 0))
+	require.NoError(t, CheckBacking(saved, base))
+
+	require.NoError(t, RecordBackingRelative(ctx, saved, base, "raw"))
+	moved := filepath.Join(t.TempDir(), "restored", "cache")
+	require.NoError(t, os.MkdirAll(filepath.Dir(moved), 0o755))
+	require.NoError(t, os.Rename(root, moved))
+	movedBase := filepath.Join(moved, "images", "debian-0123", "rootfs.img")
+	movedSaved := filepath.Join(moved, "snapshots", "raspi4b-fast-0123", "disk.qcow2")
+	got, err := BackingFile(movedSaved)
+	require.NoError(t, err)
+	require.Equal(t, movedBase, filepath.Clean(got))
+	require.NoError(t, CheckBacking(movedSaved, movedBase))
+	// And QEMU opens it so: a run's overlay on the moved disk reads the
+	// moved image.
+	run := filepath.Join(t.TempDir(), "run.qcow2")
+	require.NoError(t, CreateOverlayOn(ctx, movedSaved, "qcow2", run, 0))
+	out, err := exec.Command("qemu-img", "info", "--backing-chain", run).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "../../images/debian-0123/rootfs.img")
+
+	other := filepath.Join(moved, "images", "debian-4567", "rootfs.img")
+	require.NoError(t, os.MkdirAll(filepath.Dir(other), 0o755))
+	require.NoError(t, os.WriteFile(other, make([]byte, 1<<20), 0o444))
+	require.ErrorContains(t, CheckBacking(movedSaved, other), "is backed by")
+
+	// A disk saved with its backing file's absolute path, as before, is
+	// not taken for one on the moved image.
+	abs := filepath.Join(t.TempDir(), "abs.qcow2")
+	require.NoError(t, CreateOverlayOn(ctx, filepath.Join(moved, "images", "debian-0123", "rootfs.img"), "raw", abs, 0))
+	require.NoError(t, os.Rename(filepath.Join(moved, "images", "debian-0123"), filepath.Join(moved, "images", "debian-89ab")))
+	require.Error(t, CheckBacking(abs, filepath.Join(moved, "images", "debian-89ab", "rootfs.img")))
+}
+
+// The relative name is made from where the folders really are, so a cache
+// whose snapshots/ is a link to another disk still finds its image.
+func TestBackingFileThroughALinkedFolder(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed: run scripts/host-setup.sh")
+	}
+	ctx := context.Background()
+	root, elsewhere := t.TempDir(), t.TempDir()
+	base := filepath.Join(root, "images", "img", "rootfs.img")
+	require.NoError(t, os.MkdirAll(filepath.Dir(base), 0o755))
+	require.NoError(t, os.WriteFile(base, make([]byte, 1<<20), 0o444))
+	require.NoError(t, os.MkdirAll(filepath.Join(elsewhere, "entry"), 0o700))
+	require.NoError(t, os.Symlink(elsewhere, filepath.Join(root, "snapshots")))
+	saved := filepath.Join(root, "snapshots", "entry", "disk.qcow2")
+	require.NoError(t, CreateOverlayOn(ctx, base, "raw", saved, 0))
+	require.NoError(t, RecordBackingRelative(ctx, saved, base, "raw"))
+	require.NoError(t, CheckBacking(saved, base))
+	run := filepath.Join(t.TempDir(), "run.qcow2")
+	require.NoError(t, CreateOverlayOn(ctx, saved, "qcow2", run, 0))
+	out, err := exec.Command("qemu-img", "info", "--backing-chain", run).CombinedOutput()
+	require.NoError(t, err, string(out))
+}
