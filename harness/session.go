@@ -39,6 +39,9 @@ type session struct {
 	// qemu is the machine now running (b.Machine is the same, as the
 	// driver every kind of board has).
 	qemu *machine.QEMU
+	// backing is what the run's overlay is made on (the base image's disk
+	// or a saved one), of backingFormat.
+	backing, backingFormat string
 }
 
 func newSession(b *Board) *session { return &session{b: b} }
@@ -175,16 +178,36 @@ func (s *session) qemuConfig(uart bool) qemu.Config {
 	}
 }
 
-// storeKey is the board's key in the store. Every QEMU argument that
-// shapes the machine is in it; the run directory, disk path and port
-// forwards are not (they change every run).
+// storeKey is the board's key in the store.
 func (s *session) storeKey(uart bool) (state.Key, error) {
-	b := s.b
-	cfg := s.qemuConfig(uart)
-	cfg.RunDir, cfg.Disk, cfg.Forwards, cfg.Incoming, cfg.SerialSSH = "/run", "/disk", nil, "", ""
-	exe, args, err := qemu.Cmdline(cfg)
+	in, err := storeInputs(s.b, s.qemuConfig(uart))
 	if err != nil {
 		return state.Key{}, err
+	}
+	return s.store.Key(in, s.b.Profile)
+}
+
+// storeInputs are what board b, started with cfg, is saved from. Every
+// QEMU argument that shapes the machine is in them; the run directory,
+// disk path and port forwards are not (they change every run), and the
+// boot files, which live in the cache, are named by their content, not
+// their path: a cache restored at another path, or on another runner,
+// keys its boards as the one it was saved from did.
+func storeInputs(b *Board, cfg qemu.Config) (state.Inputs, error) {
+	cfg.RunDir, cfg.Disk, cfg.Forwards, cfg.Incoming, cfg.SerialSSH = "/run", "/disk", nil, "", ""
+	for _, f := range []*string{&cfg.Kernel, &cfg.Initrd, &cfg.DTB} {
+		if *f == "" {
+			continue
+		}
+		d, err := state.FileDigest(*f)
+		if err != nil {
+			return state.Inputs{}, err
+		}
+		*f = d
+	}
+	exe, args, err := qemu.Cmdline(cfg)
+	if err != nil {
+		return state.Inputs{}, err
 	}
 	// A state saved by one QEMU build is not loaded by another.
 	v, _ := qemu.ExeVersion(context.Background(), exe)
@@ -194,7 +217,7 @@ func (s *session) storeKey(uart bool) (state.Key, error) {
 	if b.opts.crun {
 		in.Containerd += "+crun"
 	}
-	return s.store.Key(in, b.Profile)
+	return in, nil
 }
 
 // The boot.Steps.
@@ -211,7 +234,19 @@ func (s *session) Logf(format string, args ...any)     { s.logf(format, args...)
 func (s *session) Overlay(ctx context.Context, from state.Slot) error {
 	b := s.b
 	if from != state.None {
-		if err := images.CreateOverlayOn(ctx, s.key.File(from, state.DiskImg), "qcow2", s.disk(), 0); err != nil {
+		saved := s.key.File(from, state.DiskImg)
+		// A saved disk names what it is made on relative to itself (see
+		// copyOverlayAndResume): in a cache restored elsewhere, that must be this
+		// cache's image, not a file left at the path it was saved from.
+		want := b.Image.Path(b.Image.Disk)
+		if from == state.Serial {
+			want = s.key.File(state.Disk, state.DiskImg)
+		}
+		if err := images.CheckBacking(saved, want); err != nil {
+			return fmt.Errorf("saved disk: %w (delete %s; the next board that boots saves it again)", err, s.key.Dir(from))
+		}
+		s.backing, s.backingFormat = saved, "qcow2"
+		if err := images.CreateOverlayOn(ctx, saved, "qcow2", s.disk(), 0); err != nil {
 			return err
 		}
 		return os.Chmod(s.disk(), privateFileMode)
@@ -227,6 +262,7 @@ func (s *session) Overlay(ctx context.Context, from state.Slot) error {
 			size = p
 		}
 	}
+	s.backing, s.backingFormat = b.Image.Path(b.Image.Disk), b.Image.DiskFormat
 	if err := images.CreateOverlay(ctx, b.Image, s.disk(), size); err != nil {
 		return err
 	}
@@ -453,13 +489,18 @@ func (s *session) saveDisk(ctx context.Context, installSerialSSHD bool) error {
 }
 
 // copyOverlayAndResume copies the paused guest's overlay into dir, then
-// lets the guest go on whatever the copy did.
+// lets the guest go on whatever the copy did. The copy names what it is
+// made on relative to itself, so that the cache can move.
 func (s *session) copyOverlayAndResume(ctx context.Context, dir string) error {
-	copyErr := images.CopyFile(s.disk(), filepath.Join(dir, state.DiskImg))
+	saved := filepath.Join(dir, state.DiskImg)
+	copyErr := images.CopyFile(s.disk(), saved)
 	if err := s.qemu.Resume(ctx); err != nil {
 		return errors.Join(err, copyErr)
 	}
-	return copyErr
+	if copyErr != nil {
+		return copyErr
+	}
+	return images.RecordBackingRelative(ctx, saved, s.backing, s.backingFormat)
 }
 
 // Recover lets a board whose save failed go on: running, and connected

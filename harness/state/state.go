@@ -35,16 +35,20 @@ import (
 	"github.com/socbox/socbox/images/cachefs"
 )
 
-// Version changes whenever what a saved board holds changes.
-// 2: the shim keeper runs in it.
-const Version = 2
+// Version changes whenever what a saved board holds, or how its key is
+// made, changes. 2: the shim keeper runs in it. 3: no path in the key or
+// the entry (the boot files by their digest, a saved disk's backing file
+// relative to it), so a cache restored at another path is used.
+const Version = 3
 
 // serialVersion changes whenever what a state saved without the NIC holds
 // changes, beyond the board's SerialSSH.
 const serialVersion = 1
 
 // Inputs are what a saved board is made from: anything that changes what
-// it holds must be in them.
+// it holds must be in them, and nothing that depends on where the cache
+// is (name a file in it by FileDigest), so that a cache restored at
+// another path or on another runner finds its entries.
 type Inputs struct {
 	Version    int      `json:"version"`
 	Image      string   `json:"image"`
