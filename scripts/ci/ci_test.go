@@ -57,8 +57,8 @@ func TestActionlintCatchesBrokenWorkflows(t *testing.T) {
 		{"merge needs a job that is not there", "    needs: shard\n", "    needs: shards\n", `job "merge" needs job "shards" which does not exist in this workflow`},
 		{"a matrix property misspelt", `--board "${{ matrix.board }}"`, `--board "${{ matrix.bord }}"`, `property "bord" is not defined`},
 		{"an input the action does not have", "          pattern: socbox-*\n", "          patern: socbox-*\n", `input "patern" is not defined in action "actions/download-artifact@v4"`},
-		{"a step output that does not exist", "steps.versions.outputs.qemu }}-${{ steps.versions.outputs.socbox }}-${{ hashFiles('.socbox/go.sum') }}\n          restore-keys",
-			"steps.versions.outputs.qemu }}-${{ steps.version.outputs.socbox }}-${{ hashFiles('.socbox/go.sum') }}\n          restore-keys", `property "version" is not defined`},
+		{"a step output that does not exist", "hashFiles('.socbox/go.sum') }}-${{ steps.versions.outputs.image }}\n          restore-keys",
+			"hashFiles('.socbox/go.sum') }}-${{ steps.version.outputs.image }}\n          restore-keys", `property "version" is not defined`},
 		{"a bad schedule", `cron: "17 2 * * *"`, `cron: "17 25 * * *"`, "invalid CRON format"},
 		{"an expression that does not parse", "if: always() && matrix.shard == 1", "if: always() && matrix.shard = 1", "unexpected"},
 	} {
@@ -92,7 +92,7 @@ type workflow struct {
 }
 
 // The matrix runs shards 1 to SHARDS of each board with the same
-// arguments, the cache key names the QEMU version, socbox and the board,
+// arguments, the cache key names the QEMU version, socbox, the image and the board,
 // and the final job merges whatever the shards left, even when one failed.
 func TestGitHubWorkflowRunsEveryShardAndMergesThem(t *testing.T) {
 	var wf workflow
@@ -129,7 +129,9 @@ func TestGitHubWorkflowRunsEveryShardAndMergesThem(t *testing.T) {
 	require.Contains(t, run, `--board "${{ matrix.board }}"`)
 	require.Contains(t, run, "SOCBOX_CACHE=$SOCBOX_CACHE")
 	require.Equal(t, restoreKey, saveKey)
-	for _, part := range []string{"${{ matrix.board }}", "steps.versions.outputs.qemu", "steps.versions.outputs.socbox", "hashFiles('.socbox/go.sum')"} {
+	for _, part := range []string{"${{ matrix.board }}", "steps.versions.outputs.qemu", "steps.versions.outputs.socbox", "hashFiles('.socbox/go.sum')", "steps.versions.outputs.image"} {
+		// A cache saved under a key is never replaced: whatever changes
+		// what it holds is in the key.
 		require.Contains(t, saveKey, part)
 	}
 
