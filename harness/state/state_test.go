@@ -205,3 +205,20 @@ func TestPruneRemovesADiskAndItsStatesTogether(t *testing.T) {
 	require.NoDirExists(t, filepath.Join(dir, "raspi3b-old"))
 	require.NoDirExists(t, filepath.Join(dir, "raspi3b-old-serial-x"), "the state on the superseded disk goes with it")
 }
+
+// Entries keyed before keys held no path (version 2: the boot files by
+// their path in the cache) are never found again; the first save under
+// the new key removes them.
+func TestASaveRemovesEntriesKeyedOnPaths(t *testing.T) {
+	s := &Store{Dir: filepath.Join(t.TempDir(), "snapshots"), Logf: t.Logf}
+	old := Inputs{Version: 2, Board: "raspi4b-fast", Image: "img1", Containerd: "auto",
+		Args: []string{"-smp", "2", "-kernel", "/home/ci/.cache/socbox/images/debian-x/vmlinuz"}}
+	writeEntry(t, s.Dir, "raspi4b-fast-0123456789ab", stateMeta, old)
+	in := old
+	in.Version, in.Args = Version, []string{"-smp", "2", "-kernel", "sha256:0c57da85c644"}
+	k, err := s.Key(in, profile(t, "raspi4b-fast"))
+	require.NoError(t, err)
+	require.Equal(t, Have{}, k.Find())
+	save(t, k, Full, false)
+	require.Equal(t, []string{filepath.Base(k.Dir(Full))}, names(t, s.Dir))
+}
