@@ -66,6 +66,7 @@ func TestShardsOnMovedCaches(t *testing.T) {
 	out, err := exec.Command("go", "build", "-o", bin, "../cmd/socbox").CombinedOutput()
 	require.NoError(t, err, "build socbox: %s", out)
 	var shards []string
+	sharded := 0
 	for k := 1; k <= 2; k++ {
 		cache := movedCache(t, src, im, slug)
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("shard-%d", k))
@@ -79,6 +80,13 @@ func TestShardsOnMovedCaches(t *testing.T) {
 		require.NoError(t, err, "socbox %s:\n%s", strings.Join(args, " "), out)
 		run, err := report.ReadJSON(filepath.Join(dir, "results.json"))
 		require.NoError(t, err)
+		n := 0
+		for _, b := range run.Boards {
+			n += len(b.Scenarios)
+		}
+		require.NotZero(t, n, "shard %d/2 ran nothing", k)
+		t.Logf("shard %d/2 on its own cache: %d scenario results", k, n)
+		sharded += n
 		for _, b := range run.Boards {
 			var stages []string
 			for _, st := range b.Stages {
@@ -98,7 +106,8 @@ func TestShardsOnMovedCaches(t *testing.T) {
 	for _, b := range run.Boards {
 		results += len(b.Scenarios)
 	}
-	require.NotZero(t, results, "the merged run has no scenario results")
+	require.Equal(t, sharded, results, "the merged run has every shard's results, once:\n%s", out)
+	t.Logf("merged: %s", strings.TrimSpace(string(out)))
 }
 
 // warmBoard makes board slug ready in this process's cache — restored, if
