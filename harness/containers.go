@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/socbox/socbox/harness/report"
 	"github.com/socbox/socbox/harness/scenario"
@@ -163,4 +164,26 @@ func (r scenarioRunner) StartService(ctx context.Context, c ctrd.Container) (sce
 
 func (r scenarioRunner) Run(ctx context.Context, c ctrd.Container) (ctrd.ContainerResult, error) {
 	return r.b.Run(ctx, c)
+}
+
+// answerTimeout bounds Answers: a board whose containerd takes longer to
+// say its version is not one to run the next scenario on.
+const answerTimeout = 20 * time.Second
+
+// Answers asks the board's containerd, through the SSH connection, for its
+// version: nil when the board can run the next scenario. After a scenario
+// that timed out, a board that no longer answers is one to replace.
+func (b *Board) Answers(ctx context.Context) error {
+	if err := b.life.failed(); err != nil {
+		return err
+	}
+	if b.Runtime == nil {
+		return fmt.Errorf("%s: containerd is not ready", b.Profile.Slug)
+	}
+	ctx, cancel := context.WithTimeout(ctx, answerTimeout)
+	defer cancel()
+	if _, err := b.Runtime.Version(ctx); err != nil {
+		return fmt.Errorf("%s does not answer: %w", b.Profile.Slug, err)
+	}
+	return nil
 }

@@ -425,13 +425,25 @@ func runBoard(ctx context.Context, prog *boardProgress, bf bootFlags, bp boardPl
 	if b != nil {
 		markUsed(b.Image)
 	}
-	return runAndClose(ctx, prog, "board "+bp.slug, bp.slug, b, err, bp.scenarios)
+	replace := func(ctx context.Context) (*harness.Board, error) {
+		prog.Status("booting a new %s", bp.slug)
+		nb, err := harness.Start(ctx, opts...)
+		if nb != nil {
+			markUsed(nb.Image)
+		}
+		return nb, err
+	}
+	return runAndClose(ctx, prog, "board "+bp.slug, bp.slug, b, err, bp.scenarios, replace)
 }
 
 // runAndClose runs scenarios on the board Start or Attach returned (b may
 // be nil; err is their error) and closes it. If the board did not get
-// ready, each scenario that applies to it is reported as not run.
-func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b *harness.Board, err error, scenarios []scenario.Scenario) *report.Board {
+// ready, each scenario that applies to it is reported as not run. After a
+// scenario that timed out, a board that no longer answers is closed and
+// replaced by a new one from replace (nil for a board socbox cannot boot
+// again: its remaining scenarios are then reported as not run).
+func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b *harness.Board, err error, scenarios []scenario.Scenario,
+	replace func(context.Context) (*harness.Board, error)) *report.Board {
 	defer func() {
 		if cerr := b.Close(); cerr != nil {
 			prog.Logf("%v", cerr)
@@ -456,11 +468,39 @@ func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b 
 		}
 		return rb
 	}
+	var gone error // why the board is lost, once it is
 	for i, s := range scenarios {
+		if gone != nil {
+			rb.Scenarios = append(rb.Scenarios, &report.Scenario{
+				Name: s.Name, Description: s.Description, Source: s.Where(), Command: s.Container.Cmd,
+				Error: fmt.Sprintf("not run: %s was lost: %v", what, gone),
+			})
+			continue
+		}
 		prog.Status("scenario %d of %d: %s", i+1, len(scenarios), s.Name)
 		res := b.RunScenario(ctx, s)
 		prog.Logf("%s %s in %.2fs", strings.ToUpper(res.Status()), s.Name, res.Seconds)
 		rb.Scenarios = append(rb.Scenarios, res)
+		if !res.TimedOut || i == len(scenarios)-1 || ctx.Err() != nil {
+			continue
+		}
+		if aerr := b.Answers(ctx); aerr != nil {
+			gone = aerr
+			prog.Logf("after %s timed out: %v", s.Name, aerr)
+			if replace == nil {
+				continue
+			}
+			if cerr := b.Close(); cerr != nil {
+				prog.Logf("%v", cerr)
+			}
+			b, err = replace(ctx)
+			if err != nil {
+				gone = fmt.Errorf("%w; a new board did not get ready: %w", aerr, err)
+				prog.Logf("a new board did not get ready: %s", firstLine(err.Error()))
+				continue
+			}
+			gone = nil
+		}
 	}
 	return rb
 }

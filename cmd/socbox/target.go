@@ -146,7 +146,7 @@ func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFla
 			return exitCode(2)
 		}
 	}
-	rb := runAndClose(ctx, bprog, "target "+tf.target, tf.target, b, err, scenarios)
+	rb := runAndClose(ctx, bprog, "target "+tf.target, tf.target, b, err, scenarios, nil)
 	run.Boards = append(run.Boards, rb)
 	run.FinishedAt = time.Now().UTC()
 	werr := writeReports(run, dir)

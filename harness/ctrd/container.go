@@ -77,6 +77,22 @@ type Container struct {
 	// counted in ContainerResult.Truncated. Zero means
 	// sshx.DefaultOutputLimit (16 MiB).
 	OutputLimit int64
+	// Timeout, when set, is a hard limit on the container's run, from its
+	// first start to its last exit: a container still running then is
+	// killed (SIGKILL to every process of its task) and removed, and
+	// Wait returns a *TimeoutError with the output written until then.
+	// Zero means no limit but the context's.
+	Timeout time.Duration
+}
+
+// TimeoutError is what Wait returns for a container killed at its
+// Container.Timeout.
+type TimeoutError struct {
+	Limit time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("timed out after %s and was killed", e.Limit)
 }
 
 // outputLimit is c.OutputLimit or its default.
@@ -449,7 +465,14 @@ func (rc *Running) Wait(ctx context.Context) (ContainerResult, error) {
 	if rc.done {
 		return rc.res, fmt.Errorf("container %s: already waited for or stopped", rc.res.ID)
 	}
-	err := rc.wait(rc.r.withNamespace(ctx))
+	wctx := rc.r.withNamespace(ctx)
+	if rc.c.Timeout > 0 {
+		// The limit counts from the first start, not from this call.
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithDeadlineCause(wctx, rc.start.Add(rc.c.Timeout), &TimeoutError{Limit: rc.c.Timeout})
+		defer cancel()
+	}
+	err := rc.wait(wctx)
 	if err != nil {
 		err = fmt.Errorf("run container %s (image %s): %w", rc.res.ID, rc.c.Image, withCause(ctx, err))
 	}

@@ -453,6 +453,27 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		t.Logf("returned %s after the deadline", (elapsed - 1500*time.Millisecond).Round(time.Millisecond))
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
+	t.Run("timeout kills and cleans up", func(t *testing.T) {
+		start := time.Now()
+		res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"sh", "-c", "echo started; echo to stderr >&2; sleep 60"}, Timeout: 1500 * time.Millisecond})
+		elapsed := time.Since(start)
+		var te *TimeoutError
+		require.ErrorAs(t, err, &te)
+		require.Equal(t, 1500*time.Millisecond, te.Limit)
+		require.ErrorContains(t, err, "timed out after 1.5s and was killed")
+		require.NoError(t, ctx.Err(), "the run's own context goes on")
+		require.Less(t, elapsed, 15*time.Second)
+		require.Equal(t, 137, res.ExitCode, "128+SIGKILL")
+		require.Equal(t, "started\n", string(res.Stdout), "output so far")
+		require.Equal(t, "to stderr\n", string(res.Stderr), "output so far")
+		require.GreaterOrEqual(t, res.Duration, 1500*time.Millisecond)
+		requireNothingLeft(t, ctx, r, d, stateDir)
+
+		// A container that ends in time is not touched by its limit.
+		res, err = r.Run(ctx, Container{Image: name, Cmd: []string{"echo", "quick"}, Timeout: time.Minute})
+		require.NoError(t, err)
+		require.Equal(t, "quick\n", string(res.Stdout))
+	})
 }
 
 // requireNothingLeft checks that no container, task, active snapshot,

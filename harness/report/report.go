@@ -119,6 +119,10 @@ type Scenario struct {
 	Seconds   float64   `json:"seconds"`
 	// Error is a harness error (the container could not run at all).
 	Error string `json:"error,omitempty"`
+	// TimedOut is set when the container outlived its limit (its
+	// max_duration, or scenario.DefaultMaxDuration) and was killed;
+	// Stdout and Stderr hold what it wrote until then.
+	TimedOut bool `json:"timed_out,omitempty"`
 	// NotApplicable says why the scenario was not run on this board: it
 	// needs what the board lacks (a network on raspi4b). Not a failure.
 	NotApplicable string `json:"not_applicable,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -97,7 +98,23 @@ func Run(ctx context.Context, r Runner, s Scenario) *report.Scenario {
 		c.Collect = append(c.Collect, p)
 	}
 	sort.Strings(c.Collect)
+	c.Timeout = s.Expect.MaxDuration
+	if c.Timeout == 0 {
+		c.Timeout = DefaultMaxDuration
+	}
 	res, err := r.Run(ctx, c)
+	if te := (*ctrd.TimeoutError)(nil); errors.As(err, &te) {
+		// A failure of the scenario, not of the harness: the container
+		// was killed and what it wrote until then is kept.
+		out.TimedOut = true
+		out.ExitCode, out.Stdout, out.Stderr = res.ExitCode, string(res.Stdout), string(res.Stderr)
+		out.Truncated = res.Truncated
+		out.Failures = append(out.Failures, timeoutFailure(s.Expect.MaxDuration, te.Limit))
+		if rest := afterTimeout(err); rest != nil {
+			out.Failures = append(out.Failures, "after the timeout: "+rest.Error())
+		}
+		return out
+	}
 	if err != nil {
 		return fail("container did not run", err)
 	}
@@ -111,6 +128,41 @@ func Run(ctx context.Context, r Runner, s Scenario) *report.Scenario {
 		}
 	}
 	return out
+}
+
+// DefaultMaxDuration is the hard limit on a scenario's container when
+// its expect sets no max_duration: long enough for a compile on an
+// emulated board, short enough that a hung container does not hold a
+// nightly run until its CI job is killed.
+const DefaultMaxDuration = 10 * time.Minute
+
+// timeoutFailure says that the container outlived its limit and which
+// limit that was.
+func timeoutFailure(set, limit time.Duration) string {
+	if set > 0 {
+		return fmt.Sprintf("timed out after %s (max_duration)", limit)
+	}
+	return fmt.Sprintf("timed out after %s (the default limit; set expect.max_duration for a longer one)", limit)
+}
+
+// afterTimeout is what else went wrong with a timed-out container (its
+// removal, reading its output), or nil: err without the timeout itself
+// and the wrappers around it.
+func afterTimeout(err error) error {
+	var te *ctrd.TimeoutError
+	switch {
+	case err == nil || !errors.As(err, &te):
+		return err
+	case errors.Unwrap(err) != nil:
+		return afterTimeout(errors.Unwrap(err))
+	}
+	var rest []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			rest = append(rest, afterTimeout(e))
+		}
+	}
+	return errors.Join(rest...)
 }
 
 func randomHex(n int) string {

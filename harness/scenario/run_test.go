@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -132,4 +133,52 @@ func TestScenarioNeedsNetwork(t *testing.T) {
 	r.env.HasNetwork = true
 	r.result = ctrd.ContainerResult{}
 	require.True(t, Run(t.Context(), r, Scenario{Name: "host-network", Needs: []string{NeedNetwork}, Container: ctrd.Container{Cmd: []string{"true"}}}).Passed)
+}
+
+func TestRunReportsATimeoutWithItsPartialOutput(t *testing.T) {
+	r := newRecorder(t)
+	r.result = ctrd.ContainerResult{ExitCode: 137, Stdout: []byte("started\n"), Stderr: []byte("half")}
+	timeout := fmt.Errorf("run on raspi4b-fast: %w",
+		fmt.Errorf("run container check-1 (image busybox): %w", &ctrd.TimeoutError{Limit: 2 * time.Second}))
+	r.failRun = timeout
+	s := Scenario{Name: "hangs", Container: ctrd.Container{Cmd: []string{"sleep", "inf"}},
+		Expect: Expect{MaxDuration: 2 * time.Second}}
+	out := Run(context.Background(), r, s)
+	require.False(t, out.Passed)
+	require.True(t, out.TimedOut)
+	require.Empty(t, out.Error, "a timeout is the scenario's failure, not the harness's")
+	require.Equal(t, []string{"timed out after 2s (max_duration)"}, out.Failures)
+	require.Equal(t, "started\n", out.Stdout)
+	require.Equal(t, "half", out.Stderr)
+	require.Equal(t, 137, out.ExitCode)
+
+	// What else went wrong is said beside it.
+	r.failRun = errors.Join(timeout, errors.New("clean up container check-1: remove task: connection lost"))
+	out = Run(context.Background(), r, s)
+	require.Equal(t, []string{"timed out after 2s (max_duration)",
+		"after the timeout: clean up container check-1: remove task: connection lost"}, out.Failures)
+}
+
+func TestRunGivesEveryContainerAHardLimit(t *testing.T) {
+	var got []time.Duration
+	r := &limitRecorder{recorder: newRecorder(t), limits: &got}
+	Run(context.Background(), r, Scenario{Name: "set", Container: ctrd.Container{Cmd: []string{"true"}}, Expect: Expect{MaxDuration: 30 * time.Second}})
+	out := Run(context.Background(), r, Scenario{Name: "unset", Container: ctrd.Container{Cmd: []string{"true"}}})
+	require.Equal(t, []time.Duration{30 * time.Second, DefaultMaxDuration}, got)
+	require.True(t, out.Passed)
+
+	r.recorder.failRun = &ctrd.TimeoutError{Limit: DefaultMaxDuration}
+	out = Run(context.Background(), r, Scenario{Name: "unset", Container: ctrd.Container{Cmd: []string{"true"}}})
+	require.Equal(t, []string{"timed out after 10m0s (the default limit; set expect.max_duration for a longer one)"}, out.Failures)
+}
+
+// limitRecorder records the Timeout each container is run with.
+type limitRecorder struct {
+	*recorder
+	limits *[]time.Duration
+}
+
+func (r *limitRecorder) Run(ctx context.Context, c ctrd.Container) (ctrd.ContainerResult, error) {
+	*r.limits = append(*r.limits, c.Timeout)
+	return r.recorder.Run(ctx, c)
 }
