@@ -20,6 +20,7 @@ import (
 
 	"github.com/ulikunitz/xz"
 
+	"github.com/socbox/socbox/harness/proc"
 	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/internal/idleread"
 )
@@ -337,7 +338,7 @@ func unpack(ctx context.Context, file, format, dst string, logf func(string, ...
 		_ = os.Remove(tmp)
 		// qemu-img convert reads past the end of a truncated qcow2 as
 		// zeros; check first. Exit 3 is only leaked clusters: harmless.
-		if out, err := exec.CommandContext(ctx, "qemu-img", "check", "-U", src).CombinedOutput(); err != nil {
+		if out, err := proc.CombinedOutput(proc.CommandContext(ctx, "qemu-img", "check", "-U", src)); err != nil {
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 				return &ImageFormatError{File: file, What: fmt.Sprintf("qemu-img cannot read it as qcow2: %s", lastLines(string(out), 4)),
@@ -346,7 +347,7 @@ func unpack(ctx context.Context, file, format, dst string, logf func(string, ...
 		}
 		logf("image: converting %s from qcow2 to raw", filepath.Base(file))
 		// -U: read without taking qemu's lock, so a running VM's base works.
-		out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-U", "-O", "raw", src, tmp).CombinedOutput()
+		out, err := proc.CombinedOutput(proc.CommandContext(ctx, "qemu-img", "convert", "-U", "-O", "raw", src, tmp))
 		if err != nil {
 			_ = os.Remove(tmp)
 			return &ImageFormatError{File: file, What: fmt.Sprintf("qemu-img cannot read it as qcow2: %v: %s", err, strings.TrimSpace(string(out))),
@@ -436,7 +437,7 @@ func unpack(ctx context.Context, file, format, dst string, logf func(string, ...
 // not a clean end of file, when the stream is corrupt or truncated; wait
 // reaps the process.
 func xzCommand(ctx context.Context, bin string, in io.Reader) (io.Reader, func(), error) {
-	cmd := exec.CommandContext(ctx, bin, "--decompress", "--stdout", "--threads=0")
+	cmd := proc.CommandContext(ctx, bin, "--decompress", "--stdout", "--threads=0")
 	cmd.Stdin = in
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -444,7 +445,7 @@ func xzCommand(ctx context.Context, bin string, in io.Reader) (io.Reader, func()
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := proc.Start(cmd); err != nil {
 		return nil, nil, err
 	}
 	done := false

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/proc"
 	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/debarchive"
 	"github.com/socbox/socbox/images/initrd"
@@ -161,7 +161,7 @@ func buildKernelDebBootFiles(ctx context.Context, im *Image, board boards.Profil
 	if err != nil {
 		return c, err
 	}
-	if o, err := exec.CommandContext(ctx, "depmod", "-b", base, im.KernelVersion).CombinedOutput(); err != nil {
+	if o, err := proc.CombinedOutput(proc.CommandContext(ctx, "depmod", "-b", base, im.KernelVersion)); err != nil {
 		return c, fmt.Errorf("depmod: %w: %s", err, o)
 	}
 	c, err = initrd.Build(initrd.Spec{

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/proc"
 	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/debarchive"
 	"github.com/socbox/socbox/images/guestfiles"
@@ -213,8 +214,8 @@ func buildDefaultIn(ctx context.Context, spec DefaultSpec, in defaultInputs, nam
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return nil, err
 	}
-	if out, err := exec.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
-		"-xpf", base.tarball(), "-C", rootfs).CombinedOutput(); err != nil {
+	if out, err := proc.CombinedOutput(proc.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+		"-xpf", base.tarball(), "-C", rootfs)); err != nil {
 		return nil, fmt.Errorf("unpack %s: tar: %w: %s (delete it to have it made again)", base.tarball(), err, out)
 	}
 	clock.done("unpack base root")
@@ -241,8 +242,8 @@ func buildDefaultIn(ctx context.Context, spec DefaultSpec, in defaultInputs, nam
 	clock.done("customise")
 	logf("image: writing %d MiB ext4 disk", spec.SizeMiB)
 	disk := filepath.Join(tmp, im.Disk)
-	if out, err := exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-L", RootLabel,
-		"-d", rootfs, disk, fmt.Sprintf("%dM", spec.SizeMiB)).CombinedOutput(); err != nil {
+	if out, err := proc.CombinedOutput(proc.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-L", RootLabel,
+		"-d", rootfs, disk, fmt.Sprintf("%dM", spec.SizeMiB))); err != nil {
 		return nil, fmt.Errorf("mke2fs: %w: %s", err, out)
 	}
 	clock.done("mke2fs -d")
@@ -340,7 +341,7 @@ func installKernel(ctx context.Context, spec DefaultSpec, arch, rootfs, out stri
 		return "", fmt.Errorf("kernel: %s has no modules", pkg.Name)
 	}
 	kver := versions[len(versions)-1]
-	if out, err := exec.CommandContext(ctx, "depmod", "-b", rootfs, kver).CombinedOutput(); err != nil {
+	if out, err := proc.CombinedOutput(proc.CommandContext(ctx, "depmod", "-b", rootfs, kver)); err != nil {
 		return "", fmt.Errorf("kernel: depmod %s: %w: %s", kver, err, out)
 	}
 	if err := copyKernelImage(filepath.Join(rootfs, "boot", "vmlinuz-"+kver), filepath.Join(out, "vmlinuz")); err != nil {

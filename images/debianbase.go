@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/socbox/socbox/harness/proc"
 	"github.com/socbox/socbox/images/cachefs"
 )
 
@@ -131,8 +132,8 @@ func bootstrapDebian(ctx context.Context, spec DefaultSpec, in baseInputs, name,
 		return nil, fmt.Errorf("prune docs: %w", err)
 	}
 	clock.done("prune docs")
-	if out, err := exec.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
-		"-cf", filepath.Join(tmp, baseTarball), "-C", rootfs, ".").CombinedOutput(); err != nil {
+	if out, err := proc.CombinedOutput(proc.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+		"-cf", filepath.Join(tmp, baseTarball), "-C", rootfs, ".")); err != nil {
 		return nil, fmt.Errorf("pack root: tar: %w: %s", err, out)
 	}
 	if err := os.RemoveAll(rootfs); err != nil {
@@ -241,7 +242,7 @@ func runMmdebstrap(ctx context.Context, in baseInputs, rootfs, keys, dpkgCfg str
 			return 0, err
 		}
 		cmd.Stdout = cmd.Stderr
-		err = cmd.Start()
+		err = proc.Start(cmd)
 		if err == nil {
 			break
 		}

@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // ext4Part is an ext4 filesystem inside a disk image file, read and written
@@ -64,9 +66,9 @@ func (e ext4Part) debugfs(ctx context.Context, limit int64, args ...string) (std
 }
 
 func (e ext4Part) runDebugfs(ctx context.Context, stdout io.Writer, stderr *cappedBuffer, args ...string) error {
-	cmd := exec.CommandContext(ctx, "debugfs", append(args, e.spec())...)
+	cmd := proc.CommandContext(ctx, "debugfs", append(args, e.spec())...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	err := cmd.Run()
+	err := proc.Run(cmd)
 	if c, ok := stdout.(interface{ overflowed() bool }); ok && c.overflowed() {
 		return fmt.Errorf("debugfs %s on %s: %w", strings.Join(args, " "), e.file, errOutputTooLarge)
 	}
@@ -560,7 +562,7 @@ func (w *ext4Writer) commit(ctx context.Context) error {
 // fsck checks and repairs the filesystem (needed before resize2fs, and a
 // cheap check after debugfs wrote to it).
 func (e ext4Part) fsck(ctx context.Context) error {
-	out, err := exec.CommandContext(ctx, "e2fsck", "-fy", e.spec()).CombinedOutput()
+	out, err := proc.CombinedOutput(proc.CommandContext(ctx, "e2fsck", "-fy", e.spec()))
 	if err != nil {
 		// Exit status 1 means "errors corrected": fine for a copy we own.
 		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 1 {
@@ -574,7 +576,7 @@ func (e ext4Part) fsck(ctx context.Context) error {
 // resize grows the filesystem to fill newSize bytes.
 func (e ext4Part) resize(ctx context.Context, newSize int64) error {
 	kib := strconv.FormatInt(newSize/1024, 10) + "K"
-	out, err := exec.CommandContext(ctx, "resize2fs", e.spec(), kib).CombinedOutput()
+	out, err := proc.CombinedOutput(proc.CommandContext(ctx, "resize2fs", e.spec(), kib))
 	if err != nil {
 		return fmt.Errorf("resize2fs: %w: %s", err, lastLines(string(out), 8))
 	}

@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
+
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // CreateOverlay makes a qcow2 file at path backed by the image's disk, so a
@@ -26,7 +27,7 @@ func CreateOverlayOn(ctx context.Context, backing, format, path string, sizeByte
 	if sizeBytes > 0 {
 		args = append(args, strconv.FormatInt(sizeBytes, 10))
 	}
-	out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput()
+	out, err := proc.CombinedOutput(proc.CommandContext(ctx, "qemu-img", args...))
 	if err != nil {
 		return fmt.Errorf("create overlay %s over %s: %w: %s (is qemu-utils installed?)", path, backing, err, out)
 	}
@@ -45,7 +46,7 @@ func RecordBackingRelative(ctx context.Context, path, backing, format string) er
 	if err != nil {
 		return fmt.Errorf("record the backing file of %s: %w", path, err)
 	}
-	out, err := exec.CommandContext(ctx, "qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-F", format, "-b", rel, path).CombinedOutput()
+	out, err := proc.CombinedOutput(proc.CommandContext(ctx, "qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-F", format, "-b", rel, path))
 	if err != nil {
 		return fmt.Errorf("record the backing file of %s as %s: qemu-img rebase: %w: %s", path, rel, err, out)
 	}
@@ -127,7 +128,7 @@ func CheckBacking(path, want string) error {
 
 // VirtualSize is the size of the disk a guest sees for the image's disk.
 func VirtualSize(ctx context.Context, im *Image) (int64, error) {
-	out, err := exec.CommandContext(ctx, "qemu-img", "info", "--output=json", "-f", im.DiskFormat, im.Path(im.Disk)).Output()
+	out, err := proc.Output(proc.CommandContext(ctx, "qemu-img", "info", "--output=json", "-f", im.DiskFormat, im.Path(im.Disk)))
 	if err != nil {
 		return 0, fmt.Errorf("qemu-img info %s: %w", im.Path(im.Disk), err)
 	}

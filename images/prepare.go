@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/socbox/socbox/boards"
+	"github.com/socbox/socbox/harness/proc"
 	"github.com/socbox/socbox/images/cachefs"
 	"github.com/socbox/socbox/images/debarchive"
 )
@@ -474,7 +474,7 @@ func installBoardKernel(ctx context.Context, archive *debarchive.Client, deb str
 	if err != nil {
 		return fmt.Errorf("kernel %s: %w", filepath.Base(deb), err)
 	}
-	if o, err := exec.CommandContext(ctx, "depmod", "-b", base, kver).CombinedOutput(); err != nil {
+	if o, err := proc.CombinedOutput(proc.CommandContext(ctx, "depmod", "-b", base, kver)); err != nil {
 		return fmt.Errorf("kernel: depmod %s: %w: %s", kver, err, o)
 	}
 	if err := CopyFile(deb, filepath.Join(out, "kernel.deb")); err != nil {

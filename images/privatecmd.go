@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // privateMountCommand runs name in a mount namespace of its own, in its own
@@ -15,7 +17,9 @@ import (
 // leaves a plain directory that can be deleted, not mount points that a
 // recursive delete would walk into. Cancelling ctx kills the whole group,
 // so no dpkg or maintainer script outlives the build and keeps the
-// namespace alive; so does this process's death.
+// namespace alive; so does this process's death, when it is started with
+// proc.Start (which ties the parent-death signal to a thread that lives as
+// long as the child).
 func privateMountCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := groupCommand(ctx, name, args...)
 	// Go makes / private (recursively) in the new namespace, so nothing
@@ -31,17 +35,13 @@ func privateMountCommand(ctx context.Context, name string, args ...string) *exec
 func noPrivateMounts(err error) bool { return errors.Is(err, syscall.EINVAL) }
 
 // groupCommand runs name in its own process group, killed with it when ctx
-// is cancelled or this process dies.
+// is cancelled; start it with proc.Start, which gives it a parent-death
+// signal too.
 func groupCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,
-		Pdeathsig: syscall.SIGKILL,
-	}
-	cmd.Cancel = func() error {
-		// The group: mmdebstrap's children (apt, dpkg, qemu-user) too.
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	// proc's cancellation kills the group: mmdebstrap's children (apt,
+	// dpkg, qemu-user) too.
+	cmd := proc.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 10 * time.Second
 	return cmd
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // A build killed while it has file systems mounted inside its root (as
@@ -20,17 +22,17 @@ func TestPrivateMountCommandKilledLeavesNoMount(t *testing.T) {
 		t.Skip("mounting needs root")
 	}
 	root := t.TempDir()
-	proc := filepath.Join(root, "rootfs", "proc")
-	require.NoError(t, os.MkdirAll(proc, 0o755))
+	procDir := filepath.Join(root, "rootfs", "proc")
+	require.NoError(t, os.MkdirAll(procDir, 0o755))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// A stand-in for mmdebstrap's chroot set-up: mount, then keep working
 	// in a child (as dpkg and qemu-user do) until killed.
-	cmd := privateMountCommand(ctx, "sh", "-c", `mount -t proc proc "$1" && echo mounted && sleep 300 & wait`, "sh", proc)
+	cmd := privateMountCommand(ctx, "sh", "-c", `mount -t proc proc "$1" && echo mounted && sleep 300 & wait`, "sh", procDir)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
+	require.NoError(t, proc.Start(cmd))
 	line, err := bufio.NewReader(out).ReadString('\n')
 	require.NoError(t, err, "the command did not mount")
 	require.Equal(t, "mounted\n", line)
@@ -45,7 +47,7 @@ func TestPrivateMountCommandKilledLeavesNoMount(t *testing.T) {
 	}
 	require.False(t, mountedUnder(t, root), "a mount under %s outlived the killed command", root)
 	// A plain directory again: deleting it does not walk into /proc.
-	entries, err := os.ReadDir(proc)
+	entries, err := os.ReadDir(procDir)
 	require.NoError(t, err)
 	require.Empty(t, entries)
 }

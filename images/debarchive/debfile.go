@@ -18,6 +18,8 @@ import (
 
 	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
+
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // ExtractDeb unpacks the files of a .deb (its data.tar) into destDir, which
@@ -31,7 +33,7 @@ func ExtractDeb(ctx context.Context, debPath, destDir string) error {
 	if err := os.MkdirAll(destDir, 0o755); err != nil {
 		return fmt.Errorf("extract %s: %w", debPath, err)
 	}
-	out, err := exec.CommandContext(ctx, dpkgDeb, "-x", debPath, destDir).CombinedOutput()
+	out, err := proc.CombinedOutput(proc.CommandContext(ctx, dpkgDeb, "-x", debPath, destDir))
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -212,9 +214,9 @@ func fsysTarfile(ctx context.Context, debPath string) (io.ReadCloser, error) {
 		return nil, errors.New("data.tar uses a compression only dpkg-deb reads, and dpkg-deb is not on the host: install dpkg")
 	}
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, dpkgDeb, "--fsys-tarfile", debPath)
+	cmd := proc.CommandContext(ctx, dpkgDeb, "--fsys-tarfile", debPath)
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := proc.Output(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("dpkg-deb --fsys-tarfile: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/socbox/socbox/harness/proc"
 )
 
 // ErrVerify marks every failure to verify something fetched from the
@@ -50,12 +52,12 @@ func verifyInRelease(ctx context.Context, keyring string, data []byte) ([]byte, 
 	}
 	// --keyring turns off gpgv's default keyring (~/.gnupg/trustedkeys.kbx),
 	// so only the keys asked for are trusted.
-	cmd := exec.CommandContext(ctx, gpgv, "--quiet", "--status-fd", "2",
+	cmd := proc.CommandContext(ctx, gpgv, "--quiet", "--status-fd", "2",
 		"--keyring", keyring, "--output", "-", "-")
 	cmd.Stdin = bytes.NewReader(data)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
+	runErr := proc.Run(cmd)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
