@@ -406,6 +406,20 @@ func TestPrepareBookwormPassword(t *testing.T) {
 	uc, err := bootFS{file: im.Path(im.Disk), part: *info.Boot}.readFile("userconf.txt")
 	require.NoError(t, err)
 	require.Equal(t, "pi:$6$x$y\n", string(uc))
+
+	// The password hash is in image.json, and host keys are in the disk:
+	// nobody else reads either.
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{{im.Dir, 0o700}, {filepath.Join(im.Dir, "image.json"), 0o600}, {im.Path(im.Disk), 0o400}} {
+		st, err := os.Stat(f.path)
+		require.NoError(t, err)
+		require.Equal(t, f.mode, st.Mode().Perm(), f.path)
+	}
+	raw, err := os.ReadFile(filepath.Join(im.Dir, "image.json"))
+	require.NoError(t, err)
+	require.Contains(t, string(raw), "$6$x$y", "the file this checks is the one with the hash")
 }
 
 // fakeKernelDeb builds a Debian kernel package shaped like

@@ -81,6 +81,16 @@ func (im *Image) Path(rel string) string {
 
 const manifestName = "image.json"
 
+// A built or prepared image holds the guest sshd's private host keys (in
+// its disk, and in the Debian base's tarball), the key socbox logs in
+// with is authorized there, and image.json may hold the user's
+// password_hash: the directory is the user's alone, and its files are
+// read-only for the user too (they are never written once published).
+const (
+	imageDirMode  os.FileMode = 0o700
+	imageFileMode os.FileMode = 0o400
+)
+
 // LoadImage reads an image's manifest from dir.
 func LoadImage(dir string) (*Image, error) {
 	b, err := os.ReadFile(filepath.Join(dir, manifestName))
@@ -100,7 +110,8 @@ func (im *Image) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, manifestName), append(b, '\n'), 0o644)
+	// It may hold the user's password_hash: nobody else's to read.
+	return os.WriteFile(filepath.Join(dir, manifestName), append(b, '\n'), 0o600)
 }
 
 // cacheKey hashes the JSON form of inputs: anything that changes what an

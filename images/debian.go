@@ -175,7 +175,7 @@ func BuildDefault(ctx context.Context, spec DefaultSpec) (*Image, error) {
 		}
 		return err == nil
 	}
-	_, err = cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, Rebuild: spec.Rebuild, DirMode: 0o755,
+	_, err = cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, Rebuild: spec.Rebuild, DirMode: imageDirMode,
 		OnWait: func() { logf("image: waiting for another process building %s", name) }},
 		func(ctx context.Context, tmp string) error {
 			if err := checkBuildHost(arch); err != nil {
@@ -253,7 +253,7 @@ func buildDefaultIn(ctx context.Context, spec DefaultSpec, in defaultInputs, nam
 	// Base images are never written: make that a property of the file too.
 	for _, f := range []string{im.Disk, im.Kernel, im.KernelDeb} {
 		if f != "" {
-			_ = os.Chmod(filepath.Join(tmp, f), 0o444)
+			_ = os.Chmod(filepath.Join(tmp, f), imageFileMode)
 		}
 	}
 	clock.done("clean up")

@@ -91,7 +91,7 @@ func ensureDebianBase(ctx context.Context, spec DefaultSpec, arch string, rebuil
 		}
 		return err == nil
 	}
-	built, err = cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, Rebuild: rebuild, DirMode: 0o755,
+	built, err = cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, Rebuild: rebuild, DirMode: imageDirMode,
 		OnWait: func() { logf("image: waiting for another process bootstrapping %s", name) }},
 		func(ctx context.Context, tmp string) error {
 			b, err := bootstrapDebian(ctx, spec, in, name, tmp, logf)
@@ -154,7 +154,7 @@ func bootstrapDebian(ctx context.Context, spec DefaultSpec, in baseInputs, name,
 	if err := os.WriteFile(filepath.Join(tmp, baseManifest), append(data, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	_ = os.Chmod(filepath.Join(tmp, baseTarball), 0o444)
+	_ = os.Chmod(filepath.Join(tmp, baseTarball), imageFileMode)
 	logf("image: Debian %s %s bootstrapped in %s", in.Suite, in.Arch, time.Since(start).Round(time.Second))
 	return b, nil
 }

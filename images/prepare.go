@@ -150,7 +150,7 @@ func Prepare(ctx context.Context, spec PrepareSpec) (*Image, error) {
 	start := time.Now()
 	var im *Image
 	ready := func(d string) bool { _, err := LoadImage(d); return err == nil }
-	built, err := cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, Rebuild: spec.Rebuild, DirMode: 0o755,
+	built, err := cachefs.Ensure(ctx, cachefs.Entry{Dir: dir, Ready: ready, Rebuild: spec.Rebuild, DirMode: imageDirMode,
 		OnWait: func() { logf("image: waiting for another process preparing %s", name) }},
 		func(ctx context.Context, tmp string) error {
 			work := filepath.Join(tmp, "work")
@@ -214,7 +214,7 @@ func Prepare(ctx context.Context, spec PrepareSpec) (*Image, error) {
 			}
 			for _, f := range []string{im.Disk, im.Kernel, im.KernelDeb, im.DTB, im.Initrd} {
 				if f != "" {
-					_ = os.Chmod(filepath.Join(tmp, f), 0o444)
+					_ = os.Chmod(filepath.Join(tmp, f), imageFileMode)
 				}
 			}
 			im.BuiltAt = time.Now().UTC()

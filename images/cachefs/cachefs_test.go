@@ -120,3 +120,32 @@ func TestTempIsReclaimableUntilPublished(t *testing.T) {
 	require.NoError(t, err)
 	require.Error(t, tmp.Publish(0o700, 0o400), "published once only")
 }
+
+func TestLockIsPrivate(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "locks", "entry.lock")
+	unlock, err := Lock(p, nil)
+	require.NoError(t, err)
+	defer unlock()
+	st, err := os.Stat(p)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the lock file")
+	st, err = os.Stat(filepath.Dir(p))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm(), "the directory it is made in")
+}
+
+func TestEnsureTightensAnOlderLooserEntry(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "entry")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Chmod(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "done"), nil, 0o644))
+	built, err := Ensure(t.Context(), Entry{Dir: dir, Ready: ready, DirMode: 0o700}, func(context.Context, string) error {
+		t.Fatal("a ready entry is not built again")
+		return nil
+	})
+	require.NoError(t, err)
+	require.False(t, built)
+	st, err := os.Stat(dir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
+}

@@ -17,10 +17,12 @@ import (
 // set, is called once before waiting. The returned unlock may be called
 // more than once.
 func Lock(path string, onWait func()) (unlock func(), err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	// Private, as the entries they guard: the lock's name says what is
+	// built, and nobody else has a reason to take it.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +125,17 @@ type Entry struct {
 	Frozen            []string
 }
 
+// tighten takes from dir, an entry published by an older socbox with a
+// looser mode, what mode does not allow. It is best effort: a cache that
+// is not this user's to change is used as it is.
+func tighten(dir string, mode os.FileMode) {
+	st, err := os.Stat(dir)
+	if err != nil || mode == 0 || st.Mode().Perm()&^mode == 0 {
+		return
+	}
+	_ = os.Chmod(dir, st.Mode().Perm()&mode)
+}
+
 // LockPath is the lock file an entry in dir is built under.
 func LockPath(dir string) string { return dir + ".lock" }
 
@@ -133,6 +146,7 @@ func LockPath(dir string) string { return dir + ".lock" }
 // whether this call built it.
 func Ensure(ctx context.Context, e Entry, build func(ctx context.Context, tmp string) error) (built bool, err error) {
 	if !e.Rebuild && e.Ready(e.Dir) {
+		tighten(e.Dir, e.DirMode)
 		return false, nil
 	}
 	unlock, err := Lock(LockPath(e.Dir), e.OnWait)
