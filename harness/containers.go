@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/socbox/socbox/harness/report"
@@ -140,7 +141,40 @@ func (b *Board) ImportImage(ctx context.Context, source string) (string, error) 
 // RunScenario runs s on the board and checks its expectations: see
 // scenario.Run.
 func (b *Board) RunScenario(ctx context.Context, s scenario.Scenario) *report.Scenario {
-	return scenario.Run(ctx, scenarioRunner{b}, s)
+	out := scenario.Run(ctx, scenarioRunner{b}, s)
+	if out.Error == "" && !out.TimedOut {
+		return out
+	}
+	// What the board says of a failure below the container is as
+	// interesting as the failure, and more telling.
+	if err := b.lost(); err != nil {
+		msg := "the board is lost: " + err.Error()
+		if out.Error == "" {
+			out.Error = msg
+		} else if !strings.Contains(out.Error, err.Error()) {
+			out.Error += "; " + msg
+		}
+		out.Passed = false
+	}
+	return out
+}
+
+// lost says why the board cannot run anything more (QEMU exited, the
+// guest's kernel panicked, the SSH connection stopped answering), or nil.
+// A board found lost is failed: every later call returns that at once
+// instead of waiting on it.
+func (b *Board) lost() error {
+	err := b.Machine.Alive()
+	if err == nil {
+		err = b.SSH.Lost()
+	}
+	if err == nil {
+		return nil
+	}
+	if prev := b.life.Err(); prev != nil {
+		return prev
+	}
+	return b.life.fail(b.life.Stage(), err, "read the console log for what the guest printed last")
 }
 
 // scenarioRunner is the board as scenario.Run sees it.

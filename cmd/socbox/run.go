@@ -439,7 +439,8 @@ func runBoard(ctx context.Context, prog *boardProgress, bf bootFlags, bp boardPl
 // runAndClose runs scenarios on the board Start or Attach returned (b may
 // be nil; err is their error) and closes it. If the board did not get
 // ready, each scenario that applies to it is reported as not run. After a
-// scenario that timed out, a board that no longer answers is closed and
+// scenario that timed out or errored, a board that no longer answers (or
+// that the harness found lost: QEMU gone, a kernel panic) is closed and
 // replaced by a new one from replace (nil for a board socbox cannot boot
 // again: its remaining scenarios are then reported as not run).
 func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b *harness.Board, err error, scenarios []scenario.Scenario,
@@ -481,12 +482,12 @@ func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b 
 		res := b.RunScenario(ctx, s)
 		prog.Logf("%s %s in %.2fs", strings.ToUpper(res.Status()), s.Name, res.Seconds)
 		rb.Scenarios = append(rb.Scenarios, res)
-		if !res.TimedOut || i == len(scenarios)-1 || ctx.Err() != nil {
+		if (!res.TimedOut && res.Error == "") || i == len(scenarios)-1 || ctx.Err() != nil {
 			continue
 		}
 		if aerr := b.Answers(ctx); aerr != nil {
 			gone = aerr
-			prog.Logf("after %s timed out: %v", s.Name, aerr)
+			prog.Logf("after %s: %v", s.Name, aerr)
 			if replace == nil {
 				continue
 			}

@@ -61,6 +61,13 @@ type Client struct {
 	sftpMu sync.Mutex
 	sftp   *sftpSession // nil until first needed, and after it broke
 	noSFTP bool         // the server has no sftp subsystem: use the shell
+
+	// closed is closed by Close; lost is set when keepAlive closed the
+	// connection on a board that stopped answering.
+	closed    chan struct{}
+	closeOnce sync.Once
+	lostMu    sync.Mutex
+	lost      error
 }
 
 // Dial connects to cfg.Endpoint (or through cfg.Serial) and logs in with
@@ -159,7 +166,9 @@ func dial(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		return nil, err
 	}
-	return &Client{ssh: ssh.NewClient(sshConn, chans, reqs), endpoint: cfg.Endpoint}, nil
+	c := &Client{ssh: ssh.NewClient(sshConn, chans, reqs), endpoint: cfg.Endpoint, closed: make(chan struct{})}
+	go c.keepAlive()
+	return c, nil
 }
 
 // connect opens the connection SSH runs on: TCP to addr, or a session on
@@ -241,6 +250,9 @@ func (c *Client) Endpoint() Endpoint { return c.endpoint }
 func (c *Client) Close() error {
 	if c == nil || c.ssh == nil {
 		return nil
+	}
+	if c.closed != nil {
+		c.closeOnce.Do(func() { close(c.closed) })
 	}
 	// The connection first: with it gone, the SFTP client's close cannot
 	// wait on a guest that does not answer.
