@@ -580,3 +580,31 @@ func TestPrepareGrowsGPTRoot(t *testing.T) {
 	fsckVfat(t, disk, *info.Boot)
 	require.Equal(t, testKey+"\n", readExt4(t, disk, info.Root, "/root/.ssh/authorized_keys"))
 }
+
+// A prepared image whose disk was cut short in the cache (a full file
+// system, a cache copy that stopped half way) is never handed out to boot:
+// it is found damaged and prepared again.
+func TestTruncatedCachedImageIsMadeAgain(t *testing.T) {
+	testCache(t)
+	acq, err := Acquire(t.Context(), Source{Location: imagetest.RaspiOS{}.Image(t)})
+	require.NoError(t, err)
+	spec := PrepareSpec{Image: acq, Board: board(t, "raspi3b"), AuthorizedKey: testKey, HeadroomMiB: 16}
+	im, err := Prepare(t.Context(), spec)
+	require.NoError(t, err)
+	disk := im.Path(im.Disk)
+	st, err := os.Stat(disk)
+	require.NoError(t, err)
+	require.Equal(t, st.Size(), im.DiskBytes)
+
+	require.NoError(t, os.Truncate(disk, st.Size()/2))
+	_, err = LoadImage(im.Dir)
+	require.ErrorIs(t, err, ErrDamaged)
+	require.ErrorContains(t, err, fmt.Sprintf("is %d bytes, %d when it was made", st.Size()/2, st.Size()))
+
+	again, err := Prepare(t.Context(), spec)
+	require.NoError(t, err)
+	require.Equal(t, im.Dir, again.Dir)
+	st2, err := os.Stat(again.Path(again.Disk))
+	require.NoError(t, err)
+	require.Equal(t, st.Size(), st2.Size(), "prepared again, whole")
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,13 +33,18 @@ func CacheDir() (string, error) {
 // Image is a bootable base image in the cache. Its files are never written:
 // every run boots a qcow2 overlay on top of Disk.
 type Image struct {
-	Name       string          `json:"name"`
-	Suite      string          `json:"suite"`
-	Platform   boards.Platform `json:"platform"`
-	Dir        string          `json:"-"`
-	Disk       string          `json:"disk"`        // relative to Dir
-	DiskFormat string          `json:"disk_format"` // "raw" or "qcow2"
-	Kernel     string          `json:"kernel"`
+	Name     string          `json:"name"`
+	Suite    string          `json:"suite"`
+	Platform boards.Platform `json:"platform"`
+	Dir      string          `json:"-"`
+	Disk     string          `json:"disk"` // relative to Dir
+	// DiskBytes is Disk's size when the image was made: a disk of any
+	// other size was damaged since (truncated by a full file system, or a
+	// copy of the cache cut short) and is never booted. Zero in images
+	// made before socbox recorded it.
+	DiskBytes  int64  `json:"disk_bytes,omitempty"`
+	DiskFormat string `json:"disk_format"` // "raw" or "qcow2"
+	Kernel     string `json:"kernel"`
 	// KernelDeb is Debian's kernel package the image's kernel and modules
 	// came from; each board's initrd and dtb are made from it.
 	KernelDeb string `json:"kernel_deb,omitempty"`
@@ -102,10 +108,49 @@ func LoadImage(dir string) (*Image, error) {
 		return nil, fmt.Errorf("read image manifest in %s: %w", dir, err)
 	}
 	im.Dir = dir
+	if err := im.intact(); err != nil {
+		return nil, err
+	}
 	return &im, nil
 }
 
+// ErrDamaged: an image in the cache is not as it was made; it is made
+// again when next asked for.
+var ErrDamaged = errors.New("the cached image is damaged")
+
+// intact checks that the image's disk and kernel are there, the disk at
+// the size it was made with.
+func (im *Image) intact() error {
+	for _, f := range []string{im.Disk, im.Kernel} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(im.Path(f)); err != nil {
+			return fmt.Errorf("image %s: %w: %w (it is made again when next used; or delete %s)", im.Name, ErrDamaged, err, im.Dir)
+		}
+	}
+	if im.DiskBytes == 0 {
+		return nil
+	}
+	st, err := os.Stat(im.Path(im.Disk))
+	if err != nil {
+		return err
+	}
+	if st.Size() != im.DiskBytes {
+		return fmt.Errorf("image %s: %w: its disk %s is %d bytes, %d when it was made (it is made again when next used; or delete %s)",
+			im.Name, ErrDamaged, im.Path(im.Disk), st.Size(), im.DiskBytes, im.Dir)
+	}
+	return nil
+}
+
 func (im *Image) save(dir string) error {
+	if im.Disk != "" && !filepath.IsAbs(im.Disk) {
+		st, err := os.Stat(filepath.Join(dir, im.Disk))
+		if err != nil {
+			return fmt.Errorf("save image manifest: %w", err)
+		}
+		im.DiskBytes = st.Size()
+	}
 	b, err := json.MarshalIndent(im, "", "  ")
 	if err != nil {
 		return err
