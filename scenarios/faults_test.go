@@ -130,7 +130,7 @@ fallocate -l $((avail - 65536)) /var/tmp/fill && dd if=/dev/zero of=/var/tmp/fil
 	})
 
 	t.Run("SIGINT twice to socbox run", func(t *testing.T) {
-		tmp := t.TempDir()
+		tmp := shortTempDir(t)
 		run := startRun(t, tmp, slug, hangScenarios(t))
 		run.waitFor(t, "scenario 1 of 1: hangs")
 		qemuPIDs := run.children(t, "qemu-system")
@@ -148,7 +148,7 @@ fallocate -l $((avail - 65536)) /var/tmp/fill && dd if=/dev/zero of=/var/tmp/fil
 	})
 
 	t.Run("SIGKILL of a run, then the next run reclaims what it left", func(t *testing.T) {
-		tmp := t.TempDir()
+		tmp := shortTempDir(t)
 		run := startRun(t, tmp, slug, hangScenarios(t))
 		run.waitFor(t, "scenario 1 of 1: hangs")
 		qemuPIDs := run.children(t, "qemu-system")
@@ -169,7 +169,7 @@ fallocate -l $((avail - 65536)) /var/tmp/fill && dd if=/dev/zero of=/var/tmp/fil
 	})
 
 	t.Run("four runs at once on one cache", func(t *testing.T) {
-		tmp := t.TempDir()
+		tmp := shortTempDir(t)
 		scenarios := quickScenarios(t)
 		var runs []*socboxRun
 		for range 4 {
@@ -430,6 +430,17 @@ func requireNoRunDirs(t *testing.T, tmp, slug string) {
 	left, err := filepath.Glob(filepath.Join(tmp, "socbox-"+slug+"-*"))
 	require.NoError(t, err)
 	require.Empty(t, left, "run directories left")
+}
+
+// shortTempDir is a temporary directory with a short path: a run
+// directory in it holds QEMU's QMP socket, whose path must stay within
+// the 108 bytes of a unix socket address (t.TempDir's carry the test's
+// name).
+func shortTempDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "sbf-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }
 
 // hangScenarios is a scenario file whose container never ends.
