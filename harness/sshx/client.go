@@ -168,6 +168,7 @@ func dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{ssh: ssh.NewClient(sshConn, chans, reqs), endpoint: cfg.Endpoint, closed: make(chan struct{})}
 	go c.keepAlive()
+	go c.watchClose()
 	return c, nil
 }
 

@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// ErrLost: the board stopped answering on an SSH connection that was up
-// (its kernel panicked, it hung, or the link to it went silent), and the
-// client closed the connection.
-var ErrLost = errors.New("the board stopped answering")
+// ErrLost: an SSH connection that was up ended without Close: the board
+// stopped answering (its kernel panicked, it hung, or the link to it went
+// silent) and the client closed the connection, or the board closed it.
+var ErrLost = errors.New("the SSH connection to the board is lost")
 
 // A board that stops answering (a kernel panic, a hung guest, a forward
 // that no longer carries anything) closes nothing: without a probe every
@@ -52,7 +52,7 @@ func (c *Client) keepAlive() {
 			}
 		case <-timer.C:
 			c.lostMu.Lock()
-			c.lost = fmt.Errorf("%w: no reply to an SSH keepalive within %s", ErrLost, keepaliveTimeout)
+			c.lost = fmt.Errorf("%w: no reply to an SSH keepalive within %s (the guest hung, or its kernel panicked)", ErrLost, keepaliveTimeout)
 			c.lostMu.Unlock()
 			_ = c.ssh.Close()
 			return
@@ -60,9 +60,26 @@ func (c *Client) keepAlive() {
 	}
 }
 
-// Lost says why the client closed the connection itself (errors.Is
-// ErrLost), or nil: the connection is up, or was closed by Close or by
-// the other end.
+// watchClose records why the connection ended when it ended without
+// Close: the board closed it (its sshd was killed, the session dropped) or
+// keepAlive did.
+func (c *Client) watchClose() {
+	err := c.ssh.Wait()
+	select {
+	case <-c.closed:
+		return // closed on purpose
+	default:
+	}
+	c.lostMu.Lock()
+	defer c.lostMu.Unlock()
+	if c.lost == nil {
+		c.lost = fmt.Errorf("%w: the board closed it (%v)", ErrLost, err)
+	}
+}
+
+// Lost says why the connection ended other than by Close (errors.Is
+// ErrLost): the board stopped answering, or closed it. Nil while it is up,
+// and after Close.
 func (c *Client) Lost() error {
 	if c == nil {
 		return nil

@@ -19,6 +19,7 @@ import (
 type freezableRelay struct {
 	ln     net.Listener
 	mu     sync.Mutex
+	conns  []net.Conn
 	frozen chan struct{}
 }
 
@@ -38,6 +39,9 @@ func newFreezableRelay(t *testing.T, target string) *freezableRelay {
 				in.Close()
 				continue
 			}
+			r.mu.Lock()
+			r.conns = append(r.conns, in, out)
+			r.mu.Unlock()
 			t.Cleanup(func() { in.Close(); out.Close() })
 			go r.pipe(out, in)
 			go r.pipe(in, out)
@@ -67,6 +71,16 @@ func (r *freezableRelay) pipe(dst io.Writer, src io.Reader) {
 }
 
 func (r *freezableRelay) freeze() { close(r.frozen) }
+
+// drop closes every relayed connection, as a guest whose sshd session was
+// killed.
+func (r *freezableRelay) drop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
 
 func TestClientClosesAConnectionThatStopsAnswering(t *testing.T) {
 	sshx.SetKeepalive(t, 100*time.Millisecond, 500*time.Millisecond)
@@ -99,4 +113,27 @@ func TestClientClosesAConnectionThatStopsAnswering(t *testing.T) {
 	t.Logf("the call failed %s after the board stopped answering", time.Since(start).Round(time.Millisecond))
 	require.ErrorIs(t, c.Lost(), sshx.ErrLost)
 	require.ErrorContains(t, c.Lost(), "no reply to an SSH keepalive within 500ms")
+}
+
+func TestClientSaysTheBoardClosedTheConnection(t *testing.T) {
+	key := newSigner(t)
+	srv := sshtest.NewServer(t, sshtest.WithAuthorizedKey(key.PublicKey()))
+	relay := newFreezableRelay(t, srv.Endpoint().Addr())
+	ep := srv.Endpoint()
+	ep.Port = relay.ln.Addr().(*net.TCPAddr).Port
+	c, err := sshx.Dial(testContext(t), sshx.Config{Endpoint: ep, Signer: key, HostKeys: sshx.NewHostKeys(srv.HostKey())})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.NoError(t, c.Lost())
+
+	relay.drop()
+	require.Eventually(t, func() bool { return c.Lost() != nil }, 5*time.Second, 10*time.Millisecond)
+	require.ErrorIs(t, c.Lost(), sshx.ErrLost)
+	require.ErrorContains(t, c.Lost(), "the SSH connection to the board is lost: the board closed it")
+
+	// A connection closed on purpose is not lost.
+	_, c2 := connect(t)
+	require.NoError(t, c2.Close())
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, c2.Lost())
 }
