@@ -20,7 +20,6 @@ import (
 
 	"github.com/socbox/socbox/harness"
 	"github.com/socbox/socbox/harness/ctrd"
-	"github.com/socbox/socbox/harness/qemu"
 	"github.com/socbox/socbox/harness/report"
 	"github.com/socbox/socbox/harness/scenario"
 	"github.com/socbox/socbox/harness/state"
@@ -58,7 +57,7 @@ func TestFaults(t *testing.T) {
 	t.Run("QEMU killed mid-scenario", func(t *testing.T) {
 		b := faultBoard(t, slug)
 		res := duringScenario(t, b, func() {
-			require.NoError(t, syscall.Kill(qemuPID(t, b), syscall.SIGKILL))
+			require.NoError(t, syscall.Kill(boardQEMU(t, b), syscall.SIGKILL))
 		})
 		requireHarnessError(t, res)
 	})
@@ -205,7 +204,7 @@ func faultBoard(t *testing.T, slug string, opts ...harness.Option) *harness.Boar
 		_ = b.Close()
 		t.Fatalf("socbox: %v", err)
 	}
-	pid, runDir := qemuPID(t, b), b.RunDir()
+	pid, runDir := boardQEMU(t, b), b.RunDir()
 	t.Cleanup(func() {
 		closed := make(chan error, 1)
 		go func() { closed <- b.Close() }()
@@ -236,13 +235,12 @@ func restoredFrom(t *testing.T, b *harness.Board) string {
 	return filepath.Dir(info.Backing)
 }
 
-// qemuPID is the board's QEMU process, from its pidfile.
-func qemuPID(t *testing.T, b *harness.Board) int {
+// boardQEMU is the board's QEMU process (see qemuPID), which must be
+// known.
+func boardQEMU(t *testing.T, b *harness.Board) int {
 	t.Helper()
-	data, err := os.ReadFile(qemu.PIDFile(b.RunDir()))
-	require.NoError(t, err)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	require.NoError(t, err)
+	pid := qemuPID(b)
+	require.NotZero(t, pid, "no QEMU pidfile in %s", b.RunDir())
 	return pid
 }
 
