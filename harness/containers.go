@@ -137,9 +137,15 @@ func (b *Board) ImportImage(ctx context.Context, source string) (string, error) 
 }
 
 // RunScenario runs s on the board and checks its expectations: see
-// scenario.Run.
+// scenario.Run. When it fails, the guest's journal, kernel log and
+// containerd's log over its run are saved beside the board's console logs
+// (see Scenario.GuestLogs).
 func (b *Board) RunScenario(ctx context.Context, s scenario.Scenario) *report.Scenario {
-	return scenario.Run(ctx, scenarioRunner{b}, s)
+	res := scenario.Run(ctx, scenarioRunner{b}, s)
+	if st := res.Status(); st == "fail" || st == "error" {
+		b.saveGuestLogs(ctx, res)
+	}
+	return res
 }
 
 // scenarioRunner is the board as scenario.Run sees it.
