@@ -1,11 +1,11 @@
 // Package guest is what socbox does inside a guest's OS, as typed
 // operations: read what the OS is, set its clock, start units, load
-// modules, wait for an address, install the serial sshd. Each builds its
-// command from an argv with the one shell quoter (package shell), or runs a
-// fixed script that takes its values as positional arguments, so nothing
-// read from a board or a user ever becomes shell text. A command that
-// fails is an *ExitError with its status: callers decide by the type and
-// the status, never by the message.
+// modules, wait for an address, install the serial sshd, read its logs.
+// Each builds its command from an argv with the one shell quoter (package
+// shell), or runs a fixed script that takes its values as positional
+// arguments, so nothing read from a board or a user ever becomes shell
+// text. A command that fails is an *ExitError with its status: callers
+// decide by the type and the status, never by the message.
 package guest
 
 import (
