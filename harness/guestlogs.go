@@ -41,6 +41,7 @@ func (b *Board) saveGuestLogs(ctx context.Context, res *report.Scenario) {
 		base = b.RunDir()
 	}
 	if base == "" {
+		b.life.logf("%s: the guest's logs are not saved: a real board has no run directory (give it WithArtifactsDir)", res.Name)
 		return
 	}
 	dir := filepath.Join(base, fileName(res.Name))

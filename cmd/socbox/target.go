@@ -131,7 +131,8 @@ func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFla
 	ep, _ := harness.ParseTarget(tf.target)
 	bprog := prog.Board(1, 1, ep.String())
 	bprog.Status("attaching (containerd %s)", bf.containerd)
-	opts := tf.options(board, bf.containerd, bprog.Logf)
+	// A failed scenario's guest logs go there.
+	opts := append(tf.options(board, bf.containerd, bprog.Logf), harness.WithArtifactsDir(filepath.Join(dir, "target")))
 	if bf.verbose {
 		opts = append(opts, harness.WithOutputLines())
 	}
