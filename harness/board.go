@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/socbox/socbox/boards"
@@ -47,6 +48,14 @@ type Board struct {
 	bg background
 	// imported is what ImportImage put in the guest (userimages.go).
 	imported importedImages
+	// scenarioFailed is set once a scenario failed on the board, or the
+	// test holding it did: with WithKeepOnFailure, Close keeps it.
+	scenarioFailed atomic.Bool
+	// kept is set by Close when it left the board running (keep.go).
+	kept bool
+	// release undoes what Close left for a kept board, in the order
+	// Close would have.
+	release []func(context.Context) error
 }
 
 // Start builds or finds the image, boots the board and brings it to
@@ -170,14 +179,19 @@ func (b *Board) ConsoleLogs() []string {
 
 // Close undoes what the session did, last first: what the tests left in
 // the guest, the connections, the machine (a real board stays up), the run
-// directory (unless kept). It is safe to call more than once and on a nil
-// board.
+// directory (unless kept). With WithKeepOnFailure, a board that failed
+// (Failed) is kept: the machine goes on running and its run directory
+// stays, until Release, or until this process ends (QEMU ends with the
+// process that started it). It is safe to call more than once and on a
+// nil board.
 func (b *Board) Close() error {
 	if b == nil || !b.life.close() {
 		return nil
 	}
+	b.kept = b.opts.keepOnFailure && b.Failed()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	defer b.sayKept()
 	if err := b.cleanup.Run(ctx); err != nil {
 		return fmt.Errorf("close %s: %w", b.life.name, err)
 	}

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,11 +43,22 @@ func (b *Board) Run(ctx context.Context, c Container) (ContainerResult, error) {
 	if c, err = b.resolveImage(ctx, c); err != nil {
 		return ContainerResult{}, err
 	}
+	c = b.withOutputLines(c, cmp.Or(c.Name, "container"))
 	res, err := b.Runtime.Run(ctx, c)
 	if err != nil {
 		return res, fmt.Errorf("run on %s: %w", b.Profile.Slug, err)
 	}
 	return res, nil
+}
+
+// withOutputLines has c's output lines logged under label, WithOutputLines,
+// unless c has a taker of its own.
+func (b *Board) withOutputLines(c Container, label string) Container {
+	if !b.opts.outputLines || c.OutputLines != nil {
+		return c
+	}
+	c.OutputLines = func(stream, line string) { b.life.logf("%s %s: %s", label, stream, line) }
+	return c
 }
 
 // resolveImage names the image c runs in the guest: the built-in busybox
@@ -82,6 +94,7 @@ func (b *Board) StartService(ctx context.Context, c Container) (*Service, error)
 	if c, err = b.resolveImage(ctx, c); err != nil {
 		return nil, err
 	}
+	c = b.withOutputLines(c, cmp.Or(c.Name, "service"))
 	rc, err := b.Runtime.Start(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("start on %s: %w", b.Profile.Slug, err)
@@ -139,22 +152,31 @@ func (b *Board) ImportImage(ctx context.Context, source string) (string, error) 
 }
 
 // RunScenario runs s on the board and checks its expectations: see
-// scenario.Run.
+// scenario.Run. When it fails, the guest's journal, kernel log and
+// containerd's log over its run are saved beside the board's console logs
+// (see Scenario.GuestLogs).
 func (b *Board) RunScenario(ctx context.Context, s scenario.Scenario) *report.Scenario {
-	out := scenario.Run(ctx, scenarioRunner{b}, s)
-	if out.Error == "" && !out.TimedOut {
-		return out
-	}
-	// What the board says of a failure below the container is as
-	// interesting as the failure, and more telling.
-	if err := b.lost(); err != nil {
-		msg := "the board is lost: " + err.Error()
-		if out.Error == "" {
-			out.Error = msg
-		} else if !strings.Contains(out.Error, err.Error()) {
-			out.Error += "; " + msg
+	out := scenario.Run(ctx, scenarioRunner{b: b, name: s.Name}, s)
+	var lost error
+	if out.Error != "" || out.TimedOut {
+		// What the board says of a failure below the container is as
+		// interesting as the failure, and more telling.
+		if lost = b.lost(); lost != nil {
+			msg := "the board is lost: " + lost.Error()
+			if out.Error == "" {
+				out.Error = msg
+			} else if !strings.Contains(out.Error, lost.Error()) {
+				out.Error += "; " + msg
+			}
+			out.Passed = false
 		}
-		out.Passed = false
+	}
+	if st := out.Status(); st == "fail" || st == "error" {
+		b.markFailed()
+		if lost == nil {
+			// A lost board has no logs to give.
+			b.saveGuestLogs(ctx, out)
+		}
 	}
 	return out
 }
@@ -177,8 +199,12 @@ func (b *Board) lost() error {
 	return b.life.fail(b.life.Stage(), err, "read the console log for what the guest printed last")
 }
 
-// scenarioRunner is the board as scenario.Run sees it.
-type scenarioRunner struct{ b *Board }
+// scenarioRunner is the board as scenario.Run sees it, running the
+// scenario called name.
+type scenarioRunner struct {
+	b    *Board
+	name string
+}
 
 func (r scenarioRunner) Env() scenario.Env {
 	return scenario.Env{Profile: r.b.Profile, HasNetwork: r.b.Machine.HasNetwork(), DefaultImage: r.b.BusyboxImage}
@@ -189,7 +215,7 @@ func (r scenarioRunner) CreateNetwork(ctx context.Context, name string) (*ctrd.N
 }
 
 func (r scenarioRunner) StartService(ctx context.Context, c ctrd.Container) (scenario.Service, error) {
-	svc, err := r.b.StartService(ctx, c)
+	svc, err := r.b.StartService(ctx, r.b.withOutputLines(c, r.name+"/"+cmp.Or(c.Name, "service")))
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +223,7 @@ func (r scenarioRunner) StartService(ctx context.Context, c ctrd.Container) (sce
 }
 
 func (r scenarioRunner) Run(ctx context.Context, c ctrd.Container) (ctrd.ContainerResult, error) {
-	return r.b.Run(ctx, c)
+	return r.b.Run(ctx, r.b.withOutputLines(c, r.name))
 }
 
 // answerTimeout bounds Answers: a board whose containerd takes longer to

@@ -39,6 +39,7 @@ type options struct {
 	snapshots     bool
 	smp           int
 	logf          func(format string, args ...any)
+	outputLines   bool
 	attach        attachOptions // Attach only: how to reach and trust a real board
 }
 
@@ -125,8 +126,13 @@ func WithTimeout(s Stage, d time.Duration) Option {
 	}
 }
 
-// WithKeepOnFailure leaves a failed board running (and its run directory in
-// place) so it can be inspected; the error says how to reach it.
+// WithKeepOnFailure leaves a failed board running, with its run directory,
+// so it can be looked into: one that did not get ready, one a scenario
+// failed on (RunScenario), or, from Boot, one whose test failed. Close then
+// stops nothing and logs the ssh command that reaches it; Release stops it.
+// QEMU ends with the process that started it: a test binary that has
+// finished takes its kept boards with it (socbox run --keep-failed waits
+// for Ctrl-C instead).
 func WithKeepOnFailure() Option {
 	return func(o *options) error { o.keepOnFailure = true; return nil }
 }
@@ -169,4 +175,14 @@ func WithArtifactsDir(dir string) Option {
 // second instead of booting.
 func WithoutSnapshot() Option {
 	return func(o *options) error { o.snapshots = false; return nil }
+}
+
+// WithOutputLines passes each line a container writes on to the board's
+// progress log while it runs (see WithLogf), after the board's name and
+// the scenario's (or the container's) and the stream: "raspi4b-fast: arch
+// stdout: aarch64". Boot sets it under go test -v; socbox run -v sets it.
+// It costs a tail process in the guest per stream of each container; the
+// results are the same with it as without.
+func WithOutputLines() Option {
+	return func(o *options) error { o.outputLines = true; return nil }
 }

@@ -133,12 +133,7 @@ func (s *session) prepareImage(ctx context.Context) error {
 		}
 		b.opts.runDir = dir
 		b.cleanup.Push(func(context.Context) error { release(); return nil })
-		b.cleanup.Push(func(context.Context) error {
-			if b.opts.keepRunDir || (b.opts.keepOnFailure && b.life.Err() != nil) {
-				return nil
-			}
-			return os.RemoveAll(dir)
-		})
+		b.cleanup.Push(b.removeRunDir(dir))
 	} else if err := privateDir(b.opts.runDir); err != nil {
 		return err
 	}
@@ -148,7 +143,7 @@ func (s *session) prepareImage(ctx context.Context) error {
 	b.life.console = emulatedConsole(machine.ConsoleLog(b.Profile, b.opts.runDir), b.opts.artifactsDir)
 	b.cleanup.Push(s.saveArtifacts)
 	// The machine at the time of Close, whichever it is then.
-	b.cleanup.Push(func(ctx context.Context) error { return b.Machine.Stop(ctx) })
+	b.cleanup.Push(b.stopMachine)
 	b.cleanup.Push(closeGuest(b))
 	return nil
 }

@@ -161,6 +161,10 @@ func lineLogger(w io.Writer) func(string, ...any) {
 type bootFlags struct {
 	board, suite, containerd string
 	noSnapshot, crun         bool
+	// verbose passes containers' output lines on as they come (run -v).
+	verbose bool
+	// keepFailed keeps the boards that failed running (run --keep-failed).
+	keepFailed bool
 	imageFlags
 }
 
@@ -209,6 +213,12 @@ func (f bootFlags) options(slug string, im *images.Image, logf func(string, ...a
 	}
 	if f.crun {
 		opts = append(opts, harness.WithCrun())
+	}
+	if f.verbose {
+		opts = append(opts, harness.WithOutputLines())
+	}
+	if f.keepFailed {
+		opts = append(opts, harness.WithKeepOnFailure())
 	}
 	return opts
 }

@@ -52,6 +52,14 @@ scenarios. USER must be root: containerd's socket is root's. --board names the p
 are compared against (default: detected from the board's model and architecture); the reports say
 which board, user, OS and kernel ran them.
 
+-v prints each line a container writes while it runs, after the board's and the scenario's names.
+A scenario that fails (or cannot run) leaves the guest's journal, kernel log and containerd's log
+over its run in --out, under BOARD/SCENARIO/; junit.xml attaches them and report.html links them.
+
+--keep-failed keeps each board a scenario failed on, or that did not get ready, running as it was
+when the run ends: socbox prints the board's socbox ssh and ssh commands and stays until Ctrl-C,
+which stops the boards (QEMU ends with socbox). socbox ssh --board BOARD logs in meanwhile.
+
 Exit status: 0 all passed, 1 something failed, 2 bad arguments (scenarios, boards, image).`,
 	examples: `  socbox run
   socbox run --board all --out ./results
@@ -62,6 +70,7 @@ Exit status: 0 all passed, 1 something failed, 2 bad arguments (scenarios, board
   socbox run --board all --shard 2/3 --out ./shard-2    # the second of three runners
   socbox report merge -o ./merged ./shard-1 ./shard-2 ./shard-3
   socbox run --board raspi4b-fast,raspi3b --suite bookworm checks.yaml more-checks/
+  socbox run --run '^mounts$' -v --keep-failed    # watch one scenario; keep its board if it fails
   socbox run --containerd apt --no-snapshot
   socbox run --board raspi3b --image ./2025-05-13-raspios-bookworm-arm64-lite.img.xz
   socbox run --board raspi4b-fast --image https://example.org/raspios-arm64-lite.img.xz --sha256 "$SHA256" checks.yaml
@@ -76,6 +85,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	addBootFlags(fs, &bf, "`BOARDS` to run on: a slug, a comma-separated list, or all (see socbox boards)")
 	parallel := fs.Int("parallel", harness.MaxBoards(), "run up to `N` boards at once (default: what this host's cores and memory allow, as SOCBOX_MAX_BOARDS "+
 		"overrides; 1 runs them one after the other)")
+	fs.BoolVar(&bf.keepFailed, "keep-failed", false, "keep each board a scenario failed on (or that did not get ready) running when the run ends, "+
+		"for socbox ssh, until Ctrl-C")
+	fs.BoolVar(&bf.verbose, "v", false, "print each line a container writes as it writes it, after the board's and the scenario's names")
 	var sf selectFlags
 	addSelectFlags(fs, &sf)
 	out := fs.String("out", "", "`directory` for results.json, junit.xml, report.html and console logs (default: a new directory under ./socbox-results)")
@@ -179,14 +191,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		prog.Logf("%d boards, %d at once", len(boardPlans), n)
 	}
 	res := &runResults{run: run, dir: dir, imageID: imageID, boards: make([]*report.Board, len(boardPlans)), err: werr}
+	var kept *keptBoards
+	if bf.keepFailed {
+		kept = &keptBoards{}
+	}
 	notRun := runBoards(ctx, prog, boardPlans, *parallel,
 		func(ctx context.Context, bprog *boardProgress, bp boardPlan) *report.Board {
-			return runBoard(ctx, bprog, bf, bp, dir)
+			return runBoard(ctx, bprog, bf, bp, dir, kept)
 		}, res.add)
 	if notRun > 0 {
 		prog.Logf("interrupted: %d board(s) not run", notRun)
 	}
-	return finishRun(ctx, stdout, prog, run, dir, res.err)
+	ferr := finishRun(ctx, stdout, prog, run, dir, res.err)
+	if serr := kept.serve(ctx, stdout, stderr); serr != nil {
+		return errors.Join(ferr, serr)
+	}
+	return ferr
 }
 
 // runResults gathers the boards' results into run as they finish, in the
@@ -414,7 +434,7 @@ func prepareUserImage(ctx context.Context, bf bootFlags, acq *images.Acquired, p
 
 // runBoard boots one board, runs its scenarios and stops it. A board that
 // does not get ready has each of its scenarios reported as not run.
-func runBoard(ctx context.Context, prog *boardProgress, bf bootFlags, bp boardPlan, dir string) *report.Board {
+func runBoard(ctx context.Context, prog *boardProgress, bf bootFlags, bp boardPlan, dir string, kept *keptBoards) *report.Board {
 	if bp.image != nil {
 		prog.Status("booting %s (containerd %s)", bp.image.Name, bf.containerd)
 	} else {
@@ -433,7 +453,7 @@ func runBoard(ctx context.Context, prog *boardProgress, bf bootFlags, bp boardPl
 		}
 		return nb, err
 	}
-	return runAndClose(ctx, prog, "board "+bp.slug, bp.slug, b, err, bp.scenarios, replace)
+	return runAndClose(ctx, prog, "board "+bp.slug, bp.slug, b, err, bp.scenarios, replace, kept)
 }
 
 // runAndClose runs scenarios on the board Start or Attach returned (b may
@@ -442,13 +462,15 @@ func runBoard(ctx context.Context, prog *boardProgress, bf bootFlags, bp boardPl
 // scenario that timed out or errored, a board that no longer answers (or
 // that the harness found lost: QEMU gone, a kernel panic) is closed and
 // replaced by a new one from replace (nil for a board socbox cannot boot
-// again: its remaining scenarios are then reported as not run).
+// again: its remaining scenarios are then reported as not run). A board
+// closed with a failed scenario is kept running when kept asks for it.
 func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b *harness.Board, err error, scenarios []scenario.Scenario,
-	replace func(context.Context) (*harness.Board, error)) *report.Board {
+	replace func(context.Context) (*harness.Board, error), kept *keptBoards) *report.Board {
 	defer func() {
 		if cerr := b.Close(); cerr != nil {
 			prog.Logf("%v", cerr)
 		}
+		kept.add(b)
 	}()
 	rb := &report.Board{Board: name}
 	if b != nil {
@@ -494,6 +516,7 @@ func runAndClose(ctx context.Context, prog *boardProgress, what, name string, b 
 			if cerr := b.Close(); cerr != nil {
 				prog.Logf("%v", cerr)
 			}
+			kept.add(b)
 			b, err = replace(ctx)
 			if err != nil {
 				gone = fmt.Errorf("%w; a new board did not get ready: %w", aerr, err)

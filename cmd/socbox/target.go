@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -130,7 +131,16 @@ func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFla
 	ep, _ := harness.ParseTarget(tf.target)
 	bprog := prog.Board(1, 1, ep.String())
 	bprog.Status("attaching (containerd %s)", bf.containerd)
-	b, err := harness.Attach(ctx, tf.target, tf.options(board, bf.containerd, bprog.Logf)...)
+	// A failed scenario's guest logs go there.
+	opts := append(tf.options(board, bf.containerd, bprog.Logf), harness.WithArtifactsDir(filepath.Join(dir, "target")))
+	if bf.verbose {
+		opts = append(opts, harness.WithOutputLines())
+	}
+	var kept *keptBoards
+	if bf.keepFailed {
+		opts, kept = append(opts, harness.WithKeepOnFailure()), &keptBoards{}
+	}
+	b, err := harness.Attach(ctx, tf.target, opts...)
 	scenarios := list
 	if err == nil {
 		scenarios = nil
@@ -146,9 +156,13 @@ func runTarget(ctx context.Context, fs *flag.FlagSet, bf bootFlags, tf targetFla
 			return exitCode(2)
 		}
 	}
-	rb := runAndClose(ctx, bprog, "target "+tf.target, tf.target, b, err, scenarios, nil)
+	rb := runAndClose(ctx, bprog, "target "+tf.target, tf.target, b, err, scenarios, nil, kept)
 	run.Boards = append(run.Boards, rb)
 	run.FinishedAt = time.Now().UTC()
 	werr := writeReports(run, dir)
-	return finishRun(ctx, stdout, prog, run, dir, werr)
+	ferr := finishRun(ctx, stdout, prog, run, dir, werr)
+	if serr := kept.serve(ctx, stdout, stderr); serr != nil {
+		return errors.Join(ferr, serr)
+	}
+	return ferr
 }

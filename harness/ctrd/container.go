@@ -83,6 +83,13 @@ type Container struct {
 	// Wait returns a *TimeoutError with the output written until then.
 	// Zero means no limit but the context's.
 	Timeout time.Duration
+	// OutputLines, when set, gets each line the container writes to
+	// stdout or stderr (stream says which) while it runs, without its
+	// newline and made safe to print, one call at a time; the last
+	// lines may come when it is waited for or stopped. It costs a tail
+	// process in the guest per stream. The captured output is the same
+	// with it as without.
+	OutputLines func(stream, line string) `json:"-"`
 }
 
 // TimeoutError is what Wait returns for a container killed at its
@@ -211,6 +218,8 @@ type Running struct {
 	done     bool
 	// mark is when the last phase ended.
 	mark time.Time
+	// follow passes on the output's lines as they come (OutputLines).
+	follow *follower
 }
 
 // ID is the container's ID in the guest.
@@ -384,6 +393,10 @@ func (rc *Running) create(ctx context.Context) error {
 		return nil
 	})
 	rc.phase("output files")
+	if c.OutputLines != nil {
+		rc.follow = follow(ctx, r.sh, rc.out, c.OutputLines)
+		rc.cleanups = append(rc.cleanups, func(context.Context) error { rc.follow.finish(nil, nil); return nil })
+	}
 	rc.start = time.Now()
 	return rc.startTask(ctx)
 }
@@ -579,9 +592,13 @@ func (rc *Running) finish(ctx context.Context, err error) (ContainerResult, erro
 		rc.phase("copy files out")
 	}
 	if rc.out.dir != "" {
+		// The tails end before the files are emptied; what they had not
+		// passed on yet is taken from what is read.
+		rc.follow.stop()
 		// Read and emptied for a later container through the
 		// connection's SFTP session: no process starts in the guest.
 		stdout, stderr, rerr := rc.out.readAndReset(cctx, rc.r.sh, rc.c.outputLimit())
+		rc.follow.finish(stdout.Data, stderr.Data)
 		if rerr != nil {
 			errs = append(errs, fmt.Errorf("read output: %w", rerr))
 		} else {

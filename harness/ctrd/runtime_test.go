@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -215,6 +216,44 @@ func runCases(t *testing.T, ctx context.Context, r *Runtime, d *testDaemon, stat
 		require.Equal(t, 3, res.ExitCode)
 		require.Equal(t, "out\n", string(res.Stdout))
 		require.Equal(t, "err\n", string(res.Stderr))
+		requireNothingLeft(t, ctx, r, d, stateDir)
+	})
+
+	t.Run("output lines come while it runs", func(t *testing.T) {
+		if _, local := r.sh.(localShell); local {
+			t.Skip("the local shell streams nothing: this runs through SSH in TestRuntimeThroughSSH")
+		}
+		type line struct {
+			stream, text string
+			at           time.Time
+		}
+		var mu sync.Mutex
+		var got []line
+		c := Container{Image: name, OutputLimit: 16, Cmd: []string{"sh", "-c",
+			"echo first; sleep 3; echo 'second\033[2J' >&2; seq 1 5; printf last-without-newline"},
+			OutputLines: func(stream, text string) {
+				mu.Lock()
+				got = append(got, line{stream, text, time.Now()})
+				mu.Unlock()
+			}}
+		res, err := r.Run(ctx, c)
+		returned := time.Now()
+		require.NoError(t, err)
+		require.Equal(t, "first\n1\n2\n3\n4\n5\n", string(res.Stdout), "the capture and its limit are as without lines")
+		mu.Lock()
+		defer mu.Unlock()
+		var stdout, stderr []string
+		for _, l := range got {
+			if l.stream == "stdout" {
+				stdout = append(stdout, l.text)
+			} else {
+				stderr = append(stderr, l.text)
+			}
+		}
+		require.Equal(t, []string{"first", "1", "2", "3", "4", "5", "last-without-newline"}, stdout, "every line, past the capture's limit too")
+		require.Equal(t, []string{"second\uFFFD[2J"}, stderr, "made safe to print")
+		require.Equal(t, "first", got[0].text)
+		require.Greater(t, returned.Sub(got[0].at), 2*time.Second, "the first line came while the container ran")
 		requireNothingLeft(t, ctx, r, d, stateDir)
 	})
 

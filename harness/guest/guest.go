@@ -1,11 +1,11 @@
 // Package guest is what socbox does inside a guest's OS, as typed
 // operations: read what the OS is, set its clock, start units, load
-// modules, wait for an address, install the serial sshd. Each builds its
-// command from an argv with the one shell quoter (package shell), or runs a
-// fixed script that takes its values as positional arguments, so nothing
-// read from a board or a user ever becomes shell text. A command that
-// fails is an *ExitError with its status: callers decide by the type and
-// the status, never by the message.
+// modules, wait for an address, install the serial sshd, read its logs.
+// Each builds its command from an argv with the one shell quoter (package
+// shell), or runs a fixed script that takes its values as positional
+// arguments, so nothing read from a board or a user ever becomes shell
+// text. A command that fails is an *ExitError with its status: callers
+// decide by the type and the status, never by the message.
 package guest
 
 import (
@@ -46,14 +46,19 @@ func run(ctx context.Context, sh Shell, op string, argv ...string) (sshx.Result,
 	return runLine(ctx, sh, op, shell.Join(argv...))
 }
 
+// runCapped is run keeping at most limit bytes of each output stream.
+func runCapped(ctx context.Context, sh Shell, op string, limit int64, argv ...string) (sshx.Result, error) {
+	return runLine(ctx, sh, op, shell.Join(argv...), sshx.WithOutputLimit(limit))
+}
+
 // script runs a fixed POSIX sh script with args as its positional
 // parameters ($1, $2, …): the script's text never holds a value.
 func script(ctx context.Context, sh Shell, op, text string, args ...string) (sshx.Result, error) {
 	return run(ctx, sh, op, append([]string{"sh", "-c", text, "sh"}, args...)...)
 }
 
-func runLine(ctx context.Context, sh Shell, op, line string) (sshx.Result, error) {
-	res, err := sh.Run(ctx, line)
+func runLine(ctx context.Context, sh Shell, op, line string, opts ...sshx.RunOption) (sshx.Result, error) {
+	res, err := sh.Run(ctx, line, opts...)
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", op, err)
 	}

@@ -88,6 +88,8 @@ type htmlScenario struct {
 	Stdout, Stderr string
 	StdoutBytes    int
 	StderrBytes    int
+	// GuestLogs link the guest's logs of a failed scenario.
+	GuestLogs []htmlLink
 }
 
 type htmlLink struct {
@@ -166,6 +168,7 @@ func (r *Run) htmlView(dir string) htmlRun {
 				Scenario: s, Status: s.Status(), Command: shell.Join(s.Command...),
 				Stdout: clipText(s.Stdout, htmlOutputLimit), Stderr: clipText(s.Stderr, htmlOutputLimit),
 				StdoutBytes: len(s.Stdout), StderrBytes: len(s.Stderr),
+				GuestLogs: guestLogLinks(dir, s.GuestLogs),
 			})
 		}
 		for _, l := range b.ConsoleLogs {
@@ -249,6 +252,21 @@ func fileLink(dir, path string) htmlLink {
 		return htmlLink{Href: template.URL(u.String()), Label: absPath}
 	}
 	return htmlLink{Label: path}
+}
+
+// guestLogLinks link a scenario's guest logs, each labelled with which log
+// it is.
+func guestLogLinks(dir string, logs []GuestLog) []htmlLink {
+	var out []htmlLink
+	for _, l := range logs {
+		link := fileLink(dir, l.Path)
+		link.Label = l.Name
+		if l.Truncated {
+			link.Label += " (cut)"
+		}
+		out = append(out, link)
+	}
+	return out
 }
 
 // accelerator names how QEMU ran the board, for its header.

@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/xml"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -160,7 +161,7 @@ func (b *Board) junitSuite(hostname string, runStart time.Time) junitSuite {
 		switch sc.Status() {
 		case "fail":
 			s.Failures++
-			c.Failure = &junitProblem{Message: xmlSafe(strings.Join(sc.Failures, "; ")), Type: "ScenarioFailed", Body: xmlSafe(b.problemText(sc))}
+			c.Failure = &junitProblem{Message: xmlSafe(strings.Join(sc.Failures, "; ") + sc.guestLogsNote()), Type: "ScenarioFailed", Body: xmlSafe(b.problemText(sc))}
 		case "n/a":
 			s.Skipped++
 			c.Skipped = &junitSkipped{Message: xmlSafe("not applicable: " + sc.NotApplicable)}
@@ -170,9 +171,19 @@ func (b *Board) junitSuite(hostname string, runStart time.Time) junitSuite {
 			if b.Error != "" {
 				msg, typ = b.notReady(), "BoardNotReady"
 			}
-			c.Error = &junitProblem{Message: xmlSafe(firstLine(msg)), Type: typ, Body: xmlSafe(b.problemText(sc))}
+			c.Error = &junitProblem{Message: xmlSafe(firstLine(msg) + sc.guestLogsNote()), Type: typ, Body: xmlSafe(b.problemText(sc))}
 		}
 		c.SystemOut = junitOutput(sc.Stdout)
+		if a := sc.attachments(); a != "" {
+			// After the clipped output, so that a long one never cuts them.
+			if c.SystemOut == nil {
+				c.SystemOut = &junitText{}
+			}
+			if t := c.SystemOut.Text; t != "" && !strings.HasSuffix(t, "\n") {
+				c.SystemOut.Text += "\n"
+			}
+			c.SystemOut.Text += xmlSafe(a)
+		}
 		c.SystemErr = junitOutput(sc.Stderr)
 		s.Cases = append(s.Cases, c)
 	}
@@ -231,6 +242,12 @@ func (b *Board) problemText(sc *Scenario) string {
 		for _, f := range sc.Failures {
 			fmt.Fprintf(&w, "- %s\n", f)
 		}
+		if len(sc.GuestLogs) > 0 {
+			w.WriteString("\nguest logs:\n")
+			for _, l := range sc.GuestLogs {
+				fmt.Fprintf(&w, "  %s: %s\n", l.Name, l.Path)
+			}
+		}
 	}
 	w.WriteString(b.reproducer())
 	return w.String()
@@ -254,6 +271,28 @@ func (b *Board) reproducer() string {
 		if b.SSHCommand != "" {
 			fmt.Fprintf(&w, "  ssh:  %s\n", b.SSHCommand)
 		}
+	}
+	return w.String()
+}
+
+// guestLogsNote points a failure's message at the guest's logs.
+func (sc *Scenario) guestLogsNote() string {
+	if len(sc.GuestLogs) == 0 {
+		return ""
+	}
+	return " (guest logs: " + filepath.Dir(sc.GuestLogs[0].Path) + ")"
+}
+
+// attachments are the guest's logs as the lines CI servers read from a
+// test case's system-out to attach files to it (Jenkins' JUnit
+// attachments, GitLab's test reports), after the container's output.
+func (sc *Scenario) attachments() string {
+	if len(sc.GuestLogs) == 0 {
+		return ""
+	}
+	var w strings.Builder
+	for _, l := range sc.GuestLogs {
+		fmt.Fprintf(&w, "[[ATTACHMENT|%s]]\n", l.Path)
 	}
 	return w.String()
 }

@@ -134,6 +134,23 @@ type Scenario struct {
 	// ("stdout", "stderr" or a file's path) with its whole size in bytes:
 	// Stdout, Stderr and Files hold only its head.
 	Truncated map[string]int64 `json:"truncated,omitempty"`
+	// GuestLogs are the guest's logs over the scenario's window (journal,
+	// kernel log, containerd's log), saved as files when it failed.
+	GuestLogs []GuestLog `json:"guest_logs,omitempty"`
+}
+
+// GuestLog is one of the guest's logs, saved in a file.
+type GuestLog struct {
+	// Name is which log: "journal", "kernel" or "containerd".
+	Name string `json:"name"`
+	// Path is the file it was saved in.
+	Path string `json:"path"`
+	// Bytes is how much the guest printed; more than the file holds when
+	// it was cut at the limit.
+	Bytes     int64 `json:"bytes"`
+	Truncated bool  `json:"truncated,omitempty"`
+	// Error says why it could not be read (the file then says it too).
+	Error string `json:"error,omitempty"`
 }
 
 // Service is what one of a scenario's background containers did.

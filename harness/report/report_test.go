@@ -308,3 +308,48 @@ func TestTimelineOfHugeDurationsEnds(t *testing.T) {
 	tl := r.Boards[0].timeline()
 	require.LessOrEqual(t, len(tl.Ticks), 12)
 }
+
+func TestGuestLogsAreAttachedInJUnitAndLinkedInHTML(t *testing.T) {
+	dir := t.TempDir()
+	logs := func(scenario string) []GuestLog {
+		var out []GuestLog
+		for _, n := range []string{"journal", "kernel", "containerd"} {
+			out = append(out, GuestLog{Name: n, Path: filepath.Join(dir, "raspi4b-fast", scenario, n+".log"), Bytes: 10})
+		}
+		out[1].Truncated = true
+		return out
+	}
+	r := &Run{Boards: []*Board{{Board: "raspi4b-fast", Scenarios: []*Scenario{
+		{Name: "failing", Failures: []string{"exit code 1, want 0"}, Stdout: strings.Repeat("x", junitOutputLimit+10), GuestLogs: logs("failing")},
+		{Name: "broken", Error: "run container: boom", GuestLogs: logs("broken")},
+		{Name: "fine", Passed: true, Stdout: "ok\n"},
+	}}}}
+	data, err := r.JUnit()
+	require.NoError(t, err)
+	var got xmlSuites
+	require.NoError(t, xml.Unmarshal(data, &got))
+	cases := got.Suites[0].Cases
+	for i, name := range []string{"failing", "broken"} {
+		c := cases[i]
+		for _, n := range []string{"journal", "kernel", "containerd"} {
+			require.Contains(t, c.SystemOut, "[[ATTACHMENT|"+filepath.Join(dir, "raspi4b-fast", name, n+".log")+"]]\n",
+				"after the output, even a clipped one")
+		}
+		msg := ""
+		if c.Failure != nil {
+			msg = c.Failure.Message
+			require.Contains(t, c.Failure.Body, "guest logs:\n  journal: "+filepath.Join(dir, "raspi4b-fast", name, "journal.log"))
+		} else {
+			msg = c.Error.Message
+		}
+		require.Contains(t, msg, "(guest logs: "+filepath.Join(dir, "raspi4b-fast", name)+")")
+	}
+	require.NotContains(t, cases[2].SystemOut, "ATTACHMENT")
+
+	_, err = r.WriteHTML(dir)
+	require.NoError(t, err)
+	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	require.NoError(t, err)
+	require.Contains(t, string(page), `guest logs: <a href="./raspi4b-fast/failing/journal.log">journal</a> <a href="./raspi4b-fast/failing/kernel.log">kernel (cut)</a> <a href="./raspi4b-fast/failing/containerd.log">containerd</a>`)
+	require.Equal(t, 2, strings.Count(string(page), `class="guestlogs"`))
+}
