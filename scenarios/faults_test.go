@@ -123,7 +123,7 @@ fallocate -l $((avail - 65536)) /var/tmp/fill && dd if=/dev/zero of=/var/tmp/fil
 			t.Logf(format, args...)
 			fmt.Fprintf(&logs, format+"\n", args...)
 		}))
-		require.Contains(t, logs.String(), "snapshot: restore failed, booting cold instead")
+		require.Contains(t, logs.String(), "snapshot: restore failed, dropping the state")
 		require.Contains(t, logs.String(), "snapshot: saved", "a whole state replaces it")
 		requirePasses(t, b)
 	})
