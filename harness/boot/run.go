@@ -79,10 +79,10 @@ func Run(ctx context.Context, p Plan, s Steps, unlock func()) error {
 		})
 		if err == nil {
 			unlock()
-			if err := s.Stage(ctx, StageSSH, func(ctx context.Context) error { return s.Login(ctx, false) }); err != nil {
-				return err
+			err = s.Stage(ctx, StageSSH, func(ctx context.Context) error { return s.Login(ctx, false) })
+			if err == nil {
+				err = s.Stage(ctx, StageContainerd, func(ctx context.Context) error { return s.ReadyRestored(ctx, p.PlugNIC) })
 			}
-			err = s.Stage(ctx, StageContainerd, func(ctx context.Context) error { return s.ReadyRestored(ctx, p.PlugNIC) })
 			if err == nil || !errors.Is(err, ErrRestoredUnusable) || ctx.Err() != nil {
 				return err
 			}

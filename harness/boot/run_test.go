@@ -216,6 +216,15 @@ func TestRun(t *testing.T) {
 				"stop machine 1", "drop serial", "recovered",
 				"overlay on disk", "[qemu]", "start over UART", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd",
 				"[snapshot]", "save serial", "[network]", "plug NIC", "network", "--close--", "close ssh", "stop machine 2", "close ssh", "stop machine 1"}},
+		{name: "raspi3b restored but it does not log in soon: the state dropped, saved again from its disk",
+			plan: func(t *testing.T) Plan {
+				return plan(t, "raspi3b", state.Have{Disk: true, DiskSerialSSHD: true, Serial: true})
+			},
+			fail: map[string][]error{"login": {fmt.Errorf("%w: no login within 30s", ErrRestoredUnusable)}},
+			want: []string{"[restore]", "overlay on serial", "start over UART from serial", "plug NIC", "unlock", "[ssh]", "login",
+				"stop machine 1", "drop serial", "recovered",
+				"overlay on disk", "[qemu]", "start over UART", "[kernel]", "kernel", "[ssh]", "login, clock", "[containerd]", "containerd",
+				"[snapshot]", "save serial", "[network]", "plug NIC", "network", "--close--", "close ssh", "stop machine 2", "stop machine 1"}},
 		{name: "restored but containerd fails otherwise: the state is kept, the board fails",
 			plan: func(t *testing.T) Plan { return plan(t, "raspi4b-fast", state.Have{Full: true}) },
 			fail: map[string][]error{"ready restored": {errBoom}}, err: errBoom,
