@@ -311,19 +311,27 @@ func (s *session) WaitKernel(ctx context.Context) error {
 	})
 }
 
+// hostKeys are the image's host keys, the only ones a login accepts.
+func (s *session) hostKeys() (*sshx.HostKeys, error) {
+	var pinned []ssh.PublicKey
+	for _, k := range s.b.Image.HostKeys {
+		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
+		if err != nil {
+			return nil, fmt.Errorf("image %s: bad host key %q: %w", s.b.Image.Name, k, err)
+		}
+		pinned = append(pinned, pk)
+	}
+	return sshx.NewHostKeys(pinned...), nil
+}
+
 // Login waits for the guest's sshd and logs in, checking its host key
 // against the image's; setClock sets the guest's clock from the host's.
 func (s *session) Login(ctx context.Context, setClock bool) error {
 	b := s.b
-	var pinned []ssh.PublicKey
-	for _, k := range b.Image.HostKeys {
-		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
-		if err != nil {
-			return fmt.Errorf("image %s: bad host key %q: %w", b.Image.Name, k, err)
-		}
-		pinned = append(pinned, pk)
+	hk, err := s.hostKeys()
+	if err != nil {
+		return err
 	}
-	hk := sshx.NewHostKeys(pinned...)
 	ep := b.Machine.Endpoint()
 	dialStart := time.Now()
 	dctx := ctx
@@ -432,11 +440,27 @@ func (s *session) saveState(ctx context.Context, slot state.Slot) error {
 		}
 	}
 	s.disconnect()
-	if err := s.qemu.SaveState(ctx, filepath.Join(e.Dir, state.VMState)); err != nil {
-		return err
-	}
-	if err := s.copyOverlayAndResume(ctx, e.Dir); err != nil {
-		return err
+	for attempt := 1; ; attempt++ {
+		if err := s.qemu.SaveState(ctx, filepath.Join(e.Dir, state.VMState)); err != nil {
+			return err
+		}
+		if err := s.copyOverlayAndResume(ctx, e.Dir); err != nil {
+			return err
+		}
+		if b.Profile.TimerLostOnRestore == "" {
+			break
+		}
+		start := time.Now()
+		err := s.checkRestore(ctx, e.Dir)
+		if err == nil {
+			s.logf("snapshot: restored once to check it: every CPU gets its timer (%.1fs)", time.Since(start).Seconds())
+			break
+		}
+		if !errors.Is(err, boot.ErrRestoredUnusable) || attempt == 3 {
+			return fmt.Errorf("check the saved state: %w", err)
+		}
+		// The board goes on as it was, with no session: save it again.
+		s.logf("snapshot: restored once to check it: %v; saving again", err)
 	}
 	m, err := e.Publish(false)
 	if err != nil {
@@ -444,6 +468,56 @@ func (s *session) saveState(ctx context.Context, slot state.Slot) error {
 	}
 	s.logf("snapshot: saved %.0f MiB of machine state in %.1fs (%s)", m.StateMiB, m.SaveSec, s.key.Dir(slot))
 	return s.reconnect(ctx)
+}
+
+// checkRestore restores the state saved into dir in a second machine, over
+// the UART, logs in and checks each CPU's timer (see
+// Profile.TimerLostOnRestore): a state that would come back with a stalled
+// CPU is never published. The board itself runs on meanwhile.
+func (s *session) checkRestore(ctx context.Context, dir string) error {
+	b := s.b
+	tmp, err := os.MkdirTemp(b.opts.runDir, "check-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	disk := filepath.Join(tmp, state.DiskImg)
+	if err := images.CreateOverlayOn(ctx, filepath.Join(dir, state.DiskImg), "qcow2", disk, 0); err != nil {
+		return err
+	}
+	cfg := s.qemuConfig(true)
+	cfg.RunDir, cfg.Disk, cfg.Incoming = tmp, disk, filepath.Join(dir, state.VMState)
+	u, err := machine.StartUART(ctx, cfg, b.Image.User, func(string, ...any) {})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = u.Stop(context.WithoutCancel(ctx)) }()
+	if err := u.WaitRunning(ctx); err != nil {
+		return err
+	}
+	hk, err := s.hostKeys()
+	if err != nil {
+		return err
+	}
+	lctx, cancel := context.WithTimeout(ctx, restoredLoginTimeout)
+	defer cancel()
+	c, err := sshx.DialRetry(lctx, u.Endpoint().Config(sshx.Config{Signer: s.signer, HostKeys: hk, Timeout: 20 * time.Second}),
+		500*time.Millisecond, u.Alive)
+	if err != nil {
+		if lctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w: no login within %s", boot.ErrRestoredUnusable, restoredLoginTimeout)
+		}
+		return err
+	}
+	defer c.Close()
+	cpus, err := guest.StalledCPUs(ctx, c)
+	if err != nil {
+		return err
+	}
+	if len(cpus) > 0 {
+		return fmt.Errorf("%w: CPU %v gets no timer interrupt", boot.ErrRestoredUnusable, cpus)
+	}
+	return nil
 }
 
 // endSerialSession readies a board reached over its UART for its save:

@@ -160,7 +160,7 @@ func TestInstallSerialSSHD(t *testing.T) {
 
 func TestStalledCPUsWatchesEachCPUFromAnother(t *testing.T) {
 	// The stub stalls CPU 2: its sleep never ends, and the watching
-	// timeout (run as "timeout -s KILL 3 taskset -c 2 sleep 0.01") fails.
+	// timeout (run as "timeout -s KILL 10 taskset -c 2 sleep 0.01") fails.
 	sh := newLocalShell(t, map[string]string{
 		"nproc":   "echo 4",
 		"taskset": `shift 2; exec "$@"`,
@@ -171,12 +171,12 @@ func TestStalledCPUsWatchesEachCPUFromAnother(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []int{2}, cpus)
 	calls := sh.calls(t)
-	require.Contains(t, calls, "taskset -c 1 timeout -s KILL 3 taskset -c 0 sleep 0.01", "CPU 0 is watched from CPU 1")
-	require.Contains(t, calls, "taskset -c 0 timeout -s KILL 3 taskset -c 3 sleep 0.01")
+	require.Contains(t, calls, "taskset -c 1 timeout -s KILL 10 taskset -c 0 sleep 0.01", "CPU 0 is watched from CPU 1")
+	require.Contains(t, calls, "taskset -c 0 timeout -s KILL 10 taskset -c 3 sleep 0.01")
 
 	one := newLocalShell(t, map[string]string{"nproc": "echo 1", "taskset": `shift 2; exec "$@"`, "timeout": `shift 3; exec "$@"`, "sleep": "exit 0"})
 	cpus, err = StalledCPUs(context.Background(), one)
 	require.NoError(t, err)
 	require.Empty(t, cpus)
-	require.Contains(t, one.calls(t), "taskset -c 0 timeout -s KILL 3 taskset -c 0 sleep 0.01", "a single CPU watches itself")
+	require.Contains(t, one.calls(t), "taskset -c 0 timeout -s KILL 10 taskset -c 0 sleep 0.01", "a single CPU watches itself")
 }

@@ -136,13 +136,15 @@ func SetClock(ctx context.Context, sh Shell, t time.Time) error {
 
 // stalledCPUs prints each CPU on which a short sleep does not end: each
 // CPU's sleep is watched by a timeout that runs on another CPU, all CPUs
-// at once.
+// at once. The limit is generous: on a loaded host an emulated board can
+// take seconds to start the sixteen processes, and a stalled CPU's sleep
+// never ends at all.
 const stalledCPUs = `n=$(nproc --all); i=0; while [ "$i" -lt "$n" ]; do ` +
 	`w=0; [ "$i" = 0 ] && w=1; [ "$w" -ge "$n" ] && w=0; ` +
-	`{ taskset -c "$w" timeout -s KILL 3 taskset -c "$i" sleep 0.01 || echo "$i"; } & i=$((i+1)); done; wait`
+	`{ taskset -c "$w" timeout -s KILL 10 taskset -c "$i" sleep 0.01 || echo "$i"; } & i=$((i+1)); done; wait`
 
 // StalledCPUs lists the guest's CPUs whose timer does not fire: a short
-// sleep pinned to each must end within seconds. A restored raspi3b can
+// sleep pinned to each must end within ten seconds. A restored raspi3b can
 // come back with one (see boards.Profile.TimerLostOnRestore): the kernel
 // waits for a timer interrupt that QEMU's state no longer holds, and
 // nothing a process does makes it program the timer again.
