@@ -128,7 +128,7 @@ func writeShard(t *testing.T, dir string, all []plan.Unit, sh plan.Shard) string
 			require.NoError(t, os.MkdirAll(filepath.Dir(log), 0o755))
 			require.NoError(t, os.WriteFile(log, []byte("console of "+u.Board+" on shard "+sh.String()+"\n"), 0o644))
 			// Recorded as the runner saw it, somewhere else.
-			b = &report.Board{Board: u.Board, ImageID: u.Image, ConsoleLogs: []string{"/home/runner/work/results/" + u.Board + "/serial0.log"}}
+			b = &report.Board{Board: u.Board, ImageID: u.Image, ConsoleLogs: []string{filepath.Join("results", u.Board, "serial0.log")}}
 			r.Boards = append(r.Boards, b)
 		}
 		b.Scenarios = append(b.Scenarios, &report.Scenario{Name: u.Scenario, Passed: true})

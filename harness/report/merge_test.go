@@ -35,7 +35,7 @@ func shardRun(all []plan.Unit, sh plan.Shard, host string) *Run {
 	var b *Board
 	for _, u := range sh.Of(all) {
 		if b == nil || b.Board != u.Board || b.ImageID != u.Image {
-			b = &Board{Board: u.Board, ImageID: u.Image, ConsoleLogs: []string{"/runner/work/out/" + u.Board + "/serial0.log"}}
+			b = &Board{Board: u.Board, ImageID: u.Image, ConsoleLogs: []string{filepath.Join("out", u.Board, "serial0.log")}}
 			r.Boards = append(r.Boards, b)
 		}
 		b.Scenarios = append(b.Scenarios, &Scenario{Name: u.Scenario, Passed: true, Seconds: 1})
@@ -205,17 +205,19 @@ func TestCopyLogsTakesOnlyLogsInTheResultsDirectory(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(in, "evil"), 0o755))
 	require.NoError(t, os.Symlink(secret, filepath.Join(in, "evil", "serial0.log")))
 
+	// Where the shard's runner wrote them: a path that means nothing here.
+	elsewhere := filepath.Join(t.TempDir(), "elsewhere")
 	r := &Run{Boards: []*Board{
-		{Board: "raspi4b", ConsoleLogs: []string{"/runner/elsewhere/raspi4b/serial0.log", "/runner/elsewhere/raspi4b/missing.log"}},
-		{Board: "evil", ConsoleLogs: []string{"/x/evil/serial0.log", "../../../etc/passwd", secret, "..", ""}},
+		{Board: "raspi4b", ConsoleLogs: []string{filepath.Join(elsewhere, "raspi4b", "serial0.log"), filepath.Join(elsewhere, "raspi4b", "missing.log")}},
+		{Board: "evil", ConsoleLogs: []string{filepath.Join(elsewhere, "evil", "serial0.log"), "../../../etc/passwd", secret, "..", ""}},
 	}}
 	require.NoError(t, r.CopyLogs(in, out, "shard-1"))
 	copied := filepath.Join(out, "shard-1", "raspi4b", "serial0.log")
-	require.Equal(t, []string{copied, "/runner/elsewhere/raspi4b/missing.log"}, r.Boards[0].ConsoleLogs)
+	require.Equal(t, []string{copied, filepath.Join(elsewhere, "raspi4b", "missing.log")}, r.Boards[0].ConsoleLogs)
 	data, err := os.ReadFile(copied)
 	require.NoError(t, err)
 	require.Equal(t, "booted\n", string(data))
-	require.Equal(t, []string{"/x/evil/serial0.log", "../../../etc/passwd", secret, "..", ""}, r.Boards[1].ConsoleLogs, "nothing outside the directory, no symlink")
+	require.Equal(t, []string{filepath.Join(elsewhere, "evil", "serial0.log"), "../../../etc/passwd", secret, "..", ""}, r.Boards[1].ConsoleLogs, "nothing outside the directory, no symlink")
 	require.NoFileExists(t, filepath.Join(out, "shard-1", "evil", "serial0.log"))
 
 	for _, label := range []string{"", "..", "a/b", "x\n"} {

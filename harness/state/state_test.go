@@ -212,7 +212,7 @@ func TestPruneRemovesADiskAndItsStatesTogether(t *testing.T) {
 func TestASaveRemovesEntriesKeyedOnPaths(t *testing.T) {
 	s := &Store{Dir: filepath.Join(t.TempDir(), "snapshots"), Logf: t.Logf}
 	old := Inputs{Version: 2, Board: "raspi4b-fast", Image: "img1", Containerd: "auto",
-		Args: []string{"-smp", "2", "-kernel", "/home/ci/.cache/socbox/images/debian-x/vmlinuz"}}
+		Args: []string{"-smp", "2", "-kernel", filepath.Join(t.TempDir(), "images", "debian-x", "vmlinuz")}}
 	writeEntry(t, s.Dir, "raspi4b-fast-0123456789ab", stateMeta, old)
 	in := old
 	in.Version, in.Args = Version, []string{"-smp", "2", "-kernel", "sha256:0c57da85c644"}
