@@ -157,20 +157,26 @@ func (s *session) disk() string { return filepath.Join(s.b.opts.runDir, "disk.qc
 // picks them); uart: SSH rides the serial port (socbox's device tree for
 // it, where the board has one).
 func (s *session) qemuConfig(uart bool) qemu.Config {
+	return s.machineConfig(s.b.Profile, s.files, uart)
+}
+
+// machineConfig is qemuConfig for board p booting files, on the run's
+// disk: the board's own, or its twin (Profile.ProvisionOn).
+func (s *session) machineConfig(p boards.Profile, files images.BootFiles, uart bool) qemu.Config {
 	b := s.b
 	smp := b.opts.smp
-	if smp == 0 && b.Profile.IsVirt() && runtime.NumCPU() < b.Profile.SMP {
+	if smp == 0 && p.IsVirt() && runtime.NumCPU() < p.SMP {
 		smp = runtime.NumCPU()
 	}
-	appendLine := strings.TrimSpace(b.Image.Append + " console=" + b.Profile.Kernel.Console + " " + b.Profile.Kernel.ExtraCmdline)
-	dtb := s.files.DTB
-	if uart && s.files.SerialDTB != "" {
-		dtb = s.files.SerialDTB
+	appendLine := strings.TrimSpace(b.Image.Append + " console=" + p.Kernel.Console + " " + p.Kernel.ExtraCmdline)
+	dtb := files.DTB
+	if uart && files.SerialDTB != "" {
+		dtb = files.SerialDTB
 	}
-	accel, _ := qemu.HostAccel(b.Profile)
+	accel, _ := qemu.HostAccel(p)
 	return qemu.Config{
-		Board: b.Profile, RunDir: b.opts.runDir,
-		Kernel: s.files.Kernel, Initrd: s.files.Initrd, DTB: dtb,
+		Board: p, RunDir: b.opts.runDir,
+		Kernel: files.Kernel, Initrd: files.Initrd, DTB: dtb,
 		Append: appendLine, Disk: s.disk(), SMP: smp, Accel: accel,
 	}
 }
@@ -663,18 +669,7 @@ func (s *session) StartTwin(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("boot files of %s, the twin of %s: %w", twin.Slug, b.Profile.Slug, err)
 	}
-	accel, _ := qemu.HostAccel(twin)
-	smp := 0
-	if runtime.NumCPU() < twin.SMP {
-		smp = runtime.NumCPU()
-	}
-	cfg := qemu.Config{
-		Board: twin, RunDir: b.opts.runDir,
-		Kernel: bf.Kernel, Initrd: bf.Initrd, DTB: bf.DTB,
-		Append: strings.TrimSpace(b.Image.Append + " console=" + twin.Kernel.Console + " " + twin.Kernel.ExtraCmdline),
-		Disk:   s.disk(), SMP: smp, Accel: accel,
-	}
-	q, err := machine.Start(ctx, cfg, b.Image.User, s.logf)
+	q, err := machine.Start(ctx, s.machineConfig(twin, bf, false), b.Image.User, s.logf)
 	if err != nil {
 		return err
 	}
