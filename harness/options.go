@@ -43,6 +43,16 @@ type options struct {
 	attach        attachOptions // Attach only: how to reach and trust a real board
 }
 
+// defaultSSHTimeout bounds the wait for a login over a NIC; uartSSHTimeout
+// one over a serial port (a restore's own login is bounded apart, see
+// restoredLoginTimeout): raspi4b's first
+// login over its PL011 took 80-154 s here, and over 4 min beside other
+// VM work, as did raspi3b's provisioned disk (224 s).
+const (
+	defaultSSHTimeout = 4 * time.Minute
+	uartSSHTimeout    = 10 * time.Minute
+)
+
 func defaultOptions() options {
 	return options{
 		board:      "raspi4b-fast",
@@ -56,7 +66,7 @@ func defaultOptions() options {
 			StageImage:      45 * time.Minute,
 			StageQEMU:       30 * time.Second,
 			StageKernel:     60 * time.Second,
-			StageSSH:        4 * time.Minute,
+			StageSSH:        defaultSSHTimeout,
 			StageContainerd: 10 * time.Minute,
 			StageSnapshot:   2 * time.Minute,
 			StageRestore:    1 * time.Minute,

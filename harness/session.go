@@ -89,6 +89,11 @@ func (s *session) boot(ctx context.Context) error {
 		has = s.key.Find()
 	}
 	p := boot.Decide(board, has, opts)
+	if p.UART && b.life.timeouts[StageSSH] == defaultSSHTimeout {
+		// Not the user's choice: a login over the UART after a boot (or a
+		// restore's fallback to one) is slow.
+		b.life.timeouts[StageSSH] = uartSSHTimeout
+	}
 	if p.Path == boot.ProvisionedDisk {
 		if p.Save == state.None {
 			s.logf("snapshot: %s; booting the provisioned disk (containerd installed)", b.Profile.NotMigratable)
