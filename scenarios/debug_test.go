@@ -31,11 +31,23 @@ func TestFailedScenarioDebugging(t *testing.T) {
 	artifacts := t.TempDir()
 	var mu sync.Mutex
 	var logged []string
+	// containerd logs nothing of its own while a container runs in the
+	// warm shim's group: while the scenario runs, it is asked for its
+	// goroutines (SIGUSR1), which it logs at level info.
+	var b *harness.Board
+	dumped := make(chan error, 1)
 	logf := func(f string, a ...any) {
+		line := fmt.Sprintf(f, a...)
 		mu.Lock()
-		logged = append(logged, fmt.Sprintf(f, a...))
+		logged = append(logged, line)
 		mu.Unlock()
 		t.Logf(f, a...)
+		if strings.HasSuffix(line, ": fails on purpose stdout: about to fail") {
+			go func() {
+				_, err := b.SSH.Run(t.Context(), "pkill -USR1 -x containerd")
+				dumped <- err
+			}()
+		}
 	}
 	b, err := harness.Start(t.Context(), append(suiteOption(), harness.WithBoard(slug), harness.WithLogf(logf),
 		harness.WithArtifactsDir(artifacts), harness.WithKeepOnFailure(), harness.WithOutputLines())...)
@@ -58,11 +70,17 @@ func TestFailedScenarioDebugging(t *testing.T) {
 	}
 	res := b.RunScenario(t.Context(), s)
 	require.Equal(t, "fail", res.Status(), "exit 3, want 0: %+v", res.Failures)
+	select {
+	case err := <-dumped:
+		require.NoError(t, err, "signal containerd")
+	case <-time.After(time.Minute):
+		t.Fatal("containerd was not signalled: the scenario's output line never came, or SSH did not answer")
+	}
 
 	t.Run("guest logs", func(t *testing.T) {
 		require.Len(t, res.GuestLogs, 3)
 		dir := filepath.Join(artifacts, "fails_on_purpose")
-		want := map[string]string{"journal": "containerd", "kernel": marker, "containerd": "level="}
+		want := map[string]string{"journal": "containerd", "kernel": marker, "containerd": "goroutine stack dump"}
 		for _, l := range res.GuestLogs {
 			require.Equal(t, filepath.Join(dir, l.Name+".log"), l.Path)
 			require.Empty(t, l.Error, l.Name)
