@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/socbox/socbox/harness/report"
@@ -51,13 +52,28 @@ func (b *Board) Run(ctx context.Context, c Container) (ContainerResult, error) {
 	return res, nil
 }
 
+// OutputLinesShown is how many of a container's output lines
+// WithOutputLines logs as they come, both streams together: enough to
+// watch it run, not a progress log of a container that writes a lot (a
+// scenario checking its output writes 70,000 lines).
+const OutputLinesShown = 200
+
 // withOutputLines has c's output lines logged under label, WithOutputLines,
-// unless c has a taker of its own.
+// unless c has a taker of its own: the first OutputLinesShown, then a line
+// saying the rest is not shown.
 func (b *Board) withOutputLines(c Container, label string) Container {
 	if !b.opts.outputLines || c.OutputLines != nil {
 		return c
 	}
-	c.OutputLines = func(stream, line string) { b.life.logf("%s %s: %s", label, stream, line) }
+	var n atomic.Int64
+	c.OutputLines = func(stream, line string) {
+		switch i := n.Add(1); {
+		case i <= OutputLinesShown:
+			b.life.logf("%s %s: %s", label, stream, line)
+		case i == OutputLinesShown+1:
+			b.life.logf("%s: more than %d lines of output: the rest is not shown as it comes (its result holds its output)", label, OutputLinesShown)
+		}
+	}
 	return c
 }
 

@@ -190,7 +190,8 @@ func WithoutSnapshot() Option {
 // WithOutputLines passes each line a container writes on to the board's
 // progress log while it runs (see WithLogf), after the board's name and
 // the scenario's (or the container's) and the stream: "raspi4b-fast: arch
-// stdout: aarch64". Boot sets it under go test -v; socbox run -v sets it.
+// stdout: aarch64", the first OutputLinesShown lines of each container.
+// Boot sets it under go test -v; socbox run -v sets it.
 // It costs a tail process in the guest per stream of each container; the
 // results are the same with it as without.
 func WithOutputLines() Option {

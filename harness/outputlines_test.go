@@ -23,6 +23,15 @@ func TestOutputLinesAreLoggedWithBoardAndScenario(t *testing.T) {
 	b.withOutputLines(c, "container").OutputLines("stdout", "again")
 	require.Equal(t, []string{"raspi4b-fast: arch stdout: aarch64", "raspi4b-fast: arch/web stderr: listening", "raspi4b-fast: arch stdout: again"}, logged)
 
+	logged = nil
+	chatty := b.withOutputLines(Container{}, "seq")
+	for i := range OutputLinesShown + 50 {
+		chatty.OutputLines("stdout", fmt.Sprint(i))
+	}
+	require.Len(t, logged, OutputLinesShown+1)
+	require.Equal(t, fmt.Sprintf("raspi4b-fast: seq stdout: %d", OutputLinesShown-1), logged[OutputLinesShown-1])
+	require.Equal(t, "raspi4b-fast: seq: more than 200 lines of output: the rest is not shown as it comes (its result holds its output)", logged[OutputLinesShown])
+
 	quiet := &Board{opts: defaultOptions(), life: b.life}
 	require.Nil(t, quiet.withOutputLines(Container{}, "arch").OutputLines, "only when asked for")
 }
