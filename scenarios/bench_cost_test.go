@@ -408,29 +408,7 @@ func (m *memSampler) stop() {
 }
 
 // qemuChildren are the QEMU processes this process started.
-func qemuChildren() []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	self := strconv.Itoa(os.Getpid())
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		s := string(st)
-		if strings.HasPrefix(s, "Name:\tqemu-system") && strings.Contains(s, "\nPPid:\t"+self+"\n") {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
+func qemuChildren() []int { return childPIDs(os.Getpid(), "qemu-system") }
 
 // procKB is a kB field of /proc/PID/status (VmRSS, VmHWM), 0 if unknown.
 func procKB(pid int, field string) int64 {
@@ -539,29 +517,14 @@ func BenchmarkReadyAndContainer(b *testing.B) {
 				bd, err = harness.Start(ctx, harness.WithBoard(slug), record)
 				must(b, err)
 				walls = append(walls, time.Since(start))
-				st := stageSeconds(bd)
-				if _, ok := st["restore"]; !ok {
-					b.Fatalf("%s did not restore from a snapshot: stages %v", slug, st)
-				}
-				var total time.Duration
-				for _, name := range []string{"restore", "ssh", "containerd", "network"} {
-					if v, ok := st[name]; ok {
-						stages[name] = append(stages[name], secs(v))
-						total += secs(v)
-					}
-				}
-				stagesum = append(stagesum, total)
+				stagesum = append(stagesum, addRestoreStages(b, slug, bd, stages))
 				if j < 2 {
 					must(b, bd.Close())
 				}
 			}
 			fmt.Printf("%s\n", slug)
 			benchReport(b, "  restore to ready (stages, median of 3)", median(stagesum), slug+"-ready-s")
-			for _, name := range []string{"restore", "ssh", "containerd", "network"} {
-				if len(stages[name]) > 0 {
-					fmt.Printf("    %-41s %8.2fs\n", name, median(stages[name]).Seconds())
-				}
-			}
+			printStages(stages, "    %-41s %8.2fs\n")
 			fmt.Printf("  %-43s %8.2fs\n", "restore to ready (Start, wall)", median(walls).Seconds())
 			if l := logged["ssh: logged in after "]; len(l) > 0 {
 				fmt.Printf("    %-41s %8.2fs\n", "ssh login (handshake and auth)", median(l).Seconds())

@@ -144,26 +144,11 @@ func BenchmarkRestore(b *testing.B) {
 			for range 3 {
 				bd, err := harness.Start(ctx, harness.WithBoard(slug), quiet)
 				must(b, err)
-				st := stageSeconds(bd)
 				must(b, bd.Close())
-				if _, ok := st["restore"]; !ok {
-					b.Fatalf("%s did not restore from a snapshot: stages %v", slug, st)
-				}
-				var total time.Duration
-				for _, name := range []string{"restore", "ssh", "containerd", "network"} {
-					if v, ok := st[name]; ok {
-						stages[name] = append(stages[name], secs(v))
-						total += secs(v)
-					}
-				}
-				totals = append(totals, total)
+				totals = append(totals, addRestoreStages(b, slug, bd, stages))
 			}
 			benchReport(b, slug+": restore to ready", median(totals), slug+"-restore-s")
-			for _, name := range []string{"restore", "ssh", "containerd", "network"} {
-				if len(stages[name]) > 0 {
-					fmt.Printf("  %-43s %8.2fs\n", name, median(stages[name]).Seconds())
-				}
-			}
+			printStages(stages, "  %-43s %8.2fs\n")
 		}
 	}
 }
@@ -245,6 +230,36 @@ func tenScenarios() []scenario.Scenario {
 		}
 	}
 	return out
+}
+
+// readyStages are the stages from a restore to a ready board, in order.
+var readyStages = []string{"restore", "ssh", "containerd", "network"}
+
+// addRestoreStages adds a restored board's ready stages to stages and
+// returns their sum; it fails b when the board did not restore.
+func addRestoreStages(b *testing.B, slug string, bd *harness.Board, stages map[string][]time.Duration) time.Duration {
+	b.Helper()
+	st := stageSeconds(bd)
+	if _, ok := st["restore"]; !ok {
+		b.Fatalf("%s did not restore from a snapshot: stages %v", slug, st)
+	}
+	var total time.Duration
+	for _, name := range readyStages {
+		if v, ok := st[name]; ok {
+			stages[name] = append(stages[name], secs(v))
+			total += secs(v)
+		}
+	}
+	return total
+}
+
+// printStages prints, with format, the median of each stage measured.
+func printStages(stages map[string][]time.Duration, format string) {
+	for _, name := range readyStages {
+		if len(stages[name]) > 0 {
+			fmt.Printf(format, name, median(stages[name]).Seconds())
+		}
+	}
 }
 
 func stageSeconds(bd *harness.Board) map[string]float64 {

@@ -132,7 +132,7 @@ fallocate -l $((avail - 65536)) /var/tmp/fill && dd if=/dev/zero of=/var/tmp/fil
 		tmp := shortTempDir(t)
 		run := startRun(t, tmp, slug, hangScenarios(t))
 		run.waitFor(t, "scenario 1 of 1: hangs")
-		qemuPIDs := run.children(t, "qemu-system")
+		qemuPIDs := run.children("qemu-system")
 		require.NotEmpty(t, qemuPIDs, "QEMU runs under socbox")
 		// A guest that no longer answers: the clean stop the first
 		// SIGINT asks for hangs on it.
@@ -155,7 +155,7 @@ fallocate -l $((avail - 65536)) /var/tmp/fill && dd if=/dev/zero of=/var/tmp/fil
 		tmp := shortTempDir(t)
 		run := startRun(t, tmp, slug, hangScenarios(t))
 		run.waitFor(t, "scenario 1 of 1: hangs")
-		qemuPIDs := run.children(t, "qemu-system")
+		qemuPIDs := run.children("qemu-system")
 		require.NoError(t, run.cmd.Process.Kill())
 		run.wait(t, 10*time.Second)
 		// QEMU dies with socbox; the run directory stays behind.
@@ -400,33 +400,7 @@ func (r *socboxRun) wait(t *testing.T, within time.Duration) int {
 
 // children are the PIDs of the run's child processes whose command name
 // starts with name.
-func (r *socboxRun) children(t *testing.T, name string) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	require.NoError(t, err)
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(stat)
-		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || end < 0 {
-			continue
-		}
-		fields := strings.Fields(s[end+1:])
-		if len(fields) > 1 && fields[1] == strconv.Itoa(r.cmd.Process.Pid) && strings.HasPrefix(s[open+1:end], name) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func (r *socboxRun) children(name string) []int { return childPIDs(r.cmd.Process.Pid, name) }
 
 // requireProcessesGone checks that each of pids has exited.
 func requireProcessesGone(t *testing.T, pids []int) {
