@@ -87,7 +87,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		"overrides; 1 runs them one after the other)")
 	fs.BoolVar(&bf.keepFailed, "keep-failed", false, "keep each board a scenario failed on (or that did not get ready) running when the run ends, "+
 		"for socbox ssh, until Ctrl-C")
-	fs.BoolVar(&bf.verbose, "v", false, "print each line a container writes as it writes it, after the board's and the scenario's names")
+	fs.BoolVar(&bf.verbose, "v", false, "print the lines a container writes as it writes them (its first 200), after the board's and the scenario's names")
 	var sf selectFlags
 	addSelectFlags(fs, &sf)
 	out := fs.String("out", "", "`directory` for results.json, junit.xml, report.html and console logs (default: a new directory under ./socbox-results)")
