@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/digitalocean/go-qemu/qmp/qmptest"
 	"github.com/stretchr/testify/require"
@@ -31,6 +32,53 @@ func TestAliveSeesAUSBNICLost(t *testing.T) {
 
 	q.watchUSBNIC = false // the NIC-less boot has no USB NIC to lose
 	require.NoError(t, q.Alive())
+}
+
+// stalledEnumeration is the console of a CI boot whose USB NIC never
+// came: the port power-cycled, and the fourth try hung without the
+// kernel's "unable to enumerate" line.
+const stalledEnumeration = `[   46.432904] usb 1-1: new full-speed USB device number 2 using dwc2
+[   46.434228] dwc2 3f980000.usb: Not connected
+[   48.491135] usb usb1-port1: attempt power cycle
+[   48.797387] usb 1-1: new full-speed USB device number 4 using dwc2
+socbox login: [   49.412658] usb 1-1: new full-speed USB device number 5 using dwc2
+[   49.413050] dwc2 3f980000.usb: Not connected
+`
+
+func TestUSBNICState(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		head           string
+		lost, troubled bool
+	}{
+		{"quiet", "[    1.0] Booting Linux\n", false, false},
+		{"gave up", "[ 62.9] usb usb1-port1: unable to enumerate USB device\n", true, false},
+		{"stalled after a power cycle", stalledEnumeration, false, true},
+		{"came up after a power cycle", stalledEnumeration +
+			"[ 51.0] cdc_ether 1-1:1.0 usb0: register 'cdc_ether' at usb-3f980000.usb-1, CDC Ethernet Device, 52:54:00:12:34:57\n", false, false},
+		{"came up at once", "[ 59.1] cdc_ether 1-1:1.0 usb0: register 'cdc_ether' at usb-3f980000.usb-1, CDC Ethernet Device, 52:54:00:12:34:57\n", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lost, troubled := usbNICState(tc.head)
+			require.Equal(t, tc.lost, lost, "lost")
+			require.Equal(t, tc.troubled, troubled, "in trouble")
+		})
+	}
+}
+
+func TestAliveSeesAUSBEnumerationStall(t *testing.T) {
+	q, log := driver(t, "raspi3b", true)
+	require.NoError(t, os.WriteFile(log, []byte(stalledEnumeration), 0o644))
+	require.NoError(t, q.Alive(), "a power cycle alone is not a lost NIC")
+	t0 := time.Now()
+	require.NoError(t, q.usbNICLost(stalledEnumeration, t0.Add(usbNICStall-time.Second)), "the stall is timed from when it was first seen")
+	err := q.usbNICLost(stalledEnumeration, t0.Add(usbNICStall+time.Second))
+	require.ErrorIs(t, err, ErrUSBNICLost)
+	require.Contains(t, err.Error(), "stalled after the port's power cycle")
+
+	quiet, log := driver(t, "raspi3b-fast", false)
+	require.NoError(t, os.WriteFile(log, []byte(stalledEnumeration), 0o644))
+	require.NoError(t, quiet.Alive(), "watched only on a board with a USB NIC")
 }
 
 func TestAliveSeesSSHDFail(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/socbox/socbox/boards"
 	"github.com/socbox/socbox/harness/qemu"
@@ -23,6 +25,45 @@ type QEMU struct {
 	// watchUSBNIC: the board boots with a USB NIC whose enumeration the
 	// console is watched for.
 	watchUSBNIC bool
+	// usbTrouble is when Alive first saw the guest's USB enumeration in
+	// trouble (unix nanoseconds; 0: not seen).
+	usbTrouble atomic.Int64
+}
+
+// usbNICStall is how long the guest may go on with a USB enumeration in
+// trouble (its hub driver power-cycled the port) without its NIC
+// registering, before the NIC is taken as lost. Seen in CI: the fourth
+// try after the power cycle hung, with no "unable to enumerate" line,
+// until the SSH stage gave up 3 min later; a NIC that comes up after a
+// power cycle registers within seconds.
+const usbNICStall = 90 * time.Second
+
+// usbNICState reads a console log's head for the guest's USB NIC: lost
+// (the kernel gave up on it), or in trouble (the port power-cycled and no
+// usbnet interface registered since).
+func usbNICState(head string) (lost, trouble bool) {
+	if strings.Contains(head, "unable to enumerate USB device") {
+		return true, false
+	}
+	// usbnet's line for every NIC it binds: "usb0: register 'cdc_ether' at ...".
+	return false, strings.Contains(head, "attempt power cycle") && !strings.Contains(head, ": register '")
+}
+
+// usbNICLost applies usbNICState's verdict at now: nil, or ErrUSBNICLost
+// once the trouble has lasted usbNICStall.
+func (q *QEMU) usbNICLost(head string, now time.Time) error {
+	lost, trouble := usbNICState(head)
+	switch {
+	case lost:
+		return ErrUSBNICLost
+	case !trouble:
+		return nil
+	}
+	q.usbTrouble.CompareAndSwap(0, now.UnixNano())
+	if since := now.Sub(time.Unix(0, q.usbTrouble.Load())); since >= usbNICStall {
+		return fmt.Errorf("%w: its enumeration stalled after the port's power cycle (%s without the NIC)", ErrUSBNICLost, since.Round(time.Second))
+	}
+	return nil
 }
 
 // UART is a board QEMU emulates, reached over SSH on a serial port: one
@@ -127,8 +168,10 @@ func (q *QEMU) Alive() error {
 		return err
 	}
 	log := ConsoleLog(q.prof, q.RunDir())
-	if q.watchUSBNIC && qemu.HeadContains(log, 1<<20, "unable to enumerate USB device") {
-		return ErrUSBNICLost
+	if q.watchUSBNIC {
+		if err := q.usbNICLost(qemu.Head(log, 1<<20), time.Now()); err != nil {
+			return err
+		}
 	}
 	// From the head: the line is early in the boot and may have scrolled
 	// out of the tail by the time it is looked for.

@@ -402,16 +402,23 @@ func HeadLine(path string, limit int64, any ...string) string {
 // HeadContains reports whether the first limit bytes of a file contain any
 // of the strings.
 func HeadContains(path string, limit int64, any ...string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, limit))
+	head := Head(path, limit)
 	for _, s := range any {
-		if strings.Contains(string(b), s) {
+		if strings.Contains(head, s) {
 			return true
 		}
 	}
 	return false
+}
+
+// Head is the first limit bytes of the file at path, "" when it cannot be
+// read.
+func Head(path string, limit int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, limit))
+	return string(b)
 }
