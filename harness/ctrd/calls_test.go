@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socbox/socbox/boards"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -91,23 +92,39 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// counted is a runtime on a containerd of the test's own (d), with the
+// busybox image of platform p imported as image, whose calls sh counts.
+type counted struct {
+	r     *Runtime
+	sh    *callCounter
+	image string
+	d     *testDaemon
+	p     boards.Platform
+}
+
+func countedRuntime(ctx context.Context, t *testing.T) counted {
+	t.Helper()
+	c := counted{p: hostPlatform(t), d: startContainerd(t), sh: &callCounter{}}
+	archive := busyboxArchive(t, c.p, busyboxRef, nil)
+	var err error
+	c.r, err = Connect(ctx, c.sh, WithSocket(c.d.socket), WithStateDir(c.d.dir+"/guest"))
+	t.Cleanup(func() { c.r.Close() })
+	require.NoError(t, err)
+	c.image, err = c.r.Import(ctx, bytes.NewReader(archive), c.p)
+	require.NoError(t, err)
+	return c
+}
+
 // TestContainerCalls: a container on a warm runtime costs the calls its
 // life needs and no more. The client's NewContainer, NewTask and Delete
 // and the cleanup's task lookup made it 28: the image's manifest and
 // config read twice, the snapshotter's capabilities, the container record
 // four times and the task's status twice.
 func TestContainerCalls(t *testing.T) {
-	p := hostPlatform(t)
-	archive := busyboxArchive(t, p, busyboxRef, nil)
-	d := startContainerd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sh := &callCounter{}
-	r, err := Connect(ctx, sh, WithSocket(d.socket), WithStateDir(d.dir+"/guest"))
-	t.Cleanup(func() { r.Close() })
-	require.NoError(t, err)
-	name, err := r.Import(ctx, bytes.NewReader(archive), p)
-	require.NoError(t, err)
+	c := countedRuntime(ctx, t)
+	r, sh, name := c.r, c.sh, c.image
 	res, err := r.Run(ctx, Container{Image: name, Cmd: []string{"true"}}) // the image is checked once
 	require.NoError(t, err)
 	require.Equal(t, 0, res.ExitCode)
@@ -138,23 +155,16 @@ func TestContainerCalls(t *testing.T) {
 // TestRestoredKeeperCalls: on a restored board the shim keeper runs
 // already, and one call finds it so; the client's way took three.
 func TestRestoredKeeperCalls(t *testing.T) {
-	p := hostPlatform(t)
-	archive := busyboxArchive(t, p, busyboxRef, nil)
-	d := startContainerd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sh := &callCounter{}
-	r, err := Connect(ctx, sh, WithSocket(d.socket), WithStateDir(d.dir+"/guest"))
-	t.Cleanup(func() { r.Close() })
-	require.NoError(t, err)
-	name, err := r.Import(ctx, bytes.NewReader(archive), p)
-	require.NoError(t, err)
+	c := countedRuntime(ctx, t)
+	r, sh, name := c.r, c.sh, c.image
 	require.NoError(t, r.KeepShimWarm(ctx, name))
 	t.Cleanup(func() { _ = r.StopShimKeeper(context.Background()) })
 	time.Sleep(100 * time.Millisecond)
 	sh.take()
 
-	r2, err := Connect(ctx, sh, WithSocket(d.socket), WithStateDir(d.dir+"/guest"), WithPlatform(p))
+	r2, err := Connect(ctx, sh, WithSocket(c.d.socket), WithStateDir(c.d.dir+"/guest"), WithPlatform(c.p))
 	t.Cleanup(func() { r2.Close() })
 	require.NoError(t, err)
 	time.Sleep(100 * time.Millisecond)
