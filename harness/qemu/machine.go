@@ -116,12 +116,16 @@ func (m *Machine) pipe(wg *sync.WaitGroup, prefix string, r io.Reader) {
 	defer wg.Done()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	runs := repeats{emit: func(line string) { m.logf("%s%s", prefix, line) }}
+	defer runs.end()
 	for sc.Scan() {
 		line := sc.Text()
 		if m.cfg.SerialSSH != "" && strings.HasSuffix(line, "warning: netdev net0 has no peer") {
 			continue // by design: the NIC is plugged in once the state is saved or loaded
 		}
-		m.logf("%s%s", prefix, line)
+		if !runs.line(line) {
+			continue
+		}
 		m.outMu.Lock()
 		m.outTail = append(m.outTail, line)
 		if len(m.outTail) > 40 {
@@ -129,6 +133,41 @@ func (m *Machine) pipe(wg *sync.WaitGroup, prefix string, r io.Reader) {
 		}
 		m.outMu.Unlock()
 	}
+}
+
+// repeats passes lines on to emit, a run of one line once: QEMU may say
+// the same thing hundreds of times (slirp's "Failed to send packet" while
+// a guest's NIC is down). When the run ends, one line says how many more
+// times it came.
+type repeats struct {
+	emit func(string)
+	last string
+	seen bool
+	more int
+}
+
+// line passes l on unless it repeats the line before; it reports whether
+// l was new.
+func (r *repeats) line(l string) bool {
+	if r.seen && l == r.last {
+		r.more++
+		return false
+	}
+	r.end()
+	r.last, r.seen = l, true
+	r.emit(l)
+	return true
+}
+
+// end says how many times the last line came again, if it did.
+func (r *repeats) end() {
+	switch {
+	case r.more == 1:
+		r.emit("(the line above came once more)")
+	case r.more > 1:
+		r.emit(fmt.Sprintf("(the line above came %d more times)", r.more))
+	}
+	r.more = 0
 }
 
 // saidEarly reports whether QEMU's own output so far has a line with s.

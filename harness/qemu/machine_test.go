@@ -54,3 +54,18 @@ func TestTailFile(t *testing.T) {
 	require.Equal(t, []string{"b", "c"}, TailFile(p, 2))
 	require.Nil(t, TailFile(filepath.Join(t.TempDir(), "none"), 3))
 }
+
+func TestRepeatedOutputLinesCollapse(t *testing.T) {
+	var got []string
+	r := repeats{emit: func(l string) { got = append(got, l) }}
+	var fresh []bool
+	for _, l := range []string{"", "", "a", "Slirp: Failed to send packet, ret: -1", "Slirp: Failed to send packet, ret: -1",
+		"Slirp: Failed to send packet, ret: -1", "b", "b"} {
+		fresh = append(fresh, r.line(l))
+	}
+	r.end()
+	r.end()
+	require.Equal(t, []bool{true, false, true, true, false, false, true, false}, fresh)
+	require.Equal(t, []string{"", "(the line above came once more)", "a", "Slirp: Failed to send packet, ret: -1",
+		"(the line above came 2 more times)", "b", "(the line above came once more)"}, got)
+}
