@@ -318,6 +318,9 @@ func requireHarnessError(t *testing.T, res *report.Scenario) {
 	require.NotEmpty(t, res.Error, "%+v", res)
 }
 
+// socboxBinDir holds the socbox command once built; TestMain removes it.
+var socboxBinDir string
+
 // socbox is the socbox command, built once for the tests that run it as a
 // user does.
 var socbox = sync.OnceValues(func() (string, error) {
@@ -325,6 +328,7 @@ var socbox = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	socboxBinDir = dir
 	bin := filepath.Join(dir, "socbox")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/socbox/socbox/cmd/socbox").CombinedOutput()
 	if err != nil {
