@@ -167,15 +167,16 @@ func (q *QEMU) Alive() error {
 	if err := q.proc.Alive(); err != nil {
 		return err
 	}
+	// From the head, read once: these lines are early in the boot and may
+	// have scrolled out of the tail by the time they are looked for.
 	log := ConsoleLog(q.prof, q.RunDir())
+	head := qemu.Head(log, 1<<20)
 	if q.watchUSBNIC {
-		if err := q.usbNICLost(qemu.Head(log, 1<<20), time.Now()); err != nil {
+		if err := q.usbNICLost(head, time.Now()); err != nil {
 			return err
 		}
 	}
-	// From the head: the line is early in the boot and may have scrolled
-	// out of the tail by the time it is looked for.
-	if l := qemu.HeadLine(log, 1<<20, sshdFailed...); l != "" {
+	if l := qemu.LineWith(head, sshdFailed...); l != "" {
 		return fmt.Errorf("%w: the console says %q; see %s for why (missing host keys are the usual cause: run ssh-keygen -A in the image)",
 			ErrSSHDFailed, strings.TrimSpace(l), log)
 	}

@@ -419,16 +419,10 @@ func TailFile(path string, n int) []string {
 	return lines
 }
 
-// HeadLine returns the first line among the first limit bytes of a file
-// that contains any of the strings, without its line ending, or "".
-func HeadLine(path string, limit int64, any ...string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, limit))
-	for line := range strings.Lines(string(b)) {
+// LineWith returns the first line of text that contains any of the
+// strings, without its line ending, or "".
+func LineWith(text string, any ...string) string {
+	for line := range strings.Lines(text) {
 		for _, s := range any {
 			if strings.Contains(line, s) {
 				return strings.TrimRight(line, "\r\n")
