@@ -345,20 +345,11 @@ func (s *session) Login(ctx context.Context, setClock bool) error {
 	}
 	ep := b.Machine.Endpoint()
 	dialStart := time.Now()
-	dctx := ctx
-	if s.restored && b.Profile.TimerLostOnRestore != "" {
-		// A CPU without its timer can hold the login for minutes: a
-		// restore that does not log in soon is treated as unusable.
-		var cancel context.CancelFunc
-		dctx, cancel = context.WithTimeout(ctx, restoredLoginTimeout)
-		defer cancel()
-	}
-	c, err := sshx.DialRetry(dctx, ep.Config(sshx.Config{Signer: s.signer, HostKeys: hk, Timeout: 20 * time.Second}),
-		500*time.Millisecond, b.Machine.Alive)
+	// A CPU without its timer can hold a restored board's login for
+	// minutes: one that does not log in soon is treated as unusable.
+	bounded := s.restored && b.Profile.TimerLostOnRestore != ""
+	c, err := s.dial(ctx, ep, hk, b.Machine.Alive, bounded)
 	if err != nil {
-		if dctx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("%w: no login within %s (%s): %w", boot.ErrRestoredUnusable, restoredLoginTimeout, b.Profile.TimerLostOnRestore, err)
-		}
 		return err
 	}
 	b.SSH = c
@@ -367,6 +358,38 @@ func (s *session) Login(ctx context.Context, setClock bool) error {
 	s.logf("ssh: logged in after %.2fs", time.Since(dialStart).Seconds())
 	if setClock {
 		return s.setClock(ctx)
+	}
+	return nil
+}
+
+// dial logs in at ep, retrying while alive says the machine may still
+// answer; bounded: a restored board that has not logged in within
+// restoredLoginTimeout is boot.ErrRestoredUnusable.
+func (s *session) dial(ctx context.Context, ep machine.Endpoint, hk *sshx.HostKeys, alive func() error, bounded bool) (*sshx.Client, error) {
+	dctx := ctx
+	if bounded {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, restoredLoginTimeout)
+		defer cancel()
+	}
+	c, err := sshx.DialRetry(dctx, ep.Config(sshx.Config{Signer: s.signer, HostKeys: hk, Timeout: 20 * time.Second}),
+		500*time.Millisecond, alive)
+	if err != nil && dctx.Err() != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("%w: no login within %s (%s): %w", boot.ErrRestoredUnusable, restoredLoginTimeout, s.b.Profile.TimerLostOnRestore, err)
+	}
+	return c, err
+}
+
+// timersFire fails with boot.ErrRestoredUnusable when a CPU of the
+// restored guest behind sh gets no timer interrupt
+// (Profile.TimerLostOnRestore).
+func (s *session) timersFire(ctx context.Context, sh guest.Shell) error {
+	cpus, err := guest.StalledCPUs(ctx, sh)
+	if err != nil {
+		return err
+	}
+	if len(cpus) > 0 {
+		return fmt.Errorf("%w: CPU %v gets no timer interrupt (%s)", boot.ErrRestoredUnusable, cpus, s.b.Profile.TimerLostOnRestore)
 	}
 	return nil
 }
@@ -414,12 +437,8 @@ func (s *session) ReadyRestored(ctx context.Context, waitNetwork bool) error {
 // restored guest gets no timer interrupt (Profile.TimerLostOnRestore).
 func (s *session) checkTimers(ctx context.Context) error {
 	start := time.Now()
-	cpus, err := guest.StalledCPUs(ctx, s.b.SSH)
-	if err != nil {
+	if err := s.timersFire(ctx, s.b.SSH); err != nil {
 		return err
-	}
-	if len(cpus) > 0 {
-		return fmt.Errorf("%w: CPU %v gets no timer interrupt (%s)", boot.ErrRestoredUnusable, cpus, s.b.Profile.TimerLostOnRestore)
 	}
 	s.logf("restore: each CPU's timer checked in %.2fs", time.Since(start).Seconds())
 	return nil
@@ -510,25 +529,12 @@ func (s *session) checkRestore(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	lctx, cancel := context.WithTimeout(ctx, restoredLoginTimeout)
-	defer cancel()
-	c, err := sshx.DialRetry(lctx, u.Endpoint().Config(sshx.Config{Signer: s.signer, HostKeys: hk, Timeout: 20 * time.Second}),
-		500*time.Millisecond, u.Alive)
+	c, err := s.dial(ctx, u.Endpoint(), hk, u.Alive, true)
 	if err != nil {
-		if lctx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("%w: no login within %s", boot.ErrRestoredUnusable, restoredLoginTimeout)
-		}
 		return err
 	}
 	defer c.Close()
-	cpus, err := guest.StalledCPUs(ctx, c)
-	if err != nil {
-		return err
-	}
-	if len(cpus) > 0 {
-		return fmt.Errorf("%w: CPU %v gets no timer interrupt", boot.ErrRestoredUnusable, cpus)
-	}
-	return nil
+	return s.timersFire(ctx, c)
 }
 
 // endSerialSession readies a board reached over its UART for its save:
