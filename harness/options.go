@@ -25,13 +25,15 @@ const (
 type Option func(*options) error
 
 type options struct {
-	board         string
-	suite         string
-	image         *images.Image
-	containerd    ContainerdStrategy
-	crun          bool
-	noContainerd  bool
-	timeouts      map[Stage]time.Duration
+	board        string
+	suite        string
+	image        *images.Image
+	containerd   ContainerdStrategy
+	crun         bool
+	noContainerd bool
+	timeouts     map[Stage]time.Duration
+	// timeoutSet: the stages whose timeout the user chose (WithTimeout).
+	timeoutSet    map[Stage]bool
 	keepOnFailure bool
 	keepRunDir    bool
 	runDir        string
@@ -132,6 +134,10 @@ func WithTimeout(s Stage, d time.Duration) Option {
 			return fmt.Errorf("timeout for stage %s must be positive, got %s", s, d)
 		}
 		o.timeouts[s] = d
+		if o.timeoutSet == nil {
+			o.timeoutSet = map[Stage]bool{}
+		}
+		o.timeoutSet[s] = true
 		return nil
 	}
 }

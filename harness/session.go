@@ -89,7 +89,7 @@ func (s *session) boot(ctx context.Context) error {
 		has = s.key.Find()
 	}
 	p := boot.Decide(board, has, opts)
-	if p.UART && b.life.timeouts[StageSSH] == defaultSSHTimeout {
+	if p.UART && !b.opts.timeoutSet[StageSSH] {
 		// Not the user's choice: a login over the UART after a boot (or a
 		// restore's fallback to one) is slow.
 		b.life.timeouts[StageSSH] = uartSSHTimeout
