@@ -53,15 +53,17 @@ func Start(cmd *exec.Cmd) error {
 		runtime.LockOSThread()
 		// The thread is never unlocked: once the child has gone the
 		// goroutine ends, and the runtime ends the thread with it.
-		err := cmd.Start()
-		started <- err
-		if err != nil {
+		if err := cmd.Start(); err != nil {
+			started <- err
 			return
 		}
+		// Registered before Start returns: a KillAll right after it
+		// must find the child.
 		pid := cmd.Process.Pid
 		running.mu.Lock()
 		running.pgids[pid] = struct{}{}
 		running.mu.Unlock()
+		started <- nil
 		waitExited(pid)
 		running.mu.Lock()
 		delete(running.pgids, pid)
